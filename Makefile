@@ -1,0 +1,67 @@
+# account-linker — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+# Both helpers install on first use into a cache outside the repository and print the path.
+VENV = $(shell bash hack/venv.sh)
+PY = $(VENV)/bin/python
+ASSETS = $(shell bash hack/control-plane-assets.sh)
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: toolchain
+toolchain: ## Make sure rustfmt and clippy are installed
+	@command -v rustup >/dev/null && rustup component add rustfmt clippy >/dev/null 2>&1 || true
+	@$(CARGO) fmt --version >/dev/null && $(CARGO) clippy --version >/dev/null
+
+.PHONY: build
+build: ## Build the operator binary
+	$(CARGO) build --locked
+
+.PHONY: crds
+crds: ## Regenerate crds/ (and the chart's copy) from the Rust types
+	$(CARGO) run --locked --quiet -- crd --out-dir crds
+	rm -f charts/account-linker/crds/*.yaml
+	cp crds/*.yaml charts/account-linker/crds/
+
+.PHONY: fmt
+fmt: ## Format the Rust code
+	$(CARGO) fmt
+
+.PHONY: lint
+lint: toolchain ## rustfmt check and clippy with warnings as errors
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+.PHONY: unit-test
+unit-test: ## Unit tests and the CRD-in-sync check (no services needed)
+	$(CARGO) test --locked --lib --bins --test crds_in_sync
+
+.PHONY: emulator-test
+emulator-test: ## The AWS emulator's own test suite (pytest)
+	cd emulator && $(PY) -m pytest -q
+
+.PHONY: testenv-test
+testenv-test: ## Tests of the local control-plane supervisor (pytest)
+	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) -m pytest -q hack/tests
+
+.PHONY: integration-test
+integration-test: ## Integration tests against a real API server and the strict emulator
+	KUBEBUILDER_ASSETS=$(ASSETS) ACCOUNT_LINKER_PYTHON=$(PY) \
+		$(CARGO) test --locked --test '*' -- --test-threads=4
+
+.PHONY: test
+test: lint unit-test emulator-test testenv-test integration-test ## Everything CI runs, from a fresh machine
+
+include hack/dev-env.mk
+
+.PHONY: demo
+demo: dev-env ## Local control plane + emulator up, CRDs and examples applied, shown with kubectl
+	@source target/dev-env/env.sh && bash hack/demo.sh
+
+.PHONY: clean
+clean: ## Remove build output (the cached venv and control-plane binaries stay)
+	$(CARGO) clean

@@ -1,0 +1,179 @@
+//! `MemberAccount`: a new AWS account created through Organizations.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::bulk_registration::PARENT_ID_PATTERN;
+use super::common::{DURATION_PATTERN, ROLE_NAME_PATTERN};
+
+/// The access role Organizations creates in new accounts unless told otherwise.
+pub const DEFAULT_ACCESS_ROLE_NAME: &str = "OrganizationAccountAccessRole";
+
+/// A MemberAccount creates one AWS account in the organization (exactly once), places it under
+/// `parentId`, and by default links it with a child LinkedAccount for its access role.
+#[expect(
+    clippy::duplicated_attributes,
+    reason = "each printcolumn(...) repeats keys such as type_ by design"
+)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "accountlinker.dev",
+    version = "v1alpha1",
+    kind = "MemberAccount",
+    plural = "memberaccounts",
+    shortname = "macct",
+    category = "accountlinker",
+    namespaced,
+    status = "MemberAccountStatus",
+    printcolumn(
+        name = "Account-Name",
+        type_ = "string",
+        json_path = ".spec.accountName"
+    ),
+    printcolumn(name = "Account", type_ = "string", json_path = ".status.accountId"),
+    printcolumn(name = "Parent", type_ = "string", json_path = ".spec.parentId"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].reason"#
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccountSpec {
+    /// The account's friendly name (1–50 characters). Organizations cannot rename an account
+    /// through this API after creation; a later change is reported, not applied.
+    #[schemars(length(min = 1, max = 50), pattern(r"^[\u0020-\u007E]+$"))]
+    pub account_name: String,
+
+    /// The root user's e-mail address, unique across AWS. Immutable.
+    #[schemars(
+        length(min = 6, max = 64),
+        pattern(r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+$")
+    )]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("email is immutable"))]
+    pub email: String,
+
+    /// The root (`r-…`) or organizational unit (`ou-…`) the account belongs under. The account
+    /// is moved when it differs.
+    #[schemars(pattern(PARENT_ID_PATTERN))]
+    pub parent_id: String,
+
+    /// The access role Organizations creates in the account, trusted by the management account.
+    #[serde(default = "default_access_role_name")]
+    #[schemars(pattern(ROLE_NAME_PATTERN))]
+    pub role_name: String,
+
+    /// Whether IAM users and roles in the account may see billing information.
+    #[serde(default)]
+    pub iam_user_access_to_billing: BillingAccess,
+
+    /// Tags on the account, applied at creation and kept in sync.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(length(max = 50))]
+    pub tags: BTreeMap<String, String>,
+
+    /// What happens in AWS when this object is deleted: `Retain` (default) leaves the account;
+    /// `Close` closes it with CloseAccount (reinstatable for 90 days).
+    #[serde(default)]
+    pub deletion_policy: MemberDeletionPolicy,
+
+    /// The child LinkedAccount that verifies the access role.
+    #[serde(default)]
+    pub link: MemberLink,
+}
+
+/// Billing visibility for IAM principals in the account.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BillingAccess {
+    /// IAM principals with permission may view billing.
+    #[default]
+    Allow,
+    /// Only the root user may view billing.
+    Deny,
+}
+
+/// Deletion policy of a MemberAccount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MemberDeletionPolicy {
+    /// Leave the account in the organization.
+    #[default]
+    Retain,
+    /// Close the account with CloseAccount.
+    Close,
+}
+
+/// Link settings of a MemberAccount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberLink {
+    /// Create a child LinkedAccount for the access role.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The child's `verifyInterval` (Go duration, at least `1m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(DURATION_PATTERN))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("verifyInterval must be at least 1m"))]
+    pub verify_interval: Option<String>,
+}
+
+impl Default for MemberLink {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            verify_interval: None,
+        }
+    }
+}
+
+/// What the operator last observed about the account.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAccountStatus {
+    /// The `metadata.generation` this status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling`, `Stalled` and `AccountCreated`.
+    #[serde(default)]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The CreateAccount request ID, recorded before the request is awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_account_request_id: Option<String>,
+    /// The request's state: `IN_PROGRESS`, `SUCCEEDED` or `FAILED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_account_state: Option<String>,
+    /// The new account's ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The account's current parent in the organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// The account's status in Organizations: `ACTIVE`, `SUSPENDED` or `PENDING_CLOSURE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_status: Option<String>,
+    /// Name of the child LinkedAccount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_account: Option<String>,
+}
+
+fn default_access_role_name() -> String {
+    DEFAULT_ACCESS_ROLE_NAME.to_string()
+}
+
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,6 @@
+//! account-linker: a Kubernetes operator that links many AWS accounts to one hub identity and
+//! keeps every link verified.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;

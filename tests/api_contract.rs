@@ -1,0 +1,735 @@
+//! The v1alpha1 API contract, proven on a real kube-apiserver: the CRDs install, the examples
+//! are accepted, invalid objects are rejected with the expected message, printer columns and
+//! `kubectl explain` text are served, and status is a real subresource.
+
+mod support;
+
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt, Resource};
+use serde_json::{Value, json};
+
+use account_linker::api::{BulkRegistration, LinkedAccount, MemberAccount};
+use support::TestNamespace;
+
+fn dynamic_api<K: Resource<DynamicType = ()>>(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<K>(&()))
+}
+
+fn api_for_kind(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    match kind {
+        "LinkedAccount" => dynamic_api::<LinkedAccount>(client, ns),
+        "BulkRegistration" => dynamic_api::<BulkRegistration>(client, ns),
+        "MemberAccount" => dynamic_api::<MemberAccount>(client, ns),
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+fn object(kind: &str, name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "accountlinker.dev/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("valid object shape")
+}
+
+fn linked(spec: Value) -> Value {
+    let mut base = json!({"accountId": "123456789012"});
+    merge(&mut base, spec);
+    base
+}
+
+fn bulk(spec: Value) -> Value {
+    let mut base = json!({
+        "stackSet": {"permissionModel": "ServiceManaged"},
+        "template": {"builtin": {}},
+        "targets": {"organizationalUnitIds": ["ou-ab12-cdefgh34"]},
+    });
+    merge(&mut base, spec);
+    base
+}
+
+fn member(spec: Value) -> Value {
+    let mut base = json!({
+        "accountName": "sandbox-7",
+        "email": "sandbox-7@example.com",
+        "parentId": "ou-ab12-sandbox01",
+    });
+    merge(&mut base, spec);
+    base
+}
+
+/// JSON merge patch semantics: `null` removes a key.
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    b.remove(&k);
+                } else {
+                    merge(b.entry(k).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+/// Creation must fail with HTTP 422 and a message containing `expected`.
+async fn expect_rejected(
+    api: &Api<DynamicObject>,
+    obj: &DynamicObject,
+    case: &str,
+    expected: &str,
+) {
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => panic!("{case}: the API server accepted an invalid object"),
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{case}: unexpected status {status:?}");
+            assert!(
+                status.message.contains(expected),
+                "{case}: message {:?} does not contain {expected:?}",
+                status.message
+            );
+        }
+        Err(other) => panic!("{case}: unexpected error {other}"),
+    }
+}
+
+#[tokio::test]
+async fn crds_are_established_with_names_and_categories() {
+    let env = support::env();
+    let out = env
+        .kubectl()
+        .args(["get", "crd", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Established\")].status}{\"\\n\"}{end}"])
+        .output()
+        .expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for crd in [
+        LinkedAccount::crd(),
+        BulkRegistration::crd(),
+        MemberAccount::crd(),
+    ] {
+        let name = crd.metadata.name.unwrap();
+        assert!(
+            text.contains(&format!("{name}=True")),
+            "{name} not Established: {text}"
+        );
+    }
+    let out = env
+        .kubectl()
+        .args([
+            "api-resources",
+            "--categories",
+            "accountlinker",
+            "-o",
+            "name",
+        ])
+        .output()
+        .expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for plural in ["linkedaccounts", "bulkregistrations", "memberaccounts"] {
+        assert!(
+            text.contains(plural),
+            "{plural} missing from category: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_example_is_accepted() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "examples").await;
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut files: Vec<_> = std::fs::read_dir(&examples)
+        .expect("examples/ exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 3,
+        "expected example manifests, found {files:?}"
+    );
+    for file in files {
+        let out = env
+            .kubectl()
+            .args(["apply", "--server-side", "-n", &ns.name, "-f"])
+            .arg(&file)
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "{} rejected: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn invalid_objects_are_rejected_with_clear_messages() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "invalid").await;
+
+    let arn = |acct: &str| format!("arn:aws:iam::{acct}:role/AccountLinkerAccess");
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        // LinkedAccount
+        (
+            "LinkedAccount",
+            "short account id",
+            linked(json!({"accountId": "12345"})),
+            "should match '^[0-9]{12}$'",
+        ),
+        (
+            "LinkedAccount",
+            "missing account id",
+            linked(json!({"accountId": null})),
+            "spec.accountId: Required value",
+        ),
+        (
+            "LinkedAccount",
+            "account id as number",
+            linked(json!({"accountId": 123456789012u64})),
+            "must be of type string",
+        ),
+        (
+            "LinkedAccount",
+            "role name and arn",
+            linked(json!({"roleName": "A", "roleArn": arn("123456789012")})),
+            "set either spec.roleName or spec.roleArn, not both",
+        ),
+        (
+            "LinkedAccount",
+            "role arn in another account",
+            linked(json!({"roleArn": arn("210987654321")})),
+            "spec.roleArn must name a role in spec.accountId",
+        ),
+        (
+            "LinkedAccount",
+            "malformed role arn",
+            linked(json!({"roleArn": "arn:aws:iam::123456789012:user/bob"})),
+            "spec.roleArn in body should match",
+        ),
+        (
+            "LinkedAccount",
+            "bad role name",
+            linked(json!({"roleName": "no spaces allowed"})),
+            "spec.roleName in body should match",
+        ),
+        (
+            "LinkedAccount",
+            "session too short",
+            linked(json!({"sessionDurationSeconds": 600})),
+            "should be greater than or equal to 900",
+        ),
+        (
+            "LinkedAccount",
+            "session too long",
+            linked(json!({"sessionDurationSeconds": 50000})),
+            "should be less than or equal to 43200",
+        ),
+        (
+            "LinkedAccount",
+            "verify interval below 1m",
+            linked(json!({"verifyInterval": "30s"})),
+            "verifyInterval must be at least 1m",
+        ),
+        (
+            "LinkedAccount",
+            "verify interval not a duration",
+            linked(json!({"verifyInterval": "soon"})),
+            "spec.verifyInterval in body should match",
+        ),
+        (
+            "LinkedAccount",
+            "suspend not a boolean",
+            linked(json!({"suspend": "yes"})),
+            "must be of type boolean",
+        ),
+        (
+            "LinkedAccount",
+            "secret ref without key",
+            linked(json!({"externalId": {"secretRef": {"name": "s"}}})),
+            "spec.externalId.secretRef.key: Required value",
+        ),
+        // BulkRegistration
+        (
+            "BulkRegistration",
+            "two template sources",
+            bulk(json!({"template": {"builtin": {}, "url": "https://s3.amazonaws.com/b/t.yaml"}})),
+            "set exactly one of template.builtin, template.configMapRef and template.url",
+        ),
+        (
+            "BulkRegistration",
+            "no template source",
+            bulk(json!({"template": {"builtin": null}})),
+            "set exactly one of template.builtin, template.configMapRef and template.url",
+        ),
+        (
+            "BulkRegistration",
+            "auto deployment on self-managed",
+            bulk(
+                json!({"stackSet": {"permissionModel": "SelfManaged"}, "targets": {"organizationalUnitIds": null, "accounts": ["111111111111"]}, "autoDeployment": {"enabled": true}}),
+            ),
+            "autoDeployment applies to ServiceManaged StackSets only",
+        ),
+        (
+            "BulkRegistration",
+            "execution role on service-managed",
+            bulk(json!({"stackSet": {"executionRoleName": "Exec"}})),
+            "administrationRoleArn and executionRoleName apply to SelfManaged StackSets only",
+        ),
+        (
+            "BulkRegistration",
+            "delegated admin on self-managed",
+            bulk(
+                json!({"stackSet": {"permissionModel": "SelfManaged", "callAs": "DelegatedAdmin"}, "targets": {"organizationalUnitIds": null, "accounts": ["111111111111"]}}),
+            ),
+            "a delegated administrator can only use ServiceManaged StackSets",
+        ),
+        (
+            "BulkRegistration",
+            "unknown permission model",
+            bulk(json!({"stackSet": {"permissionModel": "Organizations"}})),
+            "Unsupported value: \"Organizations\"",
+        ),
+        (
+            "BulkRegistration",
+            "missing permission model",
+            bulk(json!({"stackSet": {"permissionModel": null}})),
+            "spec.stackSet.permissionModel: Required value",
+        ),
+        (
+            "BulkRegistration",
+            "max concurrent count and percentage",
+            bulk(
+                json!({"operationPreferences": {"maxConcurrentCount": 5, "maxConcurrentPercentage": 50}}),
+            ),
+            "set maxConcurrentCount or maxConcurrentPercentage, not both",
+        ),
+        (
+            "BulkRegistration",
+            "failure tolerance count and percentage",
+            bulk(
+                json!({"operationPreferences": {"failureToleranceCount": 1, "failureTolerancePercentage": 10}}),
+            ),
+            "set failureToleranceCount or failureTolerancePercentage, not both",
+        ),
+        (
+            "BulkRegistration",
+            "builtin role in two regions",
+            bulk(json!({"regions": ["eu-west-1", "us-east-1"]})),
+            "the builtin template creates a named IAM role, which is global",
+        ),
+        (
+            "BulkRegistration",
+            "malformed OU id",
+            bulk(json!({"targets": {"organizationalUnitIds": ["ou-xyz"]}})),
+            "should match",
+        ),
+        (
+            "BulkRegistration",
+            "OU targets on self-managed",
+            bulk(json!({"stackSet": {"permissionModel": "SelfManaged"}})),
+            "targets.organizationalUnitIds needs a ServiceManaged StackSet",
+        ),
+        (
+            "BulkRegistration",
+            "no targets",
+            bulk(json!({"targets": {"organizationalUnitIds": null}})),
+            "targets needs at least one of accounts, accountsFrom or organizationalUnitIds",
+        ),
+        (
+            "BulkRegistration",
+            "ExternalId as a parameter",
+            bulk(json!({"parameters": [{"name": "ExternalId", "value": "x"}]})),
+            "the ExternalId parameter is managed by the operator",
+        ),
+        (
+            "BulkRegistration",
+            "rotation below 1h",
+            bulk(json!({"externalId": {"rotateEvery": "10m"}})),
+            "rotateEvery must be at least 1h",
+        ),
+        (
+            "BulkRegistration",
+            "rotation of a referenced secret",
+            bulk(
+                json!({"externalId": {"rotateEvery": "720h", "secretRef": {"name": "t", "key": "k"}}}),
+            ),
+            "rotateEvery applies to generated tokens only",
+        ),
+        (
+            "BulkRegistration",
+            "bad region",
+            bulk(json!({"regions": ["Europe"]})),
+            "should match",
+        ),
+        (
+            "BulkRegistration",
+            "bad account in targets",
+            bulk(json!({"targets": {"accounts": ["12"]}})),
+            "should match '^[0-9]{12}$'",
+        ),
+        (
+            "BulkRegistration",
+            "plain http template url",
+            bulk(json!({"template": {"builtin": null, "url": "http://example.com/t.yaml"}})),
+            "spec.template.url in body should match",
+        ),
+        (
+            "BulkRegistration",
+            "max session duration too long",
+            bulk(json!({"template": {"builtin": {"maxSessionDuration": 50000}}})),
+            "should be less than or equal to 43200",
+        ),
+        // MemberAccount
+        (
+            "MemberAccount",
+            "malformed email",
+            member(json!({"email": "not-an-email"})),
+            "spec.email in body should match",
+        ),
+        (
+            "MemberAccount",
+            "malformed parent",
+            member(json!({"parentId": "sandbox"})),
+            "spec.parentId in body should match",
+        ),
+        (
+            "MemberAccount",
+            "account name too long",
+            member(json!({"accountName": "x".repeat(51)})),
+            "may not be more than 50",
+        ),
+        (
+            "MemberAccount",
+            "unknown deletion policy",
+            member(json!({"deletionPolicy": "Delete"})),
+            "Unsupported value: \"Delete\"",
+        ),
+        (
+            "MemberAccount",
+            "link verify interval below 1m",
+            member(json!({"link": {"verifyInterval": "10s"}})),
+            "verifyInterval must be at least 1m",
+        ),
+        (
+            "MemberAccount",
+            "unknown billing access",
+            member(json!({"iamUserAccessToBilling": "Maybe"})),
+            "Unsupported value: \"Maybe\"",
+        ),
+        (
+            "MemberAccount",
+            "missing email",
+            member(json!({"email": null})),
+            "spec.email: Required value",
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for (i, (kind, case, spec, expected)) in cases.into_iter().enumerate() {
+        let api = api_for_kind(&client, &ns.name, kind);
+        let obj = object(kind, &format!("invalid-{i}"), spec);
+        expect_rejected(&api, &obj, &format!("{kind}: {case}"), expected).await;
+    }
+    ns.cleanup().await;
+}
+
+/// Updates that change immutable fields are rejected; the same objects are valid otherwise.
+#[tokio::test]
+async fn immutable_fields_cannot_change() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "immutable").await;
+    let cases: Vec<(&str, Value, Value, &str)> = vec![
+        (
+            "LinkedAccount",
+            linked(json!({})),
+            json!({"accountId": "210987654321"}),
+            "accountId is immutable",
+        ),
+        (
+            "BulkRegistration",
+            bulk(json!({"stackSet": {"name": "one"}})),
+            json!({"stackSet": {"name": "two"}}),
+            "stackSet.name is immutable",
+        ),
+        (
+            "BulkRegistration",
+            bulk(json!({"stackSet": {"name": "one"}})),
+            json!({"stackSet": {"name": null}}),
+            "stackSet.name is immutable",
+        ),
+        (
+            "BulkRegistration",
+            bulk(json!({})),
+            json!({"stackSet": {"name": "late"}}),
+            "stackSet.name is immutable",
+        ),
+        (
+            "BulkRegistration",
+            bulk(json!({"targets": {"organizationalUnitIds": null, "accounts": ["111111111111"]}})),
+            json!({"stackSet": {"permissionModel": "SelfManaged"}}),
+            "stackSet.permissionModel is immutable",
+        ),
+        (
+            "MemberAccount",
+            member(json!({})),
+            json!({"email": "other@example.com"}),
+            "email is immutable",
+        ),
+    ];
+    for (i, (kind, spec, change, expected)) in cases.into_iter().enumerate() {
+        let api = api_for_kind(&client, &ns.name, kind);
+        let name = format!("immutable-{i}");
+        api.create(&PostParams::default(), &object(kind, &name, spec))
+            .await
+            .unwrap_or_else(|e| panic!("{kind} #{i}: valid object rejected: {e}"));
+        let patch = json!({"spec": change});
+        match api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => panic!("{kind} #{i}: immutable change accepted: {patch}"),
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{kind} #{i}: {status:?}");
+                assert!(
+                    status.message.contains(expected),
+                    "{kind} #{i}: {}",
+                    status.message
+                );
+            }
+            Err(e) => panic!("{kind} #{i}: {e}"),
+        }
+    }
+    // A mutable field still changes.
+    let api = api_for_kind(&client, &ns.name, "LinkedAccount");
+    api.patch(
+        "immutable-0",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .expect("suspend is mutable");
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn defaults_are_applied_by_the_api_server() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "defaults").await;
+    let api: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns.name);
+    let created = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "accountlinker.dev/v1alpha1", "kind": "LinkedAccount",
+                "metadata": {"name": "defaults"}, "spec": {"accountId": "123456789012"}
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.spec.session_duration_seconds, 900);
+    assert_eq!(created.spec.verify_interval, "30m");
+    assert!(!created.spec.suspend);
+    assert_eq!(
+        created.spec.role_name, None,
+        "roleName is defaulted by the controller, not the schema"
+    );
+
+    let api: Api<MemberAccount> = Api::namespaced(client.clone(), &ns.name);
+    let created = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "accountlinker.dev/v1alpha1", "kind": "MemberAccount",
+                "metadata": {"name": "defaults"}, "spec": member(json!({}))
+            }))
+            .unwrap(),
+        )
+        .await
+        .expect("create");
+    assert_eq!(created.spec.role_name, "OrganizationAccountAccessRole");
+    assert!(created.spec.link.enabled);
+    ns.cleanup().await;
+}
+
+fn kubectl_stdout(env: &support::TestEnv, args: &[&str]) -> String {
+    let out = env.kubectl().args(args).output().expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn kubectl_shows_printer_columns_and_field_docs() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "columns").await;
+    for (kind, spec) in [
+        ("LinkedAccount", linked(json!({}))),
+        ("BulkRegistration", bulk(json!({}))),
+        ("MemberAccount", member(json!({}))),
+    ] {
+        api_for_kind(&client, &ns.name, kind)
+            .create(&PostParams::default(), &object(kind, "shown", spec))
+            .await
+            .expect("create");
+    }
+    let header = |resource: &str| {
+        kubectl_stdout(&env, &["get", resource, "-n", &ns.name])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        header("lacct"),
+        [
+            "NAME",
+            "ACCOUNT",
+            "ROLE",
+            "READY",
+            "REASON",
+            "LAST-VERIFIED",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        header("bulkreg"),
+        [
+            "NAME",
+            "STACKSET",
+            "TARGETS",
+            "CURRENT",
+            "ASSUMABLE",
+            "FAILED",
+            "READY",
+            "AGE"
+        ]
+    );
+    assert_eq!(
+        header("macct"),
+        [
+            "NAME",
+            "ACCOUNT-NAME",
+            "ACCOUNT",
+            "PARENT",
+            "READY",
+            "REASON",
+            "AGE"
+        ]
+    );
+    let all = kubectl_stdout(
+        &env,
+        &["get", "accountlinker", "-n", &ns.name, "-o", "name"],
+    );
+    for expected in [
+        "linkedaccount.accountlinker.dev/shown",
+        "bulkregistration.accountlinker.dev/shown",
+        "memberaccount.accountlinker.dev/shown",
+    ] {
+        assert!(
+            all.contains(expected),
+            "`kubectl get accountlinker` lacks {expected}: {all}"
+        );
+    }
+
+    let explain = kubectl_stdout(&env, &["explain", "linkedaccounts.spec.accountId"]);
+    assert!(
+        explain.contains("The 12-digit ID of the AWS account to link"),
+        "{explain}"
+    );
+    let explain = kubectl_stdout(&env, &["explain", "bulkregistrations.spec.deletionPolicy"]);
+    assert!(explain.contains("removes every stack"), "{explain}");
+    let explain = kubectl_stdout(&env, &["explain", "memberaccounts.spec.email"]);
+    assert!(explain.contains("unique across AWS"), "{explain}");
+    ns.cleanup().await;
+}
+
+#[tokio::test]
+async fn status_is_a_subresource() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "status").await;
+    let api: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns.name);
+    api.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({
+            "apiVersion": "accountlinker.dev/v1alpha1", "kind": "LinkedAccount",
+            "metadata": {"name": "sub"}, "spec": {"accountId": "123456789012"}
+        }))
+        .unwrap(),
+    )
+    .await
+    .expect("create");
+
+    // Writing status through the main resource is ignored.
+    let with_status = json!({"spec": {"suspend": true}, "status": {"accountName": "ignored"}});
+    let after = api
+        .patch("sub", &PatchParams::default(), &Patch::Merge(&with_status))
+        .await
+        .expect("patch");
+    assert!(after.spec.suspend);
+    assert_eq!(
+        after.status.as_ref().and_then(|s| s.account_name.clone()),
+        None
+    );
+
+    // Writing spec through /status is ignored, and status is stored.
+    let through_status = json!({"spec": {"suspend": false}, "status": {"accountName": "payments", "observedGeneration": 2}});
+    let after = api
+        .patch_status(
+            "sub",
+            &PatchParams::default(),
+            &Patch::Merge(&through_status),
+        )
+        .await
+        .expect("patch status");
+    assert!(
+        after.spec.suspend,
+        "spec changed through the status subresource"
+    );
+    assert_eq!(
+        after
+            .status
+            .as_ref()
+            .and_then(|s| s.account_name.as_deref()),
+        Some("payments")
+    );
+
+    // A status write does not bump the generation; a spec write does.
+    let generation = after.metadata.generation;
+    let after = api
+        .patch_status(
+            "sub",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": {"accountName": "p2"}})),
+        )
+        .await
+        .expect("patch status");
+    assert_eq!(after.metadata.generation, generation);
+    let after = api
+        .patch(
+            "sub",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(after.metadata.generation, generation.map(|g| g + 1));
+    ns.cleanup().await;
+}
