@@ -56,7 +56,7 @@ pub const DEFAULT_ACCESS_ROLE_NAME: &str = "OrganizationAccountAccessRole";
 pub struct MemberAccountSpec {
     /// The account's friendly name (1–50 characters). Organizations cannot rename an account
     /// through this API after creation; a later change is reported, not applied.
-    #[schemars(length(min = 1, max = 50), pattern(r"^[\u0020-\u007E]+$"))]
+    #[schemars(length(min = 1, max = 50), pattern(r"^[ -~]+$"))]
     pub account_name: String,
 
     /// The root user's e-mail address, unique across AWS. Immutable.
