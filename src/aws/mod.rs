@@ -1,0 +1,14 @@
+//! AWS behind small traits that speak the operator's domain, plus the SDK-backed
+//! implementations. [`AwsError`] is the only place that sees the SDK's error types: it classifies
+//! each failure once, so controllers decide on meaning (denied, throttled, transient, …), never
+//! on error codes.
+
+pub mod client;
+pub mod error;
+pub mod organizations;
+pub mod sts;
+
+pub use client::{AwsClients, AwsSettings};
+pub use error::{AwsError, ErrorClass};
+pub use organizations::AccountDirectory;
+pub use sts::{CallerIdentity, RoleVerifier, VerifyRequest};

@@ -1,0 +1,42 @@
+//! Organizations look-ups used to name accounts.
+
+use futures::future::BoxFuture;
+
+use super::AwsClients;
+use super::error::AwsError;
+
+/// Reads account metadata from Organizations.
+pub trait AccountDirectory: Send + Sync {
+    /// The account's name, or `None` when Organizations does not know the account.
+    fn account_name<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>>;
+}
+
+impl AccountDirectory for AwsClients {
+    fn account_name<'a>(
+        &'a self,
+        account_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
+        Box::pin(async move {
+            match self
+                .organizations
+                .describe_account()
+                .account_id(account_id)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out.account().and_then(|a| a.name()).map(str::to_string)),
+                Err(e) => {
+                    let err = AwsError::from_sdk("organizations:DescribeAccount", e);
+                    if err.class == super::ErrorClass::NotFound {
+                        Ok(None)
+                    } else {
+                        Err(err)
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,3 @@
+//! The LinkedAccount controller.
+
+pub mod verdict;

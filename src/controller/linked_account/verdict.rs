@@ -1,0 +1,499 @@
+//! What a verification means for a LinkedAccount's conditions and next check. Pure: every
+//! decision here is a function of the outcome, the clock and what status already says.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+use crate::api::conditions::{READY, RECONCILING, ROLE_ASSUMABLE, STALLED};
+use crate::aws::{AwsError, CallerIdentity, ErrorClass};
+use crate::controller::conditions::{Desired, Status};
+
+/// Condition reasons of LinkedAccount (CamelCase constants).
+pub mod reason {
+    pub const VERIFIED: &str = "Verified";
+    pub const VERIFYING: &str = "Verifying";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const ACCESS_DENIED: &str = "AccessDenied";
+    pub const REGION_DISABLED: &str = "RegionDisabled";
+    pub const EXPIRED_TOKEN: &str = "ExpiredToken";
+    pub const INVALID_IDENTITY_TOKEN: &str = "InvalidIdentityToken";
+    pub const ACCOUNT_MISMATCH: &str = "AccountMismatch";
+    pub const AWS_REJECTED: &str = "AwsRejected";
+    pub const EXTERNAL_ID_SECRET_NOT_FOUND: &str = "ExternalIdSecretNotFound";
+    pub const EXTERNAL_ID_KEY_NOT_FOUND: &str = "ExternalIdKeyNotFound";
+    pub const INVALID_EXTERNAL_ID: &str = "InvalidExternalId";
+}
+
+/// The result of one AssumeRole + GetCallerIdentity, classified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    /// The role was assumed and the identity is in the expected account.
+    Verified(CallerIdentity),
+    /// The role was assumed, but GetCallerIdentity answered for another account.
+    AccountMismatch { actual: CallerIdentity },
+    /// AWS refused, for a reason that will not go away by retrying the same call soon
+    /// (possibly after IAM propagates, see [`Verdict`]).
+    Refused { class: ErrorClass, error: AwsError },
+    /// Throttling, server errors, timeouts, network failures.
+    Transient(AwsError),
+}
+
+impl VerifyOutcome {
+    /// Classifies the result of verifying a role that should belong to `account_id`.
+    pub fn classify(account_id: &str, result: Result<CallerIdentity, AwsError>) -> Self {
+        match result {
+            Ok(identity) if identity.account == account_id => Self::Verified(identity),
+            Ok(actual) => Self::AccountMismatch { actual },
+            Err(error) if error.class.is_retryable() => Self::Transient(error),
+            Err(error) => Self::Refused {
+                class: error.class,
+                error,
+            },
+        }
+    }
+}
+
+/// Why verification did not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// `spec.suspend` is true.
+    Suspended,
+    /// The ExternalId could not be read: reason constant and a message naming what is missing.
+    ExternalId {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+/// Inputs of a decision besides the outcome.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    pub now: Timestamp,
+    /// Since when the current refusal has been seen for this generation (from status), if any.
+    pub refused_since: Option<Timestamp>,
+    /// How long AccessDenied / RegionDisabled are retried before the object is Stalled.
+    pub grace: Duration,
+    /// The object's verify interval.
+    pub verify_interval: Duration,
+    /// Consecutive retry attempts so far (for backoff).
+    pub attempt: u32,
+}
+
+/// What to write and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    /// The conditions to write; `None` keeps the current ones (transient errors never flap).
+    pub conditions: Option<Vec<Desired>>,
+    /// When to reconcile again.
+    pub requeue_after: Duration,
+    /// Whether this counts as a retry (backoff grows) or a settled state (backoff resets).
+    pub retrying: bool,
+}
+
+/// Condition types this controller writes (others, such as RoleDeployed, belong to the
+/// BulkRegistration and are kept as they are).
+pub const OWNED_TYPES: [&str; 4] = [READY, RECONCILING, STALLED, ROLE_ASSUMABLE];
+
+/// Initial conditions before the first verification finishes.
+pub fn verifying() -> Vec<Desired> {
+    progressing(
+        Status::Unknown,
+        reason::VERIFYING,
+        "verifying that the hub can assume the role",
+    )
+}
+
+/// Decides conditions and requeue for a blocked verification.
+pub fn blocked(blocked: &Blocked, clock: &Clock) -> Verdict {
+    match blocked {
+        Blocked::Suspended => Verdict {
+            conditions: Some(stalled(
+                None,
+                reason::SUSPENDED,
+                "verification is suspended (spec.suspend is true)",
+            )),
+            requeue_after: clock.verify_interval,
+            retrying: false,
+        },
+        Blocked::ExternalId { reason, message } => Verdict {
+            conditions: Some(stalled(Some(Status::Unknown), reason, message)),
+            // A watch on Secrets brings the object back as soon as the Secret is fixed; the
+            // requeue is only a safety net.
+            requeue_after: clock.verify_interval.min(Duration::from_secs(300)),
+            retrying: false,
+        },
+    }
+}
+
+/// Decides conditions and requeue for a verification outcome.
+pub fn decide(outcome: &VerifyOutcome, role_arn: &str, clock: &Clock) -> Verdict {
+    match outcome {
+        VerifyOutcome::Verified(identity) => Verdict {
+            conditions: Some(vec![
+                Desired::new(
+                    ROLE_ASSUMABLE,
+                    Status::True,
+                    reason::VERIFIED,
+                    format!("assumed {role_arn} as {}", identity.arn),
+                ),
+                Desired::new(
+                    READY,
+                    Status::True,
+                    reason::VERIFIED,
+                    "the role is assumable",
+                ),
+                Desired::new(RECONCILING, Status::False, reason::VERIFIED, ""),
+                Desired::new(STALLED, Status::False, reason::VERIFIED, ""),
+            ]),
+            requeue_after: jittered(clock.verify_interval, clock.now),
+            retrying: false,
+        },
+        VerifyOutcome::AccountMismatch { actual } => Verdict {
+            conditions: Some(stalled(
+                Some(Status::False),
+                reason::ACCOUNT_MISMATCH,
+                &format!(
+                    "assumed {role_arn} but GetCallerIdentity answered {} in account {}",
+                    actual.arn, actual.account
+                ),
+            )),
+            requeue_after: clock.verify_interval,
+            retrying: false,
+        },
+        VerifyOutcome::Refused { class, error } => refused(*class, error, clock),
+        VerifyOutcome::Transient(_) => Verdict {
+            conditions: None,
+            requeue_after: backoff(clock.attempt, clock.now),
+            retrying: true,
+        },
+    }
+}
+
+fn refused(class: ErrorClass, error: &AwsError, clock: &Clock) -> Verdict {
+    let aws = error_text(error);
+    match class {
+        // IAM is eventually consistent and fresh accounts reject STS briefly: retry within the
+        // grace period, then ask for a human.
+        ErrorClass::AccessDenied | ErrorClass::RegionDisabled => {
+            let reason = if class == ErrorClass::AccessDenied {
+                reason::ACCESS_DENIED
+            } else {
+                reason::REGION_DISABLED
+            };
+            let since = clock.refused_since.unwrap_or(clock.now);
+            let elapsed = clock.now.duration_since(since).unsigned_abs();
+            if elapsed < clock.grace {
+                let remaining = clock.grace - elapsed;
+                Verdict {
+                    conditions: Some(progressing_with(
+                        Status::False,
+                        reason,
+                        &format!(
+                            "{aws}; retrying for another {}s in case IAM has not propagated yet",
+                            remaining.as_secs()
+                        ),
+                    )),
+                    requeue_after: backoff(clock.attempt, clock.now).min(remaining.max(SECOND)),
+                    retrying: true,
+                }
+            } else {
+                Verdict {
+                    conditions: Some(stalled(Some(Status::False), reason, &aws)),
+                    requeue_after: clock.verify_interval,
+                    retrying: false,
+                }
+            }
+        }
+        // The hub's own credentials expired: they refresh on their own, keep trying.
+        ErrorClass::ExpiredToken => Verdict {
+            conditions: Some(progressing_with(
+                Status::Unknown,
+                reason::EXPIRED_TOKEN,
+                &format!("the hub's credentials expired: {aws}"),
+            )),
+            requeue_after: backoff(clock.attempt, clock.now),
+            retrying: true,
+        },
+        ErrorClass::InvalidIdentityToken => Verdict {
+            conditions: Some(stalled(
+                Some(Status::Unknown),
+                reason::INVALID_IDENTITY_TOKEN,
+                &format!("the hub's web identity token was rejected: {aws}"),
+            )),
+            requeue_after: clock.verify_interval,
+            retrying: false,
+        },
+        _ => Verdict {
+            conditions: Some(stalled(Some(Status::False), reason::AWS_REJECTED, &aws)),
+            requeue_after: clock.verify_interval,
+            retrying: false,
+        },
+    }
+}
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn error_text(error: &AwsError) -> String {
+    match &error.code {
+        Some(code) => format!("{code}: {}", error.message),
+        None => error.message.clone(),
+    }
+}
+
+/// Ready not True, work in flight.
+fn progressing(assumable: Status, reason: &str, message: &str) -> Vec<Desired> {
+    vec![
+        Desired::new(ROLE_ASSUMABLE, assumable, reason, message),
+        Desired::new(READY, Status::Unknown, reason, message),
+        Desired::new(RECONCILING, Status::True, reason, message),
+        Desired::new(STALLED, Status::False, reason, ""),
+    ]
+}
+
+fn progressing_with(assumable: Status, reason: &str, message: &str) -> Vec<Desired> {
+    vec![
+        Desired::new(ROLE_ASSUMABLE, assumable, reason, message),
+        Desired::new(READY, Status::False, reason, message),
+        Desired::new(RECONCILING, Status::True, reason, message),
+        Desired::new(STALLED, Status::False, reason, ""),
+    ]
+}
+
+/// Ready False, progress needs a human. `assumable` None leaves RoleAssumable as it was.
+fn stalled(assumable: Option<Status>, reason: &str, message: &str) -> Vec<Desired> {
+    let mut out = Vec::with_capacity(4);
+    if let Some(status) = assumable {
+        out.push(Desired::new(ROLE_ASSUMABLE, status, reason, message));
+    }
+    out.push(Desired::new(READY, Status::False, reason, message));
+    out.push(Desired::new(RECONCILING, Status::False, reason, ""));
+    out.push(Desired::new(STALLED, Status::True, reason, message));
+    out
+}
+
+/// Exponential backoff, 2 s doubling to 5 min, with ±20 % jitter seeded by the clock.
+pub fn backoff(attempt: u32, now: Timestamp) -> Duration {
+    let base = Duration::from_secs(2).saturating_mul(1u32 << attempt.min(8));
+    spread(base.min(Duration::from_secs(300)), 0.2, now)
+}
+
+/// The verify interval spread by ±10 %, so accounts created together drift apart.
+pub fn jittered(interval: Duration, now: Timestamp) -> Duration {
+    spread(interval, 0.1, now)
+}
+
+fn spread(d: Duration, fraction: f64, now: Timestamp) -> Duration {
+    // Sub-second clock bits are a cheap, well-spread source; jitter needs no CSPRNG.
+    let unit = f64::from(now.subsec_nanosecond().unsigned_abs() % 1_000_000) / 1_000_000.0;
+    d.mul_f64(1.0 - fraction + 2.0 * fraction * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/AccountLinkerAccess";
+
+    fn identity(account: &str) -> CallerIdentity {
+        CallerIdentity {
+            account: account.into(),
+            arn: format!("arn:aws:sts::{account}:assumed-role/AccountLinkerAccess/s"),
+        }
+    }
+
+    fn error(class: ErrorClass, code: &str) -> AwsError {
+        AwsError {
+            operation: "sts:AssumeRole",
+            class,
+            code: Some(code.into()),
+            message: "nope".into(),
+        }
+    }
+
+    fn clock(now: i64, refused_since: Option<i64>) -> Clock {
+        let t = |s| Timestamp::from_second(1_800_000_000 + s).unwrap();
+        Clock {
+            now: t(now),
+            refused_since: refused_since.map(t),
+            grace: Duration::from_secs(120),
+            verify_interval: Duration::from_secs(1800),
+            attempt: 0,
+        }
+    }
+
+    fn find<'a>(v: &'a Verdict, type_: &str) -> &'a Desired {
+        v.conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|d| d.type_ == type_)
+            .unwrap()
+    }
+
+    /// kstatus: when Ready is not True exactly one of Reconciling and Stalled is True.
+    fn assert_kstatus(v: &Verdict) {
+        let ready = find(v, READY).status;
+        let reconciling = find(v, RECONCILING).status == Status::True;
+        let stalled = find(v, STALLED).status == Status::True;
+        if ready == Status::True {
+            assert!(!reconciling && !stalled);
+        } else {
+            assert!(reconciling ^ stalled, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn classification_separates_every_kind_of_outcome() {
+        let ok = VerifyOutcome::classify("123456789012", Ok(identity("123456789012")));
+        assert!(matches!(ok, VerifyOutcome::Verified(_)));
+        let other = VerifyOutcome::classify("123456789012", Ok(identity("210987654321")));
+        assert!(matches!(other, VerifyOutcome::AccountMismatch { .. }));
+        let denied = VerifyOutcome::classify(
+            "123456789012",
+            Err(error(ErrorClass::AccessDenied, "AccessDenied")),
+        );
+        assert!(matches!(
+            denied,
+            VerifyOutcome::Refused {
+                class: ErrorClass::AccessDenied,
+                ..
+            }
+        ));
+        let throttled = VerifyOutcome::classify(
+            "123456789012",
+            Err(error(ErrorClass::Throttled, "Throttling")),
+        );
+        assert!(matches!(throttled, VerifyOutcome::Transient(_)));
+    }
+
+    #[test]
+    fn verified_is_ready_and_requeues_near_the_interval() {
+        let v = decide(
+            &VerifyOutcome::Verified(identity("123456789012")),
+            ROLE,
+            &clock(0, None),
+        );
+        assert_eq!(find(&v, READY).status, Status::True);
+        assert_eq!(find(&v, ROLE_ASSUMABLE).status, Status::True);
+        assert_kstatus(&v);
+        let secs = v.requeue_after.as_secs();
+        assert!((1620..=1980).contains(&secs), "{secs}");
+        assert!(!v.retrying);
+    }
+
+    #[test]
+    fn access_denied_retries_within_grace_then_stalls() {
+        let outcome = VerifyOutcome::Refused {
+            class: ErrorClass::AccessDenied,
+            error: error(ErrorClass::AccessDenied, "AccessDenied"),
+        };
+        let early = decide(&outcome, ROLE, &clock(30, Some(0)));
+        assert_eq!(find(&early, ROLE_ASSUMABLE).status, Status::False);
+        assert_eq!(find(&early, ROLE_ASSUMABLE).reason, reason::ACCESS_DENIED);
+        assert_eq!(find(&early, RECONCILING).status, Status::True);
+        assert!(early.retrying);
+        assert!(early.requeue_after <= Duration::from_secs(90));
+        assert_kstatus(&early);
+
+        let late = decide(&outcome, ROLE, &clock(121, Some(0)));
+        assert_eq!(find(&late, STALLED).status, Status::True);
+        assert_eq!(find(&late, STALLED).reason, reason::ACCESS_DENIED);
+        assert!(!late.retrying);
+        assert_kstatus(&late);
+    }
+
+    #[test]
+    fn region_disabled_has_its_own_reason() {
+        let outcome = VerifyOutcome::Refused {
+            class: ErrorClass::RegionDisabled,
+            error: error(ErrorClass::RegionDisabled, "RegionDisabledException"),
+        };
+        let v = decide(&outcome, ROLE, &clock(0, None));
+        assert_eq!(find(&v, READY).reason, reason::REGION_DISABLED);
+        assert_kstatus(&v);
+    }
+
+    #[test]
+    fn mismatch_and_rejections_stall_with_the_aws_message() {
+        let v = decide(
+            &VerifyOutcome::AccountMismatch {
+                actual: identity("210987654321"),
+            },
+            ROLE,
+            &clock(0, None),
+        );
+        assert_eq!(find(&v, STALLED).reason, reason::ACCOUNT_MISMATCH);
+        assert!(find(&v, READY).message.contains("210987654321"));
+        assert_kstatus(&v);
+
+        let rejected = VerifyOutcome::Refused {
+            class: ErrorClass::Rejected,
+            error: error(ErrorClass::Rejected, "ValidationError"),
+        };
+        let v = decide(&rejected, ROLE, &clock(0, None));
+        assert_eq!(find(&v, READY).reason, reason::AWS_REJECTED);
+        assert!(find(&v, READY).message.starts_with("ValidationError: "));
+        assert_kstatus(&v);
+    }
+
+    #[test]
+    fn expired_token_keeps_trying_and_invalid_identity_token_stalls() {
+        let expired = VerifyOutcome::Refused {
+            class: ErrorClass::ExpiredToken,
+            error: error(ErrorClass::ExpiredToken, "ExpiredTokenException"),
+        };
+        let v = decide(&expired, ROLE, &clock(0, None));
+        assert_eq!(find(&v, RECONCILING).status, Status::True);
+        assert_kstatus(&v);
+        let invalid = VerifyOutcome::Refused {
+            class: ErrorClass::InvalidIdentityToken,
+            error: error(ErrorClass::InvalidIdentityToken, "InvalidIdentityToken"),
+        };
+        let v = decide(&invalid, ROLE, &clock(0, None));
+        assert_eq!(find(&v, STALLED).reason, reason::INVALID_IDENTITY_TOKEN);
+        assert_kstatus(&v);
+    }
+
+    #[test]
+    fn transient_errors_keep_conditions_and_back_off() {
+        let outcome = VerifyOutcome::Transient(error(ErrorClass::Throttled, "Throttling"));
+        let mut c = clock(0, None);
+        let first = decide(&outcome, ROLE, &c);
+        assert_eq!(first.conditions, None);
+        assert!(first.retrying);
+        c.attempt = 5;
+        let later = decide(&outcome, ROLE, &c);
+        assert!(later.requeue_after > first.requeue_after);
+        c.attempt = 30;
+        assert!(decide(&outcome, ROLE, &c).requeue_after <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn blocked_states_stall_with_their_reason() {
+        let v = blocked(&Blocked::Suspended, &clock(0, None));
+        assert_eq!(find(&v, READY).reason, reason::SUSPENDED);
+        assert_kstatus(&v);
+        let v = blocked(
+            &Blocked::ExternalId {
+                reason: reason::EXTERNAL_ID_SECRET_NOT_FOUND,
+                message: "Secret payments-external-id not found".into(),
+            },
+            &clock(0, None),
+        );
+        assert_eq!(
+            find(&v, STALLED).reason,
+            reason::EXTERNAL_ID_SECRET_NOT_FOUND
+        );
+        assert!(find(&v, READY).message.contains("payments-external-id"));
+        assert_kstatus(&v);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        assert!(backoff(0, now) <= Duration::from_millis(2400));
+        assert!(backoff(3, now) >= Duration::from_millis(12800));
+        assert!(backoff(40, now) <= Duration::from_secs(360));
+    }
+}
