@@ -1,3 +1,566 @@
-//! The LinkedAccount controller.
+//! The LinkedAccount controller: resolve the ExternalId, verify the role when due, and write
+//! what was found as conditions.
+//!
+//! Verification is driven by requeues: a settled object is looked at again after its
+//! `verifyInterval` (with jitter); retries back off per object. Reconciles triggered for other
+//! reasons (a restart, a watch resync) do not verify early unless something that matters
+//! changed — the generation or the ExternalId Secret.
 
+pub mod external_id;
 pub mod verdict;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use self::external_id::Unavailable;
+use self::verdict::{Blocked, Clock, Verdict, VerifyOutcome, reason};
+use crate::api::conditions::{READY, ROLE_ASSUMABLE, STALLED};
+use crate::api::linked_account::DEFAULT_ROLE_NAME;
+use crate::api::{LinkedAccount, LinkedAccountStatus};
+use crate::aws::{AccountDirectory, ErrorClass, RoleVerifier, VerifyRequest, sts};
+use crate::controller::conditions::{self, Status};
+
+/// Finalizer of LinkedAccounts.
+pub const FINALIZER: &str = "accountlinker.dev/linked-account";
+/// Field manager of status writes.
+pub const FIELD_MANAGER: &str = "account-linker";
+
+/// Settings of the controller.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// How long AccessDenied / RegionDisabled are retried before Stalled.
+    pub access_denied_grace: Duration,
+    /// Global STS budget: requests per second (AssumeRole + GetCallerIdentity count as two).
+    pub sts_requests_per_second: NonZeroU32,
+    /// Global bound on verifications in flight.
+    pub sts_concurrency: usize,
+    /// Partition of role ARNs built from `roleName`.
+    pub partition: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            access_denied_grace: Duration::from_secs(120),
+            sts_requests_per_second: NonZeroU32::new(10).expect("non-zero"),
+            sts_concurrency: 16,
+            partition: "aws".into(),
+        }
+    }
+}
+
+type RateLimiter = governor::DefaultDirectRateLimiter;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub verifier: Arc<dyn RoleVerifier>,
+    pub directory: Arc<dyn AccountDirectory>,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    limiter: RateLimiter,
+    in_flight: Semaphore,
+    memory: Mutex<HashMap<ObjectRef<LinkedAccount>, Memory>>,
+    names: Mutex<HashMap<String, Option<String>>>,
+}
+
+/// What the controller remembers about an object between reconciles (lost on restart, which
+/// only costs one early verification).
+#[derive(Clone, Debug, Default)]
+struct Memory {
+    /// Consecutive retry attempts (backoff), reset when a verdict settles.
+    attempt: u32,
+    /// Generation and Secret version of the last verification.
+    verified: Option<(Option<i64>, String)>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        verifier: Arc<dyn RoleVerifier>,
+        directory: Arc<dyn AccountDirectory>,
+        recorder: Recorder,
+        settings: Settings,
+    ) -> Self {
+        let quota = governor::Quota::per_second(settings.sts_requests_per_second);
+        Self {
+            limiter: RateLimiter::direct(quota),
+            in_flight: Semaphore::new(settings.sts_concurrency.max(1)),
+            client,
+            verifier,
+            directory,
+            recorder,
+            settings,
+            memory: Mutex::default(),
+            names: Mutex::default(),
+        }
+    }
+
+    fn memory(&self, key: &ObjectRef<LinkedAccount>) -> Memory {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn remember(&self, key: ObjectRef<LinkedAccount>, memory: Memory) {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, memory);
+    }
+
+    fn forget(&self, key: &ObjectRef<LinkedAccount>) {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// Errors that end a reconcile early; the object is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    ExternalId(#[from] Unavailable),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kubernetes",
+            Self::ExternalId(_) => "external_id",
+            Self::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// The role ARN a LinkedAccount verifies.
+pub fn role_arn(link: &LinkedAccount, partition: &str) -> String {
+    match &link.spec.role_arn {
+        Some(arn) => arn.clone(),
+        None => format!(
+            "arn:{partition}:iam::{}:role/{}",
+            link.spec.account_id,
+            link.spec.role_name.as_deref().unwrap_or(DEFAULT_ROLE_NAME)
+        ),
+    }
+}
+
+/// Parses a Go-style duration (validated at admission; a bad one falls back to 30m).
+pub fn parse_interval(text: &str) -> Duration {
+    text.parse::<kube::core::Duration>()
+        .ok()
+        .map(Duration::from)
+        .filter(|d| *d >= Duration::from_secs(60))
+        .unwrap_or(Duration::from_secs(1800))
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    links: Api<LinkedAccount>,
+    secrets: Api<Secret>,
+    concurrency: u16,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        external_id::MANAGED_BY_LABEL,
+        external_id::MANAGED_BY
+    ));
+    Controller::new(links, watcher::Config::default().any_semantic())
+        .owns(secrets, owned)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                debug!(error = %err, "reconcile ended with an error");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(link: Arc<LinkedAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = link.namespace().unwrap_or_default();
+    let api: Api<LinkedAccount> = Api::namespaced(ctx.client.clone(), &ns);
+    finalizer(&api, FINALIZER, link, |event| async {
+        match event {
+            FinalizerEvent::Apply(link) => apply(&link, &ctx).await,
+            FinalizerEvent::Cleanup(link) => cleanup(&link, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn error_policy(link: Arc<LinkedAccount>, err: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(&*link);
+    let mut memory = ctx.memory(&key);
+    memory.attempt = memory.attempt.saturating_add(1);
+    let delay = verdict::backoff(memory.attempt, Timestamp::now());
+    ctx.remember(key, memory);
+    warn!(name = %link.name_any(), namespace = ?link.namespace(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn cleanup(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
+    // Nothing lives in AWS for a LinkedAccount; the generated Secret is garbage-collected
+    // through its owner reference.
+    ctx.forget(&ObjectRef::from_obj(link));
+    Ok(Action::await_change())
+}
+
+async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
+    let key = ObjectRef::from_obj(link);
+    let ns = link.namespace().unwrap_or_default();
+    let links: Api<LinkedAccount> = Api::namespaced(ctx.client.clone(), &ns);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let now = Timestamp::now();
+    let generation = link.meta().generation;
+    let current = link.status.clone().unwrap_or_default();
+    let interval = parse_interval(&link.spec.verify_interval);
+    let role_arn = role_arn(link, &ctx.settings.partition);
+    let mut memory = ctx.memory(&key);
+    let mut next = LinkedAccountStatus {
+        observed_generation: generation,
+        role_arn: Some(role_arn.clone()),
+        ..current.clone()
+    };
+    let clock = |refused_since| Clock {
+        now,
+        refused_since,
+        grace: ctx.settings.access_denied_grace,
+        verify_interval: interval,
+        attempt: memory.attempt,
+    };
+
+    let verdict = if link.spec.suspend {
+        verdict::blocked(&Blocked::Suspended, &clock(None))
+    } else {
+        match external_id::resolve(&secrets, link).await {
+            Err(Unavailable::Blocked { reason, message }) => {
+                if link.spec.external_id.is_none() {
+                    next.external_id_secret = None;
+                }
+                verdict::blocked(&Blocked::ExternalId { reason, message }, &clock(None))
+            }
+            Err(err) => return Err(err.into()),
+            Ok(resolved) => {
+                next.external_id_secret = Some(resolved.secret_name.clone());
+                let fingerprint = (generation, resolved.version.clone());
+                if let Some(wait) = not_due(link, &memory, &fingerprint, interval, now) {
+                    // Remember the baseline so a later Secret change is noticed.
+                    memory.verified = Some(fingerprint);
+                    ctx.remember(key, memory);
+                    return Ok(Action::requeue(wait));
+                }
+                if current.conditions.is_empty() {
+                    // Say that work started before the (possibly slow) first verification.
+                    let mut starting = next.clone();
+                    starting.conditions = conditions::merge(
+                        &[],
+                        &verdict::verifying(),
+                        &verdict::OWNED_TYPES,
+                        generation,
+                        now,
+                    );
+                    write_status(&links, link, &starting).await?;
+                    next.conditions = starting.conditions;
+                }
+                next.account_name = Some(account_name(link, ctx).await);
+                let outcome = verify(link, ctx, &role_arn, &resolved.value).await;
+                next.last_verified_time = Some(Time(Timestamp::now()));
+                if let VerifyOutcome::Verified(identity) = &outcome {
+                    next.verified_identity = Some(identity.arn.clone());
+                }
+                memory.verified = Some(fingerprint);
+                let refused_since = refused_since(&current, &outcome, generation);
+                verdict::decide(&outcome, &role_arn, &clock(refused_since))
+            }
+        }
+    };
+
+    apply_verdict(link, ctx, &links, current, next, &verdict, now).await?;
+    memory.attempt = if verdict.retrying {
+        memory.attempt.saturating_add(1)
+    } else {
+        0
+    };
+    ctx.remember(key, memory);
+    Ok(Action::requeue(verdict.requeue_after))
+}
+
+/// `Some(wait)` when the last verification still holds: same generation and Secret version,
+/// a settled verdict, and the interval not yet elapsed.
+fn not_due(
+    link: &LinkedAccount,
+    memory: &Memory,
+    fingerprint: &(Option<i64>, String),
+    interval: Duration,
+    now: Timestamp,
+) -> Option<Duration> {
+    let status = link.status.as_ref()?;
+    if status.observed_generation != link.meta().generation || memory.attempt > 0 {
+        return None;
+    }
+    if memory
+        .verified
+        .as_ref()
+        .is_some_and(|seen| seen != fingerprint)
+    {
+        return None;
+    }
+    let settled = conditions::is(&status.conditions, READY, Status::True)
+        || conditions::is(&status.conditions, STALLED, Status::True);
+    if !settled {
+        return None;
+    }
+    let last = status.last_verified_time.as_ref()?.0;
+    let elapsed = now.duration_since(last).unsigned_abs();
+    interval
+        .checked_sub(elapsed)
+        .filter(|wait| !wait.is_zero())
+        .map(|wait| verdict::jittered(wait, now).max(Duration::from_secs(1)))
+}
+
+/// When the refusal now observed started, if status already reported the same refusal for
+/// this generation.
+fn refused_since(
+    current: &LinkedAccountStatus,
+    outcome: &VerifyOutcome,
+    generation: Option<i64>,
+) -> Option<Timestamp> {
+    let VerifyOutcome::Refused { class, .. } = outcome else {
+        return None;
+    };
+    let expected = match class {
+        ErrorClass::AccessDenied => reason::ACCESS_DENIED,
+        ErrorClass::RegionDisabled => reason::REGION_DISABLED,
+        _ => return None,
+    };
+    let assumable = conditions::find(&current.conditions, ROLE_ASSUMABLE)?;
+    (assumable.status == Status::False.as_str()
+        && assumable.reason == expected
+        && assumable.observed_generation == generation)
+        .then_some(assumable.last_transition_time.0)
+}
+
+async fn verify(
+    link: &LinkedAccount,
+    ctx: &Context,
+    role_arn: &str,
+    external_id: &sts::Secret,
+) -> VerifyOutcome {
+    let _permit = ctx
+        .in_flight
+        .acquire()
+        .await
+        .expect("semaphore is never closed");
+    // AssumeRole and GetCallerIdentity each take one token of the global STS budget.
+    ctx.limiter
+        .until_n_ready(NonZeroU32::new(2).expect("non-zero"))
+        .await
+        .expect("burst is at least 2");
+    let session_name = sts::session_name(&link.namespace().unwrap_or_default(), &link.name_any());
+    let result = ctx
+        .verifier
+        .verify(VerifyRequest {
+            role_arn,
+            external_id,
+            session_name: &session_name,
+            duration_seconds: link.spec.session_duration_seconds,
+        })
+        .await;
+    VerifyOutcome::classify(&link.spec.account_id, result)
+}
+
+/// `spec.displayName`, else the Organizations account name when the hub may read it, else the
+/// account ID. Look-ups are cached per account for the life of the process.
+async fn account_name(link: &LinkedAccount, ctx: &Context) -> String {
+    if let Some(name) = &link.spec.display_name {
+        return name.clone();
+    }
+    let account = &link.spec.account_id;
+    let cached = ctx
+        .names
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(account)
+        .cloned();
+    let name = match cached {
+        Some(name) => name,
+        None => match ctx.directory.account_name(account).await {
+            Ok(name) => {
+                ctx.names
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(account.clone(), name.clone());
+                name
+            }
+            Err(err) => {
+                // Not being allowed to read Organizations is normal for a hub that is not the
+                // management account: fall back quietly and do not ask again.
+                if !err.class.is_retryable() {
+                    ctx.names
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(account.clone(), None);
+                }
+                debug!(account, error = %err, "account name not available from Organizations");
+                None
+            }
+        },
+    };
+    name.unwrap_or_else(|| account.clone())
+}
+
+async fn apply_verdict(
+    link: &LinkedAccount,
+    ctx: &Context,
+    links: &Api<LinkedAccount>,
+    current: LinkedAccountStatus,
+    mut next: LinkedAccountStatus,
+    verdict: &Verdict,
+    now: Timestamp,
+) -> Result<(), Error> {
+    if let Some(desired) = &verdict.conditions {
+        next.conditions =
+            conditions::merge(&next.conditions, desired, &[], link.meta().generation, now);
+    }
+    let unchanged = conditions::same_ignoring_timestamps(&current.conditions, &next.conditions)
+        && LinkedAccountStatus {
+            conditions: Vec::new(),
+            ..current.clone()
+        } == LinkedAccountStatus {
+            conditions: Vec::new(),
+            ..next.clone()
+        };
+    if unchanged {
+        return Ok(());
+    }
+    write_status(links, link, &next).await?;
+    publish_transitions(link, ctx, &current, &next).await;
+    Ok(())
+}
+
+async fn write_status(
+    links: &Api<LinkedAccount>,
+    link: &LinkedAccount,
+    status: &LinkedAccountStatus,
+) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "apiVersion": "accountlinker.dev/v1alpha1",
+        "kind": "LinkedAccount",
+        "status": status,
+    });
+    links
+        .patch_status(
+            &link.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// One Event per condition transition of RoleAssumable, Ready and Stalled.
+async fn publish_transitions(
+    link: &LinkedAccount,
+    ctx: &Context,
+    before: &LinkedAccountStatus,
+    after: &LinkedAccountStatus,
+) {
+    for type_ in [ROLE_ASSUMABLE, READY, STALLED] {
+        let Some(new) = conditions::find(&after.conditions, type_) else {
+            continue;
+        };
+        let old = conditions::find(&before.conditions, type_);
+        if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
+            continue;
+        }
+        let healthy = match type_ {
+            STALLED => new.status != "True",
+            _ => new.status != "False",
+        };
+        let event = Event {
+            type_: if healthy {
+                EventType::Normal
+            } else {
+                EventType::Warning
+            },
+            reason: new.reason.clone(),
+            note: Some(
+                format!("{type_}={}: {}", new.status, new.message)
+                    .chars()
+                    .take(1000)
+                    .collect(),
+            ),
+            action: "Verify".into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &link.object_ref(&())).await {
+            warn!(name = %link.name_any(), error = %err, "cannot publish event");
+        } else {
+            info!(name = %link.name_any(), namespace = ?link.namespace(), condition = type_, status = %new.status, reason = %new.reason, "condition changed");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(spec: serde_json::Value) -> LinkedAccount {
+        LinkedAccount::new("l", serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn role_arn_comes_from_role_arn_or_role_name() {
+        let by_name = link(serde_json::json!({"accountId": "123456789012"}));
+        assert_eq!(
+            role_arn(&by_name, "aws"),
+            "arn:aws:iam::123456789012:role/AccountLinkerAccess"
+        );
+        let named = link(serde_json::json!({"accountId": "123456789012", "roleName": "Ops"}));
+        assert_eq!(
+            role_arn(&named, "aws-cn"),
+            "arn:aws-cn:iam::123456789012:role/Ops"
+        );
+        let arn = "arn:aws:iam::123456789012:role/path/Ops";
+        let by_arn = link(serde_json::json!({"accountId": "123456789012", "roleArn": arn}));
+        assert_eq!(role_arn(&by_arn, "aws"), arn);
+    }
+
+    #[test]
+    fn intervals_parse_go_durations() {
+        assert_eq!(parse_interval("30m"), Duration::from_secs(1800));
+        assert_eq!(parse_interval("1h30m"), Duration::from_secs(5400));
+        assert_eq!(parse_interval("90s"), Duration::from_secs(90));
+        assert_eq!(parse_interval("garbage"), Duration::from_secs(1800));
+    }
+}
