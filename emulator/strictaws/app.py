@@ -1,0 +1,142 @@
+"""The WSGI application: moto's server app behind the strict layer, plus the control API.
+
+Every AWS call is counted, may meet an injected outage or rate limit, then goes to a strict handler
+(which answers itself or checks and forwards) or straight to moto. AWS calls are handled one at a
+time under one lock: moto's backends are not built for concurrent mutation, and serial handling
+keeps StackSet timing deterministic. Calls are short, so this costs little.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from moto.moto_api._internal.models import moto_api_backend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from moto.organizations.models import organizations_backends
+
+from .control import ControlApi
+from .counting import RequestCounter
+from .errors import AwsError
+from .faults import Outage, Throttle
+from .organizations import MembershipWatch
+from .protocol import AwsRequest, Reply, error_reply
+from .stacksets.api import StackSetApi
+from .stacksets.engine import StackSetEngine
+from .sts import StsSettings, check_assume_role
+
+Handler = Callable[[AwsRequest, Callable[[], Reply]], Reply]
+
+
+class StrictApp:
+    def __init__(self) -> None:
+        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.lock = threading.RLock()
+        self.requests = RequestCounter()
+        self.throttle = Throttle()
+        self.outage = Outage()
+        self.sts = StsSettings()
+        self.stacksets = StackSetEngine()
+        self.handlers: dict[str, Handler] = {
+            "sts:AssumeRole": self._assume_role,
+            **StackSetApi(self.stacksets).handlers(),
+            **MembershipWatch(self.stacksets).handlers(),
+        }
+        self.control = ControlApi(self)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == "/_strict" or path.startswith("/_strict/"):
+            return self.control(environ, start_response)
+        if path.startswith("/moto-api"):
+            with self.lock:
+                reply = self.forward(environ)
+                if path.startswith("/moto-api/reset") and environ.get("REQUEST_METHOD") == "POST":
+                    self.reset_strict()
+            return reply.send(start_response)
+        req = AwsRequest.from_environ(environ)
+        reply = self.handle(req, environ)
+        self.requests.record(req.key, reply.outcome)
+        return reply.send(start_response)
+
+    def handle(self, req: AwsRequest, environ: dict[str, Any]) -> Reply:
+        if self.outage.active("error"):
+            return error_reply(
+                req,
+                AwsError(
+                    "ServiceUnavailable", "Service is unavailable (injected outage).", 503, sender=False
+                ),
+            )
+        if not self.throttle.admit(req.key):
+            return error_reply(req, throttling_error(req), outcome="throttled")
+        with self.lock:
+            self.stacksets.advance()
+            handler = self.handlers.get(req.key)
+            try:
+                if handler is None:
+                    return self.forward(environ)
+                return handler(req, lambda: self.forward(environ))
+            except AwsError as err:
+                return error_reply(req, err)
+            except Exception:
+                traceback.print_exc(file=sys.stderr)
+                return error_reply(
+                    req,
+                    AwsError(
+                        "InternalFailure", "The strict layer failed on this request.", 500, sender=False
+                    ),
+                )
+
+    def _assume_role(self, req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
+        check_assume_role(req, self.sts)
+        return forward()
+
+    def forward(self, environ: dict[str, Any]) -> Reply:
+        """Run the request through moto and buffer its response."""
+        captured: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            captured["status"] = status
+            captured["headers"] = headers
+            return chunks.append
+
+        result = self.moto(environ, start_response)
+        try:
+            chunks.extend(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        body = b"".join(chunks)
+        headers = [
+            (k, v) for k, v in captured["headers"] if k.lower() not in ("content-length", "transfer-encoding")
+        ]
+        headers.append(("Content-Length", str(len(body))))
+        return Reply(int(captured["status"].split()[0]), headers, body)
+
+    def reset_moto(self) -> None:
+        moto_api_backend.reset()
+        # moto's reset leaves this map of member accounts behind.
+        organizations_backends.master_accounts.clear()
+
+    def reset_strict(self) -> None:
+        organizations_backends.master_accounts.clear()
+        self.stacksets.reset()
+        self.throttle.configure({})
+        self.outage.clear()
+        self.requests.reset()
+        self.sts = StsSettings()
+
+
+def throttling_error(req: AwsRequest) -> AwsError:
+    if req.service == "organizations":
+        return AwsError(
+            "TooManyRequestsException", "Too many requests: the rate limit was exceeded. Try again later."
+        )
+    if req.protocol == "json":
+        return AwsError("ThrottlingException", "Rate exceeded")
+    return AwsError("Throttling", "Rate exceeded")

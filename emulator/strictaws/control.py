@@ -1,0 +1,222 @@
+"""The control API under /_strict/: JSON in, JSON out. See emulator/README.md for the endpoints."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .identity import ACCOUNT_ID_RE
+from .protocol import Reply
+from .stacksets.engine import ACTIONS
+from .stacksets.plan import Timing
+
+if TYPE_CHECKING:
+    from .app import StrictApp
+
+_KEY_RE = re.compile(r"\*|[a-z0-9-]+:(\*|[A-Za-z0-9]+)")
+_MAX_OUTAGE_SECONDS = 3600
+
+
+class BadRequest(Exception):
+    pass
+
+
+Route = Callable[[Any], tuple[int, Any]]
+
+
+class ControlApi:
+    def __init__(self, app: StrictApp):
+        self.app = app
+        self.routes: dict[str, dict[str, Route]] = {
+            "/_strict/health": {"GET": lambda _: (200, {"status": "ok"})},
+            "/_strict/reset": {"POST": self.reset},
+            "/_strict/requests": {"GET": self.get_requests, "DELETE": self.delete_requests},
+            "/_strict/stacksets/timing": {"GET": self.get_timing, "PUT": self.put_timing},
+            "/_strict/stacksets/failures": {
+                "GET": self.get_failures,
+                "PUT": self.put_failures,
+                "DELETE": self.delete_failures,
+            },
+            "/_strict/stacksets/operations": {"GET": self.get_operations},
+            "/_strict/throttle": {
+                "GET": self.get_throttle,
+                "PUT": self.put_throttle,
+                "DELETE": self.delete_throttle,
+            },
+            "/_strict/outage": {
+                "GET": self.get_outage,
+                "POST": self.post_outage,
+                "DELETE": self.delete_outage,
+            },
+            "/_strict/sts": {"GET": self.get_sts, "PUT": self.put_sts},
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "").rstrip("/")
+        method = environ.get("REQUEST_METHOD", "GET")
+        methods = self.routes.get(path)
+        if methods is None:
+            return _json(404, {"error": f"no control endpoint {path}"}).send(start_response)
+        route = methods.get(method)
+        if route is None:
+            allowed = ", ".join(sorted(methods))
+            return _json(405, {"error": f"{method} not allowed on {path}; use {allowed}"}).send(
+                start_response
+            )
+        try:
+            body = _read_json(environ) if method in ("PUT", "POST") else None
+            with self.app.lock:
+                status, payload = route(body)
+        except BadRequest as err:
+            return _json(400, {"error": str(err)}).send(start_response)
+        return _json(status, payload).send(start_response)
+
+    # --- endpoints --------------------------------------------------------------------------
+
+    def reset(self, _: Any) -> tuple[int, Any]:
+        self.app.reset_moto()
+        self.app.reset_strict()
+        return 200, {"status": "ok"}
+
+    def get_requests(self, _: Any) -> tuple[int, Any]:
+        return 200, self.app.requests.snapshot()
+
+    def delete_requests(self, _: Any) -> tuple[int, Any]:
+        self.app.requests.reset()
+        return 200, self.app.requests.snapshot()
+
+    def get_timing(self, _: Any) -> tuple[int, Any]:
+        t = self.app.stacksets.timing
+        return 200, {"base_seconds": t.base_seconds, "seconds_per_wave": t.seconds_per_wave}
+
+    def put_timing(self, body: Any) -> tuple[int, Any]:
+        values = _object(body, allowed={"base_seconds", "seconds_per_wave"})
+        current = self.app.stacksets.timing
+        merged = {"base_seconds": current.base_seconds, "seconds_per_wave": current.seconds_per_wave}
+        for key, value in values.items():
+            merged[key] = _number(value, key, low=0.0)
+        self.app.stacksets.timing = Timing(**merged)
+        return self.get_timing(None)
+
+    def get_failures(self, _: Any) -> tuple[int, Any]:
+        engine = self.app.stacksets
+        return 200, {"accounts": dict(engine.failures), "actions": sorted(engine.failure_actions)}
+
+    def put_failures(self, body: Any) -> tuple[int, Any]:
+        values = _object(body, allowed={"accounts", "actions"})
+        accounts = values.get("accounts")
+        if not isinstance(accounts, dict):
+            raise BadRequest('"accounts" must be an object of account id -> failure reason')
+        for account, reason in accounts.items():
+            if not ACCOUNT_ID_RE.fullmatch(account):
+                raise BadRequest(f"{account!r} is not a 12-digit account id")
+            if not isinstance(reason, str) or not reason:
+                raise BadRequest(f"the reason for {account} must be a non-empty string")
+        actions = values.get("actions", list(ACTIONS))
+        if not isinstance(actions, list) or not actions or any(a not in ACTIONS for a in actions):
+            raise BadRequest(f'"actions" must be a non-empty list drawn from {list(ACTIONS)}')
+        self.app.stacksets.failures = dict(accounts)
+        self.app.stacksets.failure_actions = set(actions)
+        return self.get_failures(None)
+
+    def delete_failures(self, _: Any) -> tuple[int, Any]:
+        self.app.stacksets.failures = {}
+        self.app.stacksets.failure_actions = set(ACTIONS)
+        return self.get_failures(None)
+
+    def get_operations(self, _: Any) -> tuple[int, Any]:
+        self.app.stacksets.advance()
+        return 200, {"operations": self.app.stacksets.all_operations()}
+
+    def get_throttle(self, _: Any) -> tuple[int, Any]:
+        return 200, self.app.throttle.describe()
+
+    def put_throttle(self, body: Any) -> tuple[int, Any]:
+        limits = {}
+        for key, spec in _object(body).items():
+            if not _KEY_RE.fullmatch(key):
+                raise BadRequest(f'{key!r} is not "*", "service:*" or "service:Operation"')
+            spec = _object(spec, allowed={"rate", "burst"}, what=key)
+            if "rate" not in spec:
+                raise BadRequest(f'{key}: "rate" (requests per second) is required')
+            rate = _number(spec["rate"], f"{key}.rate", low=0.0, exclusive=True)
+            burst = _number(spec.get("burst", max(1.0, rate)), f"{key}.burst", low=1.0)
+            limits[key] = (rate, burst)
+        self.app.throttle.configure(limits)
+        return self.get_throttle(None)
+
+    def delete_throttle(self, _: Any) -> tuple[int, Any]:
+        self.app.throttle.configure({})
+        return self.get_throttle(None)
+
+    def get_outage(self, _: Any) -> tuple[int, Any]:
+        return 200, self.app.outage.describe()
+
+    def post_outage(self, body: Any) -> tuple[int, Any]:
+        values = _object(body, allowed={"seconds", "mode"})
+        if "seconds" not in values:
+            raise BadRequest('"seconds" is required')
+        seconds = _number(values["seconds"], "seconds", low=0.0, exclusive=True)
+        if seconds > _MAX_OUTAGE_SECONDS:
+            raise BadRequest(f'"seconds" must be at most {_MAX_OUTAGE_SECONDS}')
+        mode = values.get("mode", "error")
+        if mode not in ("error", "refuse"):
+            raise BadRequest('"mode" must be "error" or "refuse"')
+        self.app.outage.start(seconds, mode)
+        return 200, self.app.outage.describe()
+
+    def delete_outage(self, _: Any) -> tuple[int, Any]:
+        self.app.outage.clear()
+        return 200, self.app.outage.describe()
+
+    def get_sts(self, _: Any) -> tuple[int, Any]:
+        return 200, {"role_propagation_seconds": self.app.sts.propagation_seconds}
+
+    def put_sts(self, body: Any) -> tuple[int, Any]:
+        values = _object(body, allowed={"role_propagation_seconds"})
+        if "role_propagation_seconds" in values:
+            self.app.sts.propagation_seconds = _number(
+                values["role_propagation_seconds"], "role_propagation_seconds", low=0.0
+            )
+        return self.get_sts(None)
+
+
+def _read_json(environ: dict[str, Any]) -> Any:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    raw = environ["wsgi.input"].read(length) if length > 0 else b""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as err:
+        raise BadRequest(f"invalid JSON: {err}") from None
+
+
+def _object(value: Any, allowed: set[str] | None = None, what: str = "body") -> dict[str, Any]:
+    if value is None and what == "body":
+        raise BadRequest("a JSON object body is required")
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    if allowed is not None:
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise BadRequest(f"{what}: unknown field(s) {unknown}; allowed: {sorted(allowed)}")
+    return value
+
+
+def _number(value: Any, name: str, low: float, exclusive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadRequest(f"{name} must be a number")
+    if value < low or (exclusive and value == low):
+        raise BadRequest(f"{name} must be {'greater than' if exclusive else 'at least'} {low:g}")
+    return float(value)
+
+
+def _json(status: int, payload: Any) -> Reply:
+    body = json.dumps(payload).encode()
+    return Reply(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)

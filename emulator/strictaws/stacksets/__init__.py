@@ -1,0 +1,1 @@
+"""StackSet operations with AWS timing, concurrency and per-account failure."""

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""What an AWS administrator does by hand, scripted against the emulator (or any endpoint
+in AWS_ENDPOINT_URL): create the organization, OUs and member accounts, and put or delete the
+hub's role in a member account. Used by the integration tests and `make demo`.
+
+Every command prints one JSON object on stdout.
+"""
+import argparse
+import json
+import sys
+import time
+
+import boto3
+from botocore.exceptions import ClientError
+
+ACCESS_ROLE = "OrganizationAccountAccessRole"
+
+
+def org():
+    return boto3.client("organizations", region_name="us-east-1")
+
+
+def ensure_org(_args):
+    client = org()
+    try:
+        client.create_organization(FeatureSet="ALL")
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "AlreadyInOrganizationException":
+            raise
+    root = client.list_roots()["Roots"][0]["Id"]
+    return {"rootId": root, "managementAccountId": client.describe_organization()["Organization"]["MasterAccountId"]}
+
+
+def create_ou(args):
+    client = org()
+    parent = args.parent or client.list_roots()["Roots"][0]["Id"]
+    for page in client.get_paginator("list_organizational_units_for_parent").paginate(ParentId=parent):
+        for ou in page["OrganizationalUnits"]:
+            if ou["Name"] == args.name:
+                return {"ouId": ou["Id"]}
+    return {"ouId": client.create_organizational_unit(ParentId=parent, Name=args.name)["OrganizationalUnit"]["Id"]}
+
+
+def create_account(args):
+    client = org()
+    request = client.create_account(AccountName=args.name, Email=args.email)["CreateAccountStatus"]
+    deadline = time.time() + 60
+    while request["State"] == "IN_PROGRESS" and time.time() < deadline:
+        time.sleep(0.2)
+        request = client.describe_create_account_status(CreateAccountRequestId=request["Id"])["CreateAccountStatus"]
+    if request["State"] != "SUCCEEDED":
+        raise SystemExit(f"CreateAccount {args.name}: {request}")
+    account = request["AccountId"]
+    if args.parent:
+        current = client.list_parents(ChildId=account)["Parents"][0]["Id"]
+        if current != args.parent:
+            client.move_account(AccountId=account, SourceParentId=current, DestinationParentId=args.parent)
+    return {"accountId": account}
+
+
+def member_iam(account):
+    """IAM in a member account, through its OrganizationAccountAccessRole."""
+    creds = boto3.client("sts", region_name="us-east-1").assume_role(
+        RoleArn=f"arn:aws:iam::{account}:role/{ACCESS_ROLE}", RoleSessionName="account-linker-admin"
+    )["Credentials"]
+    return boto3.client(
+        "iam",
+        region_name="us-east-1",
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+    )
+
+
+def trust_policy(trust_account, external_id):
+    statement = {
+        "Effect": "Allow",
+        "Principal": {"AWS": f"arn:aws:iam::{trust_account}:root"},
+        "Action": "sts:AssumeRole",
+    }
+    if external_id:
+        statement["Condition"] = {"StringEquals": {"sts:ExternalId": external_id}}
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
+def put_role(args):
+    iam = member_iam(args.account)
+    policy = trust_policy(args.trust_account, args.external_id)
+    try:
+        role = iam.create_role(
+            RoleName=args.role_name, AssumeRolePolicyDocument=policy, MaxSessionDuration=args.max_session
+        )["Role"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "EntityAlreadyExists":
+            raise
+        iam.update_assume_role_policy(RoleName=args.role_name, PolicyDocument=policy)
+        role = iam.get_role(RoleName=args.role_name)["Role"]
+    return {"roleArn": role["Arn"]}
+
+
+def delete_role(args):
+    iam = member_iam(args.account)
+    try:
+        iam.delete_role(RoleName=args.role_name)
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+    return {"deleted": args.role_name}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("ensure-org", help="create the organization if there is none").set_defaults(run=ensure_org)
+    p = sub.add_parser("create-ou", help="create (or find) an OU by name")
+    p.add_argument("--name", required=True)
+    p.add_argument("--parent")
+    p.set_defaults(run=create_ou)
+    p = sub.add_parser("create-account", help="create a member account and wait for it")
+    p.add_argument("--name", required=True)
+    p.add_argument("--email", required=True)
+    p.add_argument("--parent")
+    p.set_defaults(run=create_account)
+    p = sub.add_parser("put-role", help="create or update a role in a member account")
+    p.add_argument("--account", required=True)
+    p.add_argument("--role-name", default="AccountLinkerAccess")
+    p.add_argument("--trust-account", default="123456789012")
+    p.add_argument("--external-id")
+    p.add_argument("--max-session", type=int, default=3600)
+    p.set_defaults(run=put_role)
+    p = sub.add_parser("delete-role", help="delete a role in a member account")
+    p.add_argument("--account", required=True)
+    p.add_argument("--role-name", default="AccountLinkerAccess")
+    p.set_defaults(run=delete_role)
+    args = parser.parse_args(argv)
+    json.dump(args.run(args), sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()
