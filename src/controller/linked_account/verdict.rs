@@ -118,10 +118,11 @@ pub fn blocked(blocked: &Blocked, clock: &Clock) -> Verdict {
         },
         Blocked::ExternalId { reason, message } => Verdict {
             conditions: Some(stalled(Some(Status::Unknown), reason, message)),
-            // A watch on Secrets brings the object back as soon as the Secret is fixed; the
-            // requeue is only a safety net.
-            requeue_after: clock.verify_interval.min(Duration::from_secs(300)),
-            retrying: false,
+            // Referenced Secrets are read, not watched (the operator only reads Secrets it is
+            // pointed at), so look again on a backoff capped at a minute: a fixed Secret is
+            // picked up quickly without hammering the API server.
+            requeue_after: backoff(clock.attempt, clock.now).min(Duration::from_secs(60)),
+            retrying: true,
         },
     }
 }
