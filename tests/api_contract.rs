@@ -648,15 +648,27 @@ async fn kubectl_shows_printer_columns_and_field_docs() {
         );
     }
 
-    let explain = kubectl_stdout(&env, &["explain", "linkedaccounts.spec.accountId"]);
-    assert!(
-        explain.contains("The 12-digit ID of the AWS account to link"),
-        "{explain}"
-    );
-    let explain = kubectl_stdout(&env, &["explain", "bulkregistrations.spec.deletionPolicy"]);
-    assert!(explain.contains("removes every stack"), "{explain}");
-    let explain = kubectl_stdout(&env, &["explain", "memberaccounts.spec.email"]);
-    assert!(explain.contains("unique across AWS"), "{explain}");
+    // kubectl wraps descriptions: compare with whitespace folded.
+    let explain = |field: &str| {
+        kubectl_stdout(&env, &["explain", field])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for (field, expected) in [
+        (
+            "linkedaccounts.spec.accountId",
+            "The 12-digit ID of the AWS account to link",
+        ),
+        (
+            "bulkregistrations.spec.deletionPolicy",
+            "removes every stack instance and then the StackSet",
+        ),
+        ("memberaccounts.spec.email", "unique across AWS. Immutable."),
+    ] {
+        let text = explain(field);
+        assert!(text.contains(expected), "kubectl explain {field}: {text}");
+    }
     ns.cleanup().await;
 }
 

@@ -183,3 +183,156 @@ impl TestNamespace {
             .await;
     }
 }
+
+/// Runs `hack/aws-admin.py` against the emulator (what an administrator does by hand) and
+/// returns its JSON answer.
+pub fn aws_admin(env: &TestEnv, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python())
+        .current_dir(repo_root())
+        .arg("hack/aws-admin.py")
+        .args(args)
+        .envs(env.aws_vars())
+        .output()
+        .expect("run hack/aws-admin.py");
+    assert!(
+        out.status.success(),
+        "aws-admin {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("aws-admin prints JSON")
+}
+
+/// Calls the emulator's control API (`/_strict/...`) and returns its JSON answer.
+pub fn emulator(
+    env: &TestEnv,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let url = format!("{}{}", env.var("EMULATOR_CONTROL_URL"), path);
+    let script = r#"
+import json, sys, urllib.request
+method, url, body = sys.argv[1], sys.argv[2], sys.argv[3]
+req = urllib.request.Request(url, method=method, data=body.encode() if body else None,
+                             headers={"Content-Type": "application/json"})
+with urllib.request.urlopen(req, timeout=10) as resp:
+    sys.stdout.write(resp.read().decode() or "null")
+"#;
+    let out = Command::new(python())
+        .args(["-c", script, method, &url])
+        .arg(body.map(|b| b.to_string()).unwrap_or_default())
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "emulator {method} {path} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("control API answers JSON")
+}
+
+impl TestEnv {
+    /// AWS_* variables pointing at the emulator's hub account.
+    pub fn aws_vars(&self) -> Vec<(String, String)> {
+        self.vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+/// An `account-linker run` process of the binary under test, stopped (SIGTERM, then kill) on
+/// drop.
+pub struct Operator {
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator watching `namespace`, with `extra` flags.
+    pub fn start(env: &TestEnv, namespace: &str, extra: &[&str]) -> Self {
+        let log_path = env.state_dir.join(format!(
+            "operator-{namespace}-{}.log",
+            NAMESPACE_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = std::fs::File::create(&log_path).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_account-linker"))
+            .arg("run")
+            .args(["--watch-namespace", namespace])
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
+            .args(["--leader-election-namespace", namespace])
+            .args(extra)
+            .env("KUBECONFIG", env.kubeconfig())
+            .envs(env.aws_vars())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start account-linker run");
+        Self { child, log_path }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then wait up to `grace` before SIGKILL. Returns whether it exited by itself.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    /// SIGKILL: a crash, with no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.terminate(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

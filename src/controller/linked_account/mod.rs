@@ -246,8 +246,9 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
     let interval = parse_interval(&link.spec.verify_interval);
     let role_arn = role_arn(link, &ctx.settings.partition);
     let mut memory = ctx.memory(&key);
+    // observedGeneration moves only with a decision for this generation (below): a transient
+    // failure after a spec change leaves the object visibly in progress.
     let mut next = LinkedAccountStatus {
-        observed_generation: generation,
         role_arn: Some(role_arn.clone()),
         ..current.clone()
     };
@@ -282,6 +283,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                 if current.conditions.is_empty() {
                     // Say that work started before the (possibly slow) first verification.
                     let mut starting = next.clone();
+                    starting.observed_generation = generation;
                     starting.conditions = conditions::merge(
                         &[],
                         &verdict::verifying(),
@@ -449,6 +451,7 @@ async fn apply_verdict(
     now: Timestamp,
 ) -> Result<(), Error> {
     if let Some(desired) = &verdict.conditions {
+        next.observed_generation = link.meta().generation;
         next.conditions =
             conditions::merge(&next.conditions, desired, &[], link.meta().generation, now);
     }

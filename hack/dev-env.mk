@@ -1,0 +1,11 @@
+# `make dev-env` / `make dev-env-down`: the test environment in the background, for humans.
+DEV_ENV_DIR := target/dev-env
+
+.PHONY: dev-env
+dev-env: ## Start control plane + AWS emulator in the background and install the CRDs
+	@$(PY) hack/testenv.py up --background --keep-state --state-dir $(DEV_ENV_DIR) --crds crds/
+	@echo "Environment ready. Use it with:  source $(DEV_ENV_DIR)/env.sh"
+
+.PHONY: dev-env-down
+dev-env-down: ## Stop the background environment
+	@$(PY) hack/testenv.py down --state-dir $(DEV_ENV_DIR)
