@@ -18,6 +18,8 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controllers.
+    Run(Box<crate::runtime::RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
     Crd {
         /// Write `<plural>.accountlinker.dev.yaml` files into this folder instead of printing.
@@ -31,6 +33,10 @@ pub enum Command {
 pub enum CliError {
     #[error("cannot render CRD YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("cannot start the async runtime: {0}")]
+    Tokio(#[source] std::io::Error),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -42,6 +48,13 @@ pub enum CliError {
 /// Runs one CLI invocation.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Tokio)?;
+            Ok(runtime.block_on(crate::runtime::run(*args))?)
+        }
         Command::Crd { out_dir: None } => {
             print!("{}", crds_yaml()?);
             Ok(())

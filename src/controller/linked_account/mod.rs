@@ -35,6 +35,11 @@ use crate::api::linked_account::DEFAULT_ROLE_NAME;
 use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
+use crate::runtime::Readiness;
+use crate::runtime::metrics::{Metrics, ReconcileResult};
+
+/// The controller's name in metrics and logs.
+pub const CONTROLLER: &str = "linkedaccount";
 
 /// Finalizer of LinkedAccounts.
 pub const FINALIZER: &str = "accountlinker.dev/linked-account";
@@ -74,6 +79,7 @@ pub struct Context {
     pub directory: Arc<dyn AccountDirectory>,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
     limiter: RateLimiter,
     in_flight: Semaphore,
     memory: Mutex<HashMap<ObjectRef<LinkedAccount>, Memory>>,
@@ -97,6 +103,7 @@ impl Context {
         directory: Arc<dyn AccountDirectory>,
         recorder: Recorder,
         settings: Settings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let quota = governor::Quota::per_second(settings.sts_requests_per_second);
         Self {
@@ -107,6 +114,7 @@ impl Context {
             directory,
             recorder,
             settings,
+            metrics,
             memory: Mutex::default(),
             names: Mutex::default(),
         }
@@ -179,12 +187,13 @@ pub fn parse_interval(text: &str) -> Duration {
         .unwrap_or(Duration::from_secs(1800))
 }
 
-/// Runs the controller until `shutdown` resolves.
+/// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
 pub async fn run(
     ctx: Arc<Context>,
     links: Api<LinkedAccount>,
     secrets: Api<Secret>,
     concurrency: u16,
+    readiness: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let owned = watcher::Config::default().labels(&format!(
@@ -192,9 +201,37 @@ pub async fn run(
         external_id::MANAGED_BY_LABEL,
         external_id::MANAGED_BY
     ));
-    Controller::new(links, watcher::Config::default().any_semantic())
+    let controller = Controller::new(links, watcher::Config::default().any_semantic())
         .owns(secrets, owned)
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let store = controller.store();
+    let gauge_ctx = ctx.clone();
+    let gauges = tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            readiness.set_ready(true);
+            info!(controller = CONTROLLER, "cache synced");
+        }
+        loop {
+            let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
+            for link in store.state() {
+                let conds = link
+                    .status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default();
+                match conditions::find(conds, READY).map(|c| c.status.as_str()) {
+                    Some("True") => ready += 1,
+                    Some("False") => not_ready += 1,
+                    _ => unknown += 1,
+                }
+            }
+            gauge_ctx
+                .metrics
+                .set_linked_accounts(ready, not_ready, unknown);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        }
+    });
+    controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -203,19 +240,29 @@ pub async fn run(
             }
         })
         .await;
+    gauges.abort();
 }
 
 async fn reconcile(link: Arc<LinkedAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let ns = link.namespace().unwrap_or_default();
     let api: Api<LinkedAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    finalizer(&api, FINALIZER, link, |event| async {
+    let result = finalizer(&api, FINALIZER, link, |event| async {
         match event {
             FinalizerEvent::Apply(link) => apply(&link, &ctx).await,
             FinalizerEvent::Cleanup(link) => cleanup(&link, &ctx).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    let outcome = if result.is_ok() {
+        ReconcileResult::Success
+    } else {
+        ReconcileResult::Error
+    };
+    ctx.metrics
+        .reconcile(CONTROLLER, outcome, started.elapsed());
+    result
 }
 
 fn error_policy(link: Arc<LinkedAccount>, err: &Error, ctx: Arc<Context>) -> Action {
@@ -308,6 +355,9 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
     };
 
     apply_verdict(link, ctx, &links, current, next, &verdict, now).await?;
+    if verdict.retrying {
+        ctx.metrics.aws_retry(CONTROLLER);
+    }
     memory.attempt = if verdict.retrying {
         memory.attempt.saturating_add(1)
     } else {
@@ -398,6 +448,22 @@ async fn verify(
             duration_seconds: link.spec.session_duration_seconds,
         })
         .await;
+    match &result {
+        Ok(_) => {
+            ctx.metrics.aws_call("sts", "AssumeRole", "ok");
+            ctx.metrics.aws_call("sts", "GetCallerIdentity", "ok");
+        }
+        Err(err) => {
+            let operation = match err.operation {
+                "sts:GetCallerIdentity" => {
+                    ctx.metrics.aws_call("sts", "AssumeRole", "ok");
+                    "GetCallerIdentity"
+                }
+                _ => "AssumeRole",
+            };
+            ctx.metrics.aws_call("sts", operation, err.class.as_label());
+        }
+    }
     VerifyOutcome::classify(&link.spec.account_id, result)
 }
 
