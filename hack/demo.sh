@@ -1,24 +1,72 @@
 #!/usr/bin/env bash
-# The `make demo` tour, run with target/dev-env/env.sh sourced: applies the examples into the
-# `demo` namespace and shows what the API server reports about them.
+# The `make demo` tour, run with target/dev-env/env.sh sourced:
+#   1. an administrator creates a member account in the emulator's organization (Organizations);
+#   2. the operator runs against the local control plane and the emulator;
+#   3. a LinkedAccount for the new account is applied; the operator generates its ExternalId;
+#   4. the administrator deploys the role with that ExternalId (IAM), as the onboarding guide says;
+#   5. the LinkedAccount becomes Ready, and kubectl shows it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-kubectl="${KUBEBUILDER_ASSETS:?source target/dev-env/env.sh first}/kubectl"
+: "${KUBEBUILDER_ASSETS:?source target/dev-env/env.sh first}"
+kubectl="$KUBEBUILDER_ASSETS/kubectl"
+py="$(bash hack/venv.sh)/bin/python"
+state=target/dev-env
 ns=demo
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+say "Building the operator"
+cargo build --quiet --locked
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
-for f in examples/*.yaml; do
-  "$kubectl" apply --server-side -n "$ns" -f "$f"
+
+say "Administrator: create a member account in the organization"
+"$py" hack/aws-admin.py ensure-org >/dev/null
+ou=$("$py" hack/aws-admin.py create-ou --name workloads | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ouId"])')
+account=$("$py" hack/aws-admin.py create-account --name payments-prod --email payments-prod@example.com --parent "$ou" \
+  | "$py" -c 'import json,sys; print(json.load(sys.stdin)["accountId"])')
+echo "account $account in $ou"
+
+say "Starting the operator (log: $state/operator.log)"
+if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null; then
+  echo "already running (pid $(cat "$state/operator.pid"))"
+else
+  nohup target/debug/account-linker run --watch-namespace "$ns" --leader-elect=false \
+    --metrics-addr 127.0.0.1:0 --log-format text --access-denied-grace 5m \
+    >"$state/operator.log" 2>&1 &
+  echo $! >"$state/operator.pid"
+fi
+
+say "Applying a LinkedAccount for $account"
+sed "s/\"123456789012\"/\"$account\"/" examples/linkedaccount.yaml | "$kubectl" apply --server-side -n "$ns" -f -
+secret=""
+for _ in $(seq 60); do
+  secret=$("$kubectl" get lacct payments-prod -n "$ns" -o jsonpath='{.status.externalIdSecret}' 2>/dev/null || true)
+  [[ -n "$secret" ]] && break
+  sleep 1
 done
+[[ -n "$secret" ]] || { echo "the operator did not generate an ExternalId; see $state/operator.log"; exit 1; }
+echo "the operator generated the ExternalId into Secret $secret"
+"$kubectl" get lacct -n "$ns"
+
+say "Administrator: deploy the role with that ExternalId"
+external_id=$("$kubectl" get secret "$secret" -n "$ns" -o jsonpath='{.data.externalId}' | base64 -d)
+"$py" hack/aws-admin.py put-role --account "$account" --external-id "$external_id" >/dev/null
+echo "role AccountLinkerAccess created in $account, trusting the hub with the ExternalId condition"
+
+say "Waiting for the LinkedAccount to become Ready"
+"$kubectl" wait --for=condition=Ready lacct/payments-prod -n "$ns" --timeout=120s
 echo
 echo "\$ kubectl get accountlinker -n $ns"
 "$kubectl" get accountlinker -n "$ns"
+echo
+echo "\$ kubectl describe lacct payments-prod -n $ns   (status and events)"
+"$kubectl" describe lacct payments-prod -n "$ns" | sed -n '/^Status:/,$p'
+
 cat <<TXT
 
-The local control plane and AWS emulator keep running. To poke at them:
-  source target/dev-env/env.sh
-  \$KUBEBUILDER_ASSETS/kubectl get accountlinker -n $ns
-  \$KUBEBUILDER_ASSETS/kubectl explain linkedaccounts.spec
-  curl -s \$EMULATOR_CONTROL_URL/requests
+The control plane, the emulator and the operator keep running. To poke at them:
+  source $state/env.sh
+  \$KUBEBUILDER_ASSETS/kubectl get lacct -n $ns -w
+  python hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
+  curl -s \$EMULATOR_CONTROL_URL/requests                     # AWS calls the operator made
 Stop everything with: make dev-env-down
 TXT

@@ -7,5 +7,6 @@ dev-env: ## Start control plane + AWS emulator in the background and install the
 	@echo "Environment ready. Use it with:  source $(DEV_ENV_DIR)/env.sh"
 
 .PHONY: dev-env-down
-dev-env-down: ## Stop the background environment
+dev-env-down: ## Stop the background environment (and the demo's operator)
+	@if [ -f $(DEV_ENV_DIR)/operator.pid ]; then kill $$(cat $(DEV_ENV_DIR)/operator.pid) 2>/dev/null || true; rm -f $(DEV_ENV_DIR)/operator.pid; fi
 	@$(PY) hack/testenv.py down --state-dir $(DEV_ENV_DIR)

@@ -412,6 +412,10 @@ def write_atomic(path: Path, text: str):
 
 def run_foreground(args, watch_parent=True):
     state = Path(args.state_dir).resolve()
+    # Every start is a fresh cluster: etcd data or emulator state of an earlier run would
+    # disagree with each other (the emulator keeps nothing across restarts).
+    shutil.rmtree(state / "etcd", ignore_errors=True)
+    shutil.rmtree(state / "pki", ignore_errors=True)
     state.mkdir(parents=True, exist_ok=True)
     (state / "supervisor.pid").write_text(str(os.getpid()))
     parent = os.getppid()

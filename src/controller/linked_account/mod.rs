@@ -576,6 +576,10 @@ async fn publish_transitions(
             STALLED => new.status != "True",
             _ => new.status != "False",
         };
+        // Stalled appearing as False says nothing a reader needs.
+        if type_ == STALLED && old.is_none() && healthy {
+            continue;
+        }
         let event = Event {
             type_: if healthy {
                 EventType::Normal
