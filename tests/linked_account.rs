@@ -135,27 +135,64 @@ async fn touch(client: &Client, ns: &str, name: &str, display: &str) {
         .expect("patch");
 }
 
+/// A member account whose role trusts the hub with an ExternalId, a Secret holding that
+/// ExternalId, an operator watching a fresh namespace, and a LinkedAccount using the Secret.
+struct Fixture {
+    env: TestEnv,
+    client: Client,
+    ns: TestNamespace,
+    account: String,
+    operator: Operator,
+}
+
+impl Fixture {
+    async fn start(
+        prefix: &str,
+        name: &str,
+        external_id: &str,
+        extra_spec: serde_json::Value,
+        operator_args: &[&str],
+    ) -> Self {
+        let env = support::env();
+        let client = env.client().await;
+        let ns = TestNamespace::create(&client, prefix).await;
+        let account = member_account(&env);
+        put_role(&env, &account, external_id, "123456789012");
+        external_id_secret(&client, &ns.name, "xid", external_id).await;
+        let operator = Operator::start(&env, &ns.name, operator_args);
+        let mut spec = json!({
+            "accountId": account,
+            "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
+        });
+        for (k, v) in extra_spec.as_object().into_iter().flatten() {
+            spec[k] = v.clone();
+        }
+        create_link(&client, &ns.name, name, spec).await;
+        Self {
+            env,
+            client,
+            ns,
+            account,
+            operator,
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_right_external_id_makes_the_link_ready_and_kubectl_wait_works() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-ready").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "correct-external-id-0001", "123456789012");
-    external_id_secret(&client, &ns.name, "xid", "correct-external-id-0001").await;
-    let _op = Operator::start(
-        &env,
-        &ns.name,
-        &["--leader-elect=false", "--access-denied-grace", GRACE],
-    );
-    create_link(
-        &client,
-        &ns.name,
+    let Fixture {
+        env,
+        client,
+        ns,
+        account,
+        operator: _op,
+    } = Fixture::start(
+        "la-ready",
         "ready",
-        json!({
-            "accountId": account, "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
+        "correct-external-id-0001",
+        json!({}),
+        &["--leader-elect=false", "--access-denied-grace", GRACE],
     )
     .await;
 
@@ -519,21 +556,18 @@ async fn suspend_stops_verification_and_says_so() {
 async fn steady_state_writes_nothing_between_verifications() {
     // Counts AssumeRole calls on the shared emulator: run alone.
     let _exclusive = FAULTS.write().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-steady").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "steady-state-id-01", "123456789012");
-    external_id_secret(&client, &ns.name, "xid", "steady-state-id-01").await;
-    let _op = Operator::start(&env, &ns.name, &["--leader-elect=false"]);
-    create_link(
-        &client,
-        &ns.name,
+    let Fixture {
+        env,
+        client,
+        ns,
+        account: _,
+        operator: _op,
+    } = Fixture::start(
+        "la-steady",
         "steady",
-        json!({
-            "accountId": account, "verifyInterval": "10m",
-            "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
+        "steady-state-id-01",
+        json!({"verifyInterval": "10m"}),
+        &["--leader-elect=false"],
     )
     .await;
     let ready = wait_condition(
@@ -568,25 +602,18 @@ async fn steady_state_writes_nothing_between_verifications() {
 #[tokio::test]
 async fn a_deleted_role_fails_the_next_verification_and_a_recreated_one_recovers() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-deleted").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "deleted-role-id-01", "123456789012");
-    external_id_secret(&client, &ns.name, "xid", "deleted-role-id-01").await;
-    let _op = Operator::start(
-        &env,
-        &ns.name,
-        &["--leader-elect=false", "--access-denied-grace", "120s"],
-    );
-    create_link(
-        &client,
-        &ns.name,
+    let Fixture {
+        env,
+        client,
+        ns,
+        account,
+        operator: _op,
+    } = Fixture::start(
+        "la-deleted",
         "d",
-        json!({
-            "accountId": account, "verifyInterval": "1m",
-            "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
+        "deleted-role-id-01",
+        json!({"verifyInterval": "1m"}),
+        &["--leader-elect=false", "--access-denied-grace", "120s"],
     )
     .await;
     wait_condition(
@@ -628,20 +655,18 @@ async fn a_deleted_role_fails_the_next_verification_and_a_recreated_one_recovers
 #[tokio::test]
 async fn throttling_never_flaps_ready_and_backs_off() {
     let _exclusive = FAULTS.write().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-throttle").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "throttle-test-id-01", "123456789012");
-    external_id_secret(&client, &ns.name, "xid", "throttle-test-id-01").await;
-    let _op = Operator::start(&env, &ns.name, &["--leader-elect=false"]);
-    create_link(
-        &client,
-        &ns.name,
+    let Fixture {
+        env,
+        client,
+        ns,
+        account,
+        operator: _op,
+    } = Fixture::start(
+        "la-throttle",
         "t",
-        json!({
-            "accountId": account, "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
+        "throttle-test-id-01",
+        json!({}),
+        &["--leader-elect=false"],
     )
     .await;
     let ready = wait_condition(
@@ -712,20 +737,18 @@ async fn throttling_never_flaps_ready_and_backs_off() {
 #[tokio::test]
 async fn an_outage_changes_nothing_and_verification_recovers() {
     let _exclusive = FAULTS.write().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-outage").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "outage-test-id-01", "123456789012");
-    external_id_secret(&client, &ns.name, "xid", "outage-test-id-01").await;
-    let mut op = Operator::start(&env, &ns.name, &["--leader-elect=false"]);
-    create_link(
-        &client,
-        &ns.name,
+    let Fixture {
+        env,
+        client,
+        ns,
+        account: _,
+        operator: mut op,
+    } = Fixture::start(
+        "la-outage",
         "o",
-        json!({
-            "accountId": account, "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
+        "outage-test-id-01",
+        json!({}),
+        &["--leader-elect=false"],
     )
     .await;
     let ready = wait_condition(
