@@ -538,7 +538,10 @@ async fn defaults_are_applied_by_the_api_server() {
         .await
         .expect("create");
     assert_eq!(created.spec.session_duration_seconds, 900);
-    assert_eq!(created.spec.verify_interval, "30m");
+    assert_eq!(
+        created.spec.verify_interval, None,
+        "verifyInterval defaults to the operator's --default-verify-interval"
+    );
     assert!(!created.spec.suspend);
     assert_eq!(
         created.spec.role_name, None,

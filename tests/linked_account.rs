@@ -821,7 +821,7 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         async move { (holder(leases).await.as_deref() == Some("first")).then_some(()) }
     })
     .await;
-    let second = Operator::start(&env, &ns.name, &["--leader-identity", "second"]);
+    let mut second = Operator::start(&env, &ns.name, &["--leader-identity", "second"]);
     create_link(
         &client,
         &ns.name,
@@ -874,5 +874,35 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         Duration::from_secs(60),
     )
     .await;
+
+    // A graceful stop (SIGTERM) releases the lease: a standby takes over well within the
+    // lease duration.
+    let _third = Operator::start(&env, &ns.name, &["--leader-identity", "third"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped_at = std::time::Instant::now();
+    assert!(
+        second.terminate(Duration::from_secs(35)),
+        "the leader did not exit on SIGTERM:\n{}",
+        second.log()
+    );
+    assert!(
+        second.log().contains("released the leader lease"),
+        "{}",
+        second.log()
+    );
+    eventually(Duration::from_secs(20), "third holds the lease", || {
+        let leases = leases.clone();
+        async move { (holder(leases).await.as_deref() == Some("third")).then_some(()) }
+    })
+    .await;
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(leader_lease_seconds()),
+        "takeover after a graceful stop took {:?}",
+        stopped_at.elapsed()
+    );
     ns.cleanup().await;
+}
+
+fn leader_lease_seconds() -> u64 {
+    account_linker::runtime::leader::LEASE_DURATION_SECONDS
 }

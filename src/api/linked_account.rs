@@ -10,8 +10,6 @@ use super::common::{ACCOUNT_ID_PATTERN, DURATION_PATTERN, ROLE_NAME_PATTERN, Sec
 pub const DEFAULT_ROLE_NAME: &str = "AccountLinkerAccess";
 /// The default `sessionDurationSeconds`.
 pub const DEFAULT_SESSION_DURATION_SECONDS: i32 = 900;
-/// The default `verifyInterval`.
-pub const DEFAULT_VERIFY_INTERVAL: &str = "30m";
 
 /// A LinkedAccount declares that the hub identity must be able to assume a role in one AWS
 /// account. The operator proves it with STS AssumeRole (guarded by an ExternalId) followed by
@@ -75,10 +73,11 @@ pub struct LinkedAccountSpec {
     pub session_duration_seconds: i32,
 
     /// How often the role is verified again, as a Go duration (`30m`, `1h`); at least `1m`.
-    #[serde(default = "default_verify_interval")]
+    /// Defaults to the operator's `--default-verify-interval` (30m unless configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(DURATION_PATTERN))]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1m')").message("verifyInterval must be at least 1m"))]
-    pub verify_interval: String,
+    pub verify_interval: Option<String>,
 
     /// Human-friendly name. When absent the operator reports the Organizations account name if
     /// the hub may read it, otherwise the account ID.
@@ -163,8 +162,4 @@ pub struct StackInstanceRef {
 
 fn default_session_duration() -> i32 {
     DEFAULT_SESSION_DURATION_SECONDS
-}
-
-fn default_verify_interval() -> String {
-    DEFAULT_VERIFY_INTERVAL.to_string()
 }

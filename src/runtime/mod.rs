@@ -50,6 +50,10 @@ pub struct RunArgs {
     )]
     pub watch_namespaces: Vec<String>,
 
+    /// `verifyInterval` of LinkedAccounts that do not set one (Go duration, at least 1m).
+    #[arg(long, env = "ACCOUNT_LINKER_DEFAULT_VERIFY_INTERVAL", default_value = "30m", value_parser = parse_interval_flag)]
+    pub default_verify_interval: Duration,
+
     /// Global STS budget in requests per second (AssumeRole and GetCallerIdentity each count).
     #[arg(long, env = "ACCOUNT_LINKER_STS_REQUESTS_PER_SECOND", default_value_t = NonZeroU32::new(10).expect("non-zero"))]
     pub sts_requests_per_second: NonZeroU32,
@@ -102,6 +106,14 @@ pub struct RunArgs {
     /// Log filter, e.g. `info` or `account_linker=debug,kube=info`.
     #[arg(long, env = "ACCOUNT_LINKER_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+}
+
+fn parse_interval_flag(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_secs(60) {
+        return Err("must be at least 1m".into());
+    }
+    Ok(d)
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -246,6 +258,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
         sts_requests_per_second: args.sts_requests_per_second,
         sts_concurrency: usize::from(args.sts_concurrency),
         partition: partition_of(args.aws_region.as_deref()),
+        default_verify_interval: args.default_verify_interval,
     };
     let ctx = Arc::new(linked_account::Context::new(
         client.clone(),
@@ -347,6 +360,7 @@ mod tests {
         assert_eq!(cli.run.watch_namespaces, ["a", "b"]);
         assert!(!cli.run.leader_elect);
         assert_eq!(cli.run.access_denied_grace, Duration::from_secs(120));
+        assert_eq!(cli.run.default_verify_interval, Duration::from_secs(1800));
         assert_eq!(cli.run.lease_name, "account-linker");
         assert_eq!(cli.run.log_format, LogFormat::Json);
     }
@@ -356,6 +370,8 @@ mod tests {
         let err = Cli::try_parse_from(["x", "--access-denied-grace", "soon"]).unwrap_err();
         assert!(err.to_string().contains("Go duration"), "{err}");
         assert!(Cli::try_parse_from(["x", "--sts-requests-per-second", "0"]).is_err());
+        let err = Cli::try_parse_from(["x", "--default-verify-interval", "30s"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1m"), "{err}");
         assert!(Cli::try_parse_from(["x", "--max-concurrent-reconciles", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--log-format", "xml"]).is_err());
     }

@@ -57,6 +57,8 @@ pub struct Settings {
     pub sts_concurrency: usize,
     /// Partition of role ARNs built from `roleName`.
     pub partition: String,
+    /// `verifyInterval` of LinkedAccounts that do not set one.
+    pub default_verify_interval: Duration,
 }
 
 impl Default for Settings {
@@ -66,6 +68,7 @@ impl Default for Settings {
             sts_requests_per_second: NonZeroU32::new(10).expect("non-zero"),
             sts_concurrency: 16,
             partition: "aws".into(),
+            default_verify_interval: Duration::from_secs(1800),
         }
     }
 }
@@ -290,7 +293,11 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
     let now = Timestamp::now();
     let generation = link.meta().generation;
     let current = link.status.clone().unwrap_or_default();
-    let interval = parse_interval(&link.spec.verify_interval);
+    let interval = link
+        .spec
+        .verify_interval
+        .as_deref()
+        .map_or(ctx.settings.default_verify_interval, parse_interval);
     let role_arn = role_arn(link, &ctx.settings.partition);
     let mut memory = ctx.memory(&key);
     // observedGeneration moves only with a decision for this generation (below): a transient
