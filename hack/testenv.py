@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Local test environment for account-linker: etcd, kube-apiserver and kube-controller-manager on
-free loopback ports with generated certificates, plus the strict AWS emulator.
+free loopback ports with freshly generated certificates, plus the strict AWS emulator.
 
   testenv.py up --state-dir DIR [--foreground | --background] [--crds PATH ...] [--no-emulator]
+                [--emulator-python PY] [--keep-state]
   testenv.py down --state-dir DIR
   testenv.py status --state-dir DIR
 
-`DIR/env.sh` and `DIR/env.json` are written (atomically) only once everything is ready: they are
-the readiness signal. In the foreground the supervisor stops everything on SIGTERM/SIGINT and when
-its parent process dies; every component dies with the supervisor (PR_SET_PDEATHSIG), so a test
-binary that exits or is killed leaves nothing behind.
+`DIR/env.sh` and `DIR/env.json` are written atomically, and only once everything is ready: they
+are the readiness signal. In the foreground the supervisor stops everything on SIGTERM/SIGINT and
+when its parent process exits; every component is tied to the supervisor (PR_SET_PDEATHSIG), so a
+test binary that exits or is killed leaves nothing behind. `--background` detaches a supervisor
+(its pid in `DIR/supervisor.pid`) and returns once the environment is ready; `down` stops it.
+Logs of every component are in `DIR/logs/<name>.log`.
 """
 import argparse
 import ctypes
@@ -23,527 +26,788 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+except ImportError:  # pragma: no cover - a usage error, not a code path
+    sys.exit("testenv: the `cryptography` package is missing; run me with the python of "
+             "$(bash hack/venv.sh)/bin/python")
 
 REPO = Path(__file__).resolve().parent.parent
 PR_SET_PDEATHSIG = 1
-HUB_ACCESS_KEY = "testing"
+# moto maps any access key it does not know to its default account, 123456789012.
+DUMMY_ACCESS_KEY = "testing"
+REGION = "us-east-1"
+# Every component carries this variable (value: the state folder) so that `down` can tell a
+# straggler of this environment from an unrelated process that reused its pid.
+MARKER_VAR = "ACCOUNT_LINKER_TESTENV_STATE"
+ENV_FILES = ("env.sh", "env.json")
+
+APISERVER_READY_TIMEOUT = 120
+KCM_READY_TIMEOUT = 120
+ETCD_READY_TIMEOUT = 30
+EMULATOR_READY_TIMEOUT = 60
+BACKGROUND_READY_TIMEOUT = 420
+STOP_GRACE = 10
+PORT_ATTEMPTS = 5
 
 
 def log(msg):
     print(f"testenv: {msg}", file=sys.stderr, flush=True)
 
 
-# --- certificates -----------------------------------------------------------------------------
-
-def _key():
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def _write_key(path, key):
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption())
-    )
-    path.chmod(0o600)
-
-
-def _write_cert(path, cert):
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
-def _name(cn, org=None):
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
-    return x509.Name(attrs)
-
-
-def make_pki(pki: Path):
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=2)
-    ca_key = _key()
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("account-linker-test-ca"))
-        .issuer_name(_name("account-linker-test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    _write_key(pki / "ca.key", ca_key)
-    _write_cert(pki / "ca.crt", ca)
-
-    def issue(stem, cn, org=None, server=False):
-        key = _key()
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(cn, org))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(start)
-            .not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        )
-        if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.DNSName("kubernetes.default.svc"),
-                    ]
-                ),
-                critical=False,
-            ).add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        else:
-            builder = builder.add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
-            )
-        _write_key(pki / f"{stem}.key", key)
-        _write_cert(pki / f"{stem}.crt", builder.sign(ca_key, hashes.SHA256()))
-
-    issue("apiserver", "kube-apiserver", server=True)
-    issue("admin", "account-linker-admin", org="system:masters")
-    issue("controller-manager", "system:kube-controller-manager")
-    sa = _key()
-    _write_key(pki / "sa.key", sa)
-    (pki / "sa.pub").write_bytes(
-        sa.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-
-
-def kubeconfig(path: Path, server: str, pki: Path, user: str):
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
-                "users": [{"name": user, "user": {"client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}}],
-                "contexts": [{"name": "local", "context": {"cluster": "local", "user": user}}],
-                "current-context": "local",
-            },
-            indent=2,
-        )
-    )
-    path.chmod(0o600)
-
-
-# --- processes --------------------------------------------------------------------------------
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent():
-    # Every component dies with the supervisor, however the supervisor ends.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    os.setpgid(0, 0)
-
-
-class Component:
-    def __init__(self, name, argv, state: Path, env=None, cwd=None):
-        self.name = name
-        self.log_path = state / "logs" / f"{name}.log"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, env=env, cwd=cwd,
-        )
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def tail(self, lines=40):
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout=10):
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 class StartupError(Exception):
     pass
 
 
-def wait_for(what, check, component, timeout):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
+class Interrupted(BaseException):
+    """Startup was abandoned: a stop signal arrived or the parent process went away. A
+    BaseException, so that no "not ready yet" handler swallows it."""
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+def _new_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _save_key(path: Path, key):
+    path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ))
+    path.chmod(0o600)
+
+
+def _save_cert(path: Path, cert):
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _subject(common_name, organization=None):
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    return x509.Name(attrs)
+
+
+def make_pki(pki: Path):
+    """CA, API server serving certificate, client certificates and the service-account keys."""
+    pki.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before, not_after = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=7)
+
+    ca_key = _new_key()
+    ca_name = _subject("account-linker-test-ca")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name).issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before).not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False,
+        ), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _save_key(pki / "ca.key", ca_key)
+    _save_cert(pki / "ca.crt", ca_cert)
+
+    def issue(stem, common_name, organization=None, serving=False):
+        key = _new_key()
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_subject(common_name, organization)).issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=True,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+                encipher_only=False, decipher_only=False,
+            ), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        )
+        if serving:
+            names = [x509.DNSName(n) for n in (
+                "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            )]
+            names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", "::1", "10.96.0.1")]
+            builder = (
+                builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            )
+        else:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        _save_key(pki / f"{stem}.key", key)
+        _save_cert(pki / f"{stem}.crt", builder.sign(ca_key, hashes.SHA256()))
+
+    issue("apiserver", "kube-apiserver", serving=True)
+    issue("admin", "account-linker-admin", organization="system:masters")
+    issue("controller-manager", "system:kube-controller-manager")
+
+    sa_key = _new_key()
+    _save_key(pki / "sa.key", sa_key)
+    (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, user: str):
+    """A kubeconfig (JSON is valid YAML) referring to the certificate files in `pki`."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "account-linker-test",
+                      "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")}}],
+        "users": [{"name": user,
+                   "user": {"client-certificate": str(pki / f"{user}.crt"),
+                            "client-key": str(pki / f"{user}.key")}}],
+        "contexts": [{"name": "account-linker-test",
+                      "context": {"cluster": "account-linker-test", "user": user}}],
+        "current-context": "account-linker-test",
+    }
+    write_atomic(path, json.dumps(config, indent=2) + "\n", mode=0o600)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def write_atomic(path: Path, text: str, mode=0o644):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
+def shell_quote(value: str):
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def free_port():
+    """A loopback port that was free a moment ago (a clash is handled by retrying startup)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has ended already
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def pid_environ(pid):
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def pid_cmdline(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _component_preexec():
+    # Runs in the child between fork and exec: die with the supervisor however it ends (even
+    # SIGKILL), and keep terminal signals (Ctrl-C) away so the supervisor controls the order.
+    if _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        os._exit(127)
+    os.setpgid(0, 0)
+
+
+def assets_dir():
+    """The folder with etcd, kube-apiserver, kube-controller-manager and kubectl."""
+    names = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+    given = os.environ.get("KUBEBUILDER_ASSETS")
+    if given and all(os.access(Path(given) / n, os.X_OK) for n in names):
+        return Path(given).resolve()
+    out = subprocess.run(["bash", str(REPO / "hack" / "control-plane-assets.sh")],
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    if out.returncode != 0:
+        raise StartupError("hack/control-plane-assets.sh failed (its output is above)")
+    return Path(out.stdout.strip()).resolve()
+
+
+class Guard:
+    """Decides whether startup should be abandoned; consulted by every wait."""
+
+    def __init__(self, parent_pid=None):
+        self.parent_pid = parent_pid
+        self.stop_requested = False
+
+    def check(self):
+        if self.stop_requested:
+            raise Interrupted("stop requested")
+        if self.parent_gone():
+            raise Interrupted("parent process exited")
+
+    def parent_gone(self):
+        return self.parent_pid is not None and os.getppid() != self.parent_pid
+
+
+# --- components -------------------------------------------------------------------------------
+
+class Component:
+    def __init__(self, name, argv, state: Path, env):
+        self.name = name
+        self.argv = argv
+        self.log_path = state / "logs" / f"{name}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(
+                argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                preexec_fn=_component_preexec, env=env, close_fds=True,
+            )
+        except OSError as err:
+            self._log.close()
+            raise StartupError(f"cannot start {name} ({argv[0]}): {err}") from None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def tail(self, lines=30):
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "    (no log)"
+        return "\n".join("    " + line[:400] for line in text.splitlines()[-lines:])
+
+    def port_clash(self):
+        try:
+            return "address already in use" in self.log_path.read_text(errors="replace").lower()
+        except OSError:
+            return False
+
+    def terminate(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name} did not stop within {timeout}s; killing it")
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+    def stop(self, timeout=STOP_GRACE):
+        self.terminate()
+        self.wait(timeout)
+
+
+def wait_until(what, check, component, timeout, guard: Guard):
+    """Polls `check` until it returns something truthy; fails early when `component` exits."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        guard.check()
         if component is not None and not component.alive():
-            raise StartupError(f"{component.name} exited while waiting for {what}:\n{component.tail()}")
+            raise StartupError(
+                f"{component.name} exited (code {component.proc.returncode}) while waiting for {what}; "
+                f"last lines of {component.log_path}:\n{component.tail()}")
         try:
             result = check()
             if result:
                 return result
         except Exception as err:  # noqa: BLE001 - any failure means "not yet"
-            last = err
+            last_error = err
+        if time.monotonic() > deadline:
+            detail = f"\nlast lines of {component.log_path}:\n{component.tail()}" if component else ""
+            raise StartupError(f"timed out after {timeout}s waiting for {what} (last error: {last_error}){detail}")
         time.sleep(0.2)
-    tail = component.tail() if component else ""
-    raise StartupError(f"timed out waiting for {what} (last error: {last})\n{tail}")
 
 
-def assets_dir():
-    out = subprocess.run(["bash", str(REPO / "hack/control-plane-assets.sh")], check=True, stdout=subprocess.PIPE, text=True)
-    return Path(out.stdout.strip())
+def http_ok(url, context=None):
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=3) as resp:
+            return resp.status == 200
+    except urllib.error.HTTPError:
+        return False
 
 
-AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+AUDIT_POLICY = """\
+# Written by hack/testenv.py: one Metadata entry per write to an accountlinker.dev object or its
+# status, so tests can count status updates; nothing else is logged.
+apiVersion: audit.k8s.io/v1
 kind: Policy
-omitStages: [RequestReceived]
+omitStages: ["RequestReceived"]
 rules:
   - level: Metadata
-    verbs: [create, update, patch, delete]
+    verbs: ["create", "update", "patch", "delete", "deletecollection"]
     resources:
-      - group: accountlinker.dev
+      - group: "accountlinker.dev"
         resources: ["*", "*/status"]
   - level: None
 """
 
+# Controllers that need nodes, a cloud provider or volumes have nothing to do here.
+KCM_CONTROLLERS = ",".join([
+    "*",
+    "-node-ipam-controller", "-node-lifecycle-controller", "-cloud-node-lifecycle-controller",
+    "-service-lb-controller", "-node-route-controller", "-ttl-controller",
+    "-persistentvolume-binder-controller", "-persistentvolume-attach-detach-controller",
+    "-persistentvolume-expander-controller", "-persistentvolume-protection-controller",
+    "-persistentvolumeclaim-protection-controller", "-ephemeral-volume-controller",
+])
+
 
 class Environment:
-    def __init__(self, state: Path, with_emulator: bool, crds):
+    def __init__(self, state: Path, bins: Path, guard: Guard, with_emulator=True, crds=(),
+                 emulator_python=None):
         self.state = state
+        self.bins = bins
+        self.guard = guard
         self.with_emulator = with_emulator
-        self.crds = crds
+        self.crds = list(crds)
+        self.emulator_python = emulator_python or sys.executable
         self.components = []
-        self.info = {}
+        self.child_env = {**os.environ, MARKER_VAR: str(state)}
+
+    # Each start_* appends its component as soon as it exists, so `stop` always sees it.
+    def _start(self, name, argv, env=None):
+        component = Component(name, argv, self.state, env or self.child_env)
+        self.components.append(component)
+        return component
+
+    def _discard(self, component):
+        component.stop()
+        self.components.remove(component)
+
+    def _with_port_retry(self, name, launch):
+        """`launch()` starts a component on fresh ports and waits for it; a bind clash retries."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                return launch()
+            except StartupError:
+                component = next((c for c in reversed(self.components) if c.name == name), None)
+                if component is None or not component.port_clash() or attempt == PORT_ATTEMPTS:
+                    raise
+                log(f"{name}: port taken, retrying on another ({attempt}/{PORT_ATTEMPTS})")
+                self._discard(component)
+
+    def start_etcd(self):
+        def launch():
+            data_dir = self.state / "etcd"
+            shutil.rmtree(data_dir, ignore_errors=True)
+            client, peer = free_port(), free_port()
+            etcd = self._start("etcd", [
+                str(self.bins / "etcd"), "--name", "testenv", "--data-dir", str(data_dir),
+                "--listen-client-urls", f"http://127.0.0.1:{client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+                "--initial-cluster", f"testenv=http://127.0.0.1:{peer}",
+                "--initial-cluster-state", "new",
+                "--unsafe-no-fsync", "--log-level", "warn",
+            ])
+            url = f"http://127.0.0.1:{client}"
+            wait_until("etcd /health", lambda: http_ok(f"{url}/health"), etcd, ETCD_READY_TIMEOUT, self.guard)
+            return url
+        return self._with_port_retry("etcd", launch)
+
+    def start_apiserver(self, etcd_url, pki: Path):
+        policy = self.state / "audit-policy.yaml"
+        write_atomic(policy, AUDIT_POLICY)
+        tls = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        tls.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+
+        def launch():
+            port = free_port()
+            apiserver = self._start("kube-apiserver", [
+                str(self.bins / "kube-apiserver"),
+                "--etcd-servers", etcd_url,
+                "--bind-address", "127.0.0.1", "--secure-port", str(port),
+                "--advertise-address", "127.0.0.1",
+                # The built-in `kubernetes` Endpoints cannot hold a loopback address.
+                "--endpoint-reconciler-type", "none",
+                "--tls-cert-file", str(pki / "apiserver.crt"),
+                "--tls-private-key-file", str(pki / "apiserver.key"),
+                "--client-ca-file", str(pki / "ca.crt"),
+                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+                "--service-account-key-file", str(pki / "sa.pub"),
+                "--service-account-signing-key-file", str(pki / "sa.key"),
+                "--authorization-mode", "RBAC",
+                "--service-cluster-ip-range", "10.96.0.0/16",
+                "--allow-privileged=true",
+                "--audit-policy-file", str(policy),
+                "--audit-log-path", str(self.state / "audit.log"),
+                "--audit-log-maxsize", "200",
+                "--audit-log-mode", "blocking",
+                "--enable-priority-and-fairness=false",
+                "--profiling=false",
+            ])
+            url = f"https://127.0.0.1:{port}"
+            wait_until("kube-apiserver /readyz", lambda: http_ok(f"{url}/readyz", tls), apiserver,
+                       APISERVER_READY_TIMEOUT, self.guard)
+            return url
+        return self._with_port_retry("kube-apiserver", launch), tls
+
+    def start_controller_manager(self, url, pki: Path, kubeconfig: Path, tls):
+        kcm = self._start("kube-controller-manager", [
+            str(self.bins / "kube-controller-manager"),
+            "--kubeconfig", str(kubeconfig),
+            "--service-account-private-key-file", str(pki / "sa.key"),
+            "--root-ca-file", str(pki / "ca.crt"),
+            "--leader-elect=false",
+            # Each controller acts as its own service account, with the bootstrap RBAC roles.
+            "--use-service-account-credentials=true",
+            "--controllers", KCM_CONTROLLERS,
+            "--secure-port", "0",  # no health endpoint needed, and no port to clash
+            "--concurrent-gc-syncs", "5",
+            "--profiling=false",
+        ])
+        # The service-account controller creating `default/default` proves it is working.
+        wait_until(
+            "kube-controller-manager (the default ServiceAccount of namespace default)",
+            lambda: http_ok(f"{url}/api/v1/namespaces/default/serviceaccounts/default", tls),
+            kcm, KCM_READY_TIMEOUT, self.guard,
+        )
+
+    def install_crds(self, kubeconfig: Path):
+        kubectl = [str(self.bins / "kubectl"), "--kubeconfig", str(kubeconfig)]
+        applied = False
+        for path in self.crds:
+            if path.is_dir():
+                has_manifests = any(p.suffix in (".yaml", ".yml", ".json") for p in path.iterdir())
+            else:
+                has_manifests = path.is_file()
+            if not has_manifests:
+                log(f"--crds {path}: no such file, or a folder without manifests; skipped")
+                continue
+            self._kubectl(kubectl + ["apply", "--server-side", "-f", str(path)], f"applying {path}")
+            applied = True
+        if applied:
+            self._kubectl(kubectl + ["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
+                          "waiting for the CRDs to be Established")
+
+    def _kubectl(self, argv, what):
+        self.guard.check()
+        out = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+        if out.returncode != 0:
+            raise StartupError(f"kubectl failed {what}:\n{out.stdout}{out.stderr}")
+
+    def start_emulator(self):
+        env = {**self.child_env, "PYTHONPATH": str(REPO / "emulator"), "PYTHONUNBUFFERED": "1"}
+        emulator = self._start("emulator", [
+            self.emulator_python, "-m", "strictaws", "--host", "127.0.0.1", "--port", "0",
+        ], env=env)
+
+        def listening():
+            for line in emulator.log_path.read_text(errors="replace").splitlines():
+                if line.startswith("strictaws listening on "):
+                    return line.split()[-1].rstrip("/")
+            return None
+
+        url = wait_until("the AWS emulator's listening line", listening, emulator, EMULATOR_READY_TIMEOUT, self.guard)
+        wait_until("the AWS emulator's health", lambda: http_ok(f"{url}/_strict/health"), emulator, 15, self.guard)
+        return url
 
     def start(self):
+        began = time.monotonic()
         state = self.state
-        bins = assets_dir()
         pki = state / "pki"
         make_pki(pki)
-        env = {}
+        etcd_url = self.start_etcd()
+        url, tls = self.start_apiserver(etcd_url, pki)
+        admin_kubeconfig = state / "kubeconfig"
+        write_kubeconfig(admin_kubeconfig, url, pki, "admin")
+        kcm_kubeconfig = state / "controller-manager.kubeconfig"
+        write_kubeconfig(kcm_kubeconfig, url, pki, "controller-manager")
+        # The emulator starts while the controller manager warms up; both are waited for below.
+        emulator_url = self.start_emulator() if self.with_emulator else None
+        # CRDs go in before the controller manager starts, so the garbage collector's first
+        # discovery already covers them (it only rediscovers every 30 s): owner references to
+        # custom resources are then honoured from the first second.
+        self.install_crds(admin_kubeconfig)
+        self.start_controller_manager(url, pki, kcm_kubeconfig, tls)
 
-        # etcd, retried on a port clash.
-        for attempt in range(5):
-            client_port, peer_port = free_port(), free_port()
-            etcd = Component(
-                "etcd",
-                [
-                    str(bins / "etcd"), "--name", "test", "--data-dir", str(state / "etcd"),
-                    "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-                    "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-                    "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-                    "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-                    "--initial-cluster", f"test=http://127.0.0.1:{peer_port}",
-                    "--unsafe-no-fsync", "--log-level", "warn",
-                ],
-                state,
-            )
-            try:
-                wait_for("etcd", lambda: urllib.request.urlopen(f"http://127.0.0.1:{client_port}/health", timeout=2).status == 200, etcd, 30)
-                break
-            except StartupError:
-                etcd.stop()
-                shutil.rmtree(state / "etcd", ignore_errors=True)
-                if attempt == 4:
-                    raise
-        self.components.append(etcd)
-
-        (state / "audit-policy.yaml").write_text(AUDIT_POLICY)
-        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-        for attempt in range(5):
-            port = free_port()
-            apiserver = Component(
-                "kube-apiserver",
-                [
-                    str(bins / "kube-apiserver"),
-                    "--etcd-servers", f"http://127.0.0.1:{client_port}",
-                    "--bind-address", "127.0.0.1", "--secure-port", str(port),
-                    "--advertise-address", "127.0.0.1",
-                    "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
-                    "--client-ca-file", str(pki / "ca.crt"),
-                    "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                    "--service-account-key-file", str(pki / "sa.pub"),
-                    "--service-account-signing-key-file", str(pki / "sa.key"),
-                    "--authorization-mode", "RBAC",
-                    "--service-cluster-ip-range", "10.96.0.0/16",
-                    "--allow-privileged=true",
-                    "--audit-policy-file", str(state / "audit-policy.yaml"),
-                    "--audit-log-path", str(state / "audit.log"),
-                    "--audit-log-maxsize", "100",
-                    "--enable-priority-and-fairness=false",
-                ],
-                state,
-            )
-            url = f"https://127.0.0.1:{port}"
-            try:
-                wait_for(
-                    "kube-apiserver /readyz",
-                    lambda: urllib.request.urlopen(f"{url}/readyz", context=ctx, timeout=3).status == 200,
-                    apiserver,
-                    90,
-                )
-                break
-            except StartupError:
-                apiserver.stop()
-                if attempt == 4:
-                    raise
-        self.components.append(apiserver)
-        admin_kc = state / "kubeconfig"
-        kubeconfig(admin_kc, url, pki, "admin")
-        kcm_kc = state / "controller-manager.kubeconfig"
-        kubeconfig(kcm_kc, url, pki, "controller-manager")
-
-        kcm = Component(
-            "kube-controller-manager",
-            [
-                str(bins / "kube-controller-manager"),
-                "--kubeconfig", str(kcm_kc),
-                "--authentication-kubeconfig", str(kcm_kc),
-                "--authorization-kubeconfig", str(kcm_kc),
-                "--service-account-private-key-file", str(pki / "sa.key"),
-                "--root-ca-file", str(pki / "ca.crt"),
-                "--leader-elect=false",
-                "--use-service-account-credentials=true",
-                "--controllers", "*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-service,-route,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ephemeral-volume,-pvc-protection,-pv-protection,-ttl",
-                "--bind-address", "127.0.0.1", "--secure-port", str(free_port()),
-                "--concurrent-gc-syncs", "5",
-            ],
-            state,
-        )
-        self.components.append(kcm)
-        kubectl = [str(bins / "kubectl"), "--kubeconfig", str(admin_kc)]
-        # Proof that the controller manager works: the service-account controller creates the
-        # default ServiceAccount of the default namespace.
-        wait_for(
-            "kube-controller-manager (default ServiceAccount)",
-            lambda: subprocess.run(kubectl + ["get", "serviceaccount", "default", "-n", "default"], capture_output=True).returncode == 0,
-            kcm,
-            90,
-        )
-
-        if self.crds:
-            for path in self.crds:
-                subprocess.run(kubectl + ["apply", "--server-side", "-f", str(path)], check=True, capture_output=True)
-            subprocess.run(
-                kubectl + ["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
-                check=True, capture_output=True,
-            )
-
-        env.update(
-            KUBECONFIG=str(admin_kc),
-            KUBEBUILDER_ASSETS=str(bins),
-            AWS_REGION="us-east-1",
-            AWS_DEFAULT_REGION="us-east-1",
-            AWS_ACCESS_KEY_ID=HUB_ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=HUB_ACCESS_KEY,
-        )
-        if self.with_emulator:
-            emu = Component(
-                "emulator",
-                [sys.executable, "-m", "strictaws", "--host", "127.0.0.1", "--port", "0"],
-                state,
-                env={**os.environ, "PYTHONPATH": str(REPO / "emulator")},
-            )
-            self.components.append(emu)
-
-            def listening():
-                for line in emu.log_path.read_text(errors="replace").splitlines():
-                    if line.startswith("strictaws listening on "):
-                        return line.split()[-1]
-                return None
-
-            emu_url = wait_for("the AWS emulator", listening, emu, 30)
-            wait_for(
-                "emulator health",
-                lambda: urllib.request.urlopen(f"{emu_url}/_strict/health", timeout=2).status == 200,
-                emu,
-                15,
-            )
-            env.update(AWS_ENDPOINT_URL=emu_url, EMULATOR_CONTROL_URL=f"{emu_url}/_strict")
-
-        self.info = {
-            "env": env,
-            "pids": {c.name: c.proc.pid for c in self.components},
-            "logs": {c.name: str(c.log_path) for c in self.components},
-            "supervisor_pid": os.getpid(),
+        env = {
+            "KUBECONFIG": str(admin_kubeconfig),
+            "KUBEBUILDER_ASSETS": str(self.bins),
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": DUMMY_ACCESS_KEY,
         }
-        write_atomic(state / "env.json", json.dumps(self.info, indent=2))
-        write_atomic(state / "env.sh", "".join(f"export {k}={shell_quote(v)}\n" for k, v in env.items()))
+        if emulator_url:
+            env["AWS_ENDPOINT_URL"] = emulator_url
+            env["EMULATOR_CONTROL_URL"] = f"{emulator_url}/_strict"
+        info = {
+            "env": env,
+            "supervisor_pid": os.getpid(),
+            "pids": {c.name: c.pid for c in self.components},
+            "logs": {c.name: str(c.log_path) for c in self.components},
+            "state_dir": str(state),
+            "apiserver_url": url,
+            "etcd_url": etcd_url,
+            "emulator_url": emulator_url,
+            "kubeconfig": str(admin_kubeconfig),
+            "audit_log": str(state / "audit.log"),
+            "startup_seconds": round(time.monotonic() - began, 1),
+        }
+        # env.json first: the Rust harness waits for it, shells for env.sh; both are complete.
+        write_atomic(state / "env.json", json.dumps(info, indent=2) + "\n")
+        write_atomic(state / "env.sh", "# Written by hack/testenv.py; removed when the environment stops.\n"
+                     + "".join(f"export {k}={shell_quote(v)}\n" for k, v in env.items()))
+        return info
 
     def stop(self):
-        for c in reversed(self.components):
-            c.stop()
+        # Reverse start order; each gets STOP_GRACE seconds after SIGTERM before SIGKILL.
+        for component in reversed(self.components):
+            component.stop()
         self.components.clear()
-
-
-def shell_quote(value):
-    return "'" + value.replace("'", "'\\''") + "'"
-
-
-def write_atomic(path: Path, text: str):
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 # --- commands ---------------------------------------------------------------------------------
 
-def run_foreground(args, watch_parent=True):
+def supervisor_pid(state: Path):
+    """The pid of the live supervisor of `state`, if any."""
+    try:
+        pid = int((state / "supervisor.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not pid_alive(pid):
+        return None
+    cmdline = pid_cmdline(pid)
+    if cmdline and not any(arg.endswith("testenv.py") for arg in cmdline):
+        return None  # the pid was reused by something else
+    return pid
+
+
+def remove_env_files(state: Path):
+    for name in (*ENV_FILES, "supervisor.pid"):
+        (state / name).unlink(missing_ok=True)
+
+
+def run_supervisor(args, parent_pid):
+    """Foreground mode: start, stay attached, stop everything when told or orphaned."""
     state = Path(args.state_dir).resolve()
-    # Every start is a fresh cluster: etcd data or emulator state of an earlier run would
-    # disagree with each other (the emulator keeps nothing across restarts).
-    shutil.rmtree(state / "etcd", ignore_errors=True)
-    shutil.rmtree(state / "pki", ignore_errors=True)
+    if supervisor_pid(state):
+        log(f"an environment is already running in {state} (use `down` first)")
+        return 1
     state.mkdir(parents=True, exist_ok=True)
-    (state / "supervisor.pid").write_text(str(os.getpid()))
-    parent = os.getppid()
-    stopping = {"flag": False}
+    # Every start is a fresh cluster: an earlier run's data, certificates or audit log would
+    # not match the new processes (and the emulator keeps nothing across restarts).
+    remove_env_files(state)
+    for name in ("etcd", "pki", "logs"):
+        shutil.rmtree(state / name, ignore_errors=True)
+    (state / "audit.log").unlink(missing_ok=True)
+    write_atomic(state / "supervisor.pid", f"{os.getpid()}\n")
+
+    guard = Guard(parent_pid)
+    phase = {"starting": True}
 
     def on_signal(signum, _frame):
-        stopping["flag"] = True
+        guard.stop_requested = True
+        if phase["starting"]:
+            phase["starting"] = False  # raise once; teardown must not be interrupted
+            raise Interrupted(f"signal {signal.Signals(signum).name}")
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    environment = Environment(state, not args.no_emulator, [Path(p) for p in (args.crds or [])])
+    signal.signal(signal.SIGHUP, on_signal)
+
+    environment = None
     code = 0
     try:
-        environment.start()
-        log(f"ready: source {state / 'env.sh'}")
-        while not stopping["flag"]:
-            if watch_parent and os.getppid() != parent:
-                log("parent process gone; stopping")
+        bins = Path(args.assets).resolve() if args.assets else assets_dir()
+        environment = Environment(
+            state, bins, guard, with_emulator=not args.no_emulator,
+            crds=[Path(p).resolve() for p in args.crds], emulator_python=args.emulator_python,
+        )
+        info = environment.start()
+        phase["starting"] = False
+        log(f"ready in {info['startup_seconds']}s: source {state / 'env.sh'}")
+        while not guard.stop_requested:
+            if guard.parent_gone():
+                log("parent process exited; stopping")
                 break
-            dead = [c.name for c in environment.components if not c.alive()]
+            dead = [c for c in environment.components if not c.alive()]
             if dead:
-                log(f"component exited: {', '.join(dead)}; stopping")
+                for c in dead:
+                    log(f"{c.name} exited (code {c.proc.returncode}); last lines of {c.log_path}:\n{c.tail()}")
                 code = 1
                 break
-            time.sleep(0.5)
+            time.sleep(0.25)
+        else:
+            log("stop requested; stopping")
+    except Interrupted as why:
+        phase["starting"] = False
+        log(f"startup abandoned ({why}); stopping")
+        code = 1
     except StartupError as err:
+        phase["starting"] = False
         log(f"startup failed: {err}")
         code = 1
     finally:
-        environment.stop()
-        for name in ("env.sh", "env.json", "supervisor.pid"):
-            (state / name).unlink(missing_ok=True)
+        phase["starting"] = False
+        remove_env_files(state)
+        if environment is not None:
+            environment.stop()
         if not args.keep_state:
             shutil.rmtree(state, ignore_errors=True)
     return code
 
 
-def up(args):
-    if not args.background:
-        return run_foreground(args)
+def up_background(args):
     state = Path(args.state_dir).resolve()
-    if (state / "supervisor.pid").exists() and _running(state):
-        log(f"already running; source {state / 'env.sh'}")
+    pid = supervisor_pid(state)
+    if pid and (state / "env.sh").exists():
+        log(f"already running (supervisor pid {pid}); source {state / 'env.sh'}")
         return 0
+    if pid:
+        log(f"a supervisor (pid {pid}) is already starting in {state}; use `down` first")
+        return 1
+    try:
+        bins = Path(args.assets).resolve() if args.assets else assets_dir()  # may build, visibly
+    except StartupError as err:
+        log(str(err))
+        return 1
     state.mkdir(parents=True, exist_ok=True)
-    (state / "env.json").unlink(missing_ok=True)
-    argv = [sys.executable, __file__, "_serve", "--state-dir", str(state)]
+    remove_env_files(state)
+    argv = [sys.executable, str(Path(__file__).resolve()), "_serve", "--state-dir", str(state),
+            "--assets", str(bins)]
     if args.no_emulator:
         argv.append("--no-emulator")
     if args.keep_state:
         argv.append("--keep-state")
-    for p in args.crds or []:
-        argv += ["--crds", str(Path(p).resolve())]
-    supervisor_log = state / "supervisor.log"
-    with open(supervisor_log, "ab") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while time.time() < deadline:
+    if args.emulator_python:
+        argv += ["--emulator-python", args.emulator_python]
+    for path in args.crds:
+        argv += ["--crds", str(Path(path).resolve())]
+    # The supervisor log lives next to the state folder so it survives a failed start.
+    supervisor_log = state.parent / f"{state.name}.supervisor.log"
+    with open(supervisor_log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, close_fds=True, cwd="/")
+    deadline = time.monotonic() + BACKGROUND_READY_TIMEOUT
+    while time.monotonic() < deadline:
         if (state / "env.sh").exists():
-            log(f"ready: source {state / 'env.sh'}")
+            log(f"ready (supervisor pid {proc.pid}, log {supervisor_log}): source {state / 'env.sh'}")
             return 0
         if proc.poll() is not None:
-            log(f"startup failed:\n{supervisor_log.read_text(errors='replace')[-4000:]}")
+            log(f"startup failed; supervisor log {supervisor_log}:\n"
+                + supervisor_log.read_text(errors="replace")[-6000:])
             return 1
         time.sleep(0.3)
+    log(f"not ready after {BACKGROUND_READY_TIMEOUT}s; stopping it (log {supervisor_log})")
     proc.terminate()
-    log("startup timed out")
+    proc.wait(60)
     return 1
-
-
-def _running(state: Path):
-    try:
-        pid = int((state / "supervisor.pid").read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
-        return None
 
 
 def down(args):
     state = Path(args.state_dir).resolve()
-    pid = _running(state)
-    if not pid:
+    try:
+        info = json.loads((state / "env.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    pid = supervisor_pid(state)
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 4 * STOP_GRACE + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pid_alive(pid):
+            log(f"supervisor {pid} did not stop; killing it")
+            os.kill(pid, signal.SIGKILL)
+    else:
         log("not running")
-        return 0
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            log("stopped")
-            return 0
+    # Components die with their supervisor (PR_SET_PDEATHSIG); make sure of it, touching only
+    # processes that carry this environment's marker.
+    components = [p for p in info.get("pids", {}).values() if isinstance(p, int)]
+    deadline = time.monotonic() + 2 * STOP_GRACE
+    while time.monotonic() < deadline and any(pid_alive(p) for p in components):
         time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    log("killed")
+    for p in components:
+        if pid_alive(p) and pid_environ(p).get(MARKER_VAR) == str(state):
+            log(f"killing leftover component {p}")
+            os.kill(p, signal.SIGKILL)
+    remove_env_files(state)
+    if pid:
+        log("stopped")
     return 0
 
 
 def status(args):
     state = Path(args.state_dir).resolve()
-    pid = _running(state)
-    if pid and (state / "env.sh").exists():
-        print(f"running (supervisor pid {pid}); source {state / 'env.sh'}")
+    pid = supervisor_pid(state)
+    if pid and (state / "env.json").exists():
+        info = json.loads((state / "env.json").read_text())
+        print(f"running (supervisor pid {pid})")
+        print(f"  kube-apiserver  {info.get('apiserver_url')}")
+        if info.get("emulator_url"):
+            print(f"  AWS emulator    {info['emulator_url']}")
+        print(f"  use it with:    source {state / 'env.sh'}")
         return 0
+    if pid:
+        print(f"starting (supervisor pid {pid})")
+        return 2
     print("not running")
     return 1
 
 
 def main(argv=None):
+    # Taken first thing: if the parent exits while we start, the change is still noticed.
+    parent_pid = os.getppid()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("up", "_serve"):
-        p = sub.add_parser(name)
-        p.add_argument("--state-dir", required=True)
+        p = sub.add_parser(name, help="start the environment" if name == "up" else argparse.SUPPRESS)
+        p.add_argument("--state-dir", required=True, help="folder for certificates, data, logs and env files")
         mode = p.add_mutually_exclusive_group()
-        mode.add_argument("--foreground", action="store_true")
-        mode.add_argument("--background", action="store_true")
-        p.add_argument("--crds", action="append", help="CRD file or folder to install")
-        p.add_argument("--no-emulator", action="store_true")
-        p.add_argument("--keep-state", action="store_true", help="do not delete the state folder on stop")
-    for name in ("down", "status"):
-        sub.add_parser(name).add_argument("--state-dir", required=True)
+        mode.add_argument("--foreground", action="store_true",
+                          help="stay attached; stop on SIGTERM/SIGINT or when the parent exits (default)")
+        mode.add_argument("--background", action="store_true",
+                          help="detach and return once ready; stop with `down`")
+        p.add_argument("--crds", nargs="+", action="extend", default=[], metavar="PATH",
+                       help="CRD files or folders to apply once the control plane is up")
+        p.add_argument("--no-emulator", action="store_true", help="do not start the AWS emulator")
+        p.add_argument("--emulator-python", metavar="PY",
+                       help="python that runs the emulator (default: the one running this script)")
+        p.add_argument("--keep-state", action="store_true",
+                       help="keep the state folder (logs, audit log) after stopping")
+        p.add_argument("--assets", help=argparse.SUPPRESS)
+    for name, text in (("down", "stop a background environment"), ("status", "is it running?")):
+        sub.add_parser(name, help=text).add_argument("--state-dir", required=True)
     args = parser.parse_args(argv)
     if args.command == "up":
-        return up(args)
+        return up_background(args) if args.background else run_supervisor(args, parent_pid)
     if args.command == "_serve":
-        return run_foreground(args, watch_parent=False)
+        return run_supervisor(args, parent_pid=None)  # detached: no parent to watch
     if args.command == "down":
         return down(args)
     return status(args)

@@ -1,28 +1,29 @@
 """Tests of hack/testenv.py: the control plane it starts is real (version, garbage collection,
-namespace deletion), and nothing outlives it however it ends."""
+namespace deletion, audit log), and nothing outlives it however it ends."""
 import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TESTENV = REPO / "hack" / "testenv.py"
+STARTUP = 180  # generous: the machine may be busy compiling
 
 
 def wait(check, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         result = check()
         if result:
             return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def alive(pid):
@@ -30,36 +31,34 @@ def alive(pid):
         os.kill(pid, 0)
     except OSError:
         return False
-    # A zombie is gone for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
+    try:  # a zombie has ended already
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
 
 
-def start_foreground(state, *extra):
+def all_pids(info):
+    return [info["supervisor_pid"], *info["pids"].values()]
+
+
+def run_testenv(*args, **kwargs):
+    return subprocess.run([sys.executable, str(TESTENV), *args], **kwargs)
+
+
+def start_foreground(state, log_path, *extra):
+    log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, str(TESTENV), "up", "--foreground", "--state-dir", str(state), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     env_json = state / "env.json"
     try:
-        wait(lambda: env_json.exists() or proc.poll() is not None, 180, "env.json")
+        wait(lambda: env_json.exists() or proc.poll() is not None, STARTUP, "env.json")
     except AssertionError:
         proc.kill()
         raise
-    assert env_json.exists(), proc.stdout.read().decode(errors="replace")
+    assert env_json.exists(), log_path.read_text(errors="replace")
     return proc, json.loads(env_json.read_text())
-
-
-@pytest.fixture(scope="module")
-def environment():
-    state = Path(tempfile.mkdtemp(prefix="testenv-test-")) / "state"
-    proc, info = start_foreground(state, "--crds", str(REPO / "crds"))
-    yield state, proc, info
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(60)
 
 
 def kubectl(info, *args, check=True, input=None):
@@ -70,26 +69,43 @@ def kubectl(info, *args, check=True, input=None):
     )
 
 
+# --- one shared environment (with emulator and CRDs); the last test stops it ------------------
+
+@pytest.fixture(scope="module")
+def environment(tmp_path_factory):
+    base = tmp_path_factory.mktemp("shared")
+    state = base / "state"
+    proc, info = start_foreground(state, base / "supervisor.log", "--crds", str(REPO / "crds"))
+    yield state, proc, info
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(60)
+
+
 def test_env_files_export_everything_a_shell_needs(environment):
     state, _, info = environment
     env = info["env"]
-    for key in ("KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "EMULATOR_CONTROL_URL"):
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["EMULATOR_CONTROL_URL"] == env["AWS_ENDPOINT_URL"] + "/_strict"
+    for key in ("KUBECONFIG", "KUBEBUILDER_ASSETS", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         assert env.get(key), key
-    sourced = subprocess.run(
-        ["bash", "-c", f"source {state / 'env.sh'} && echo $KUBECONFIG $EMULATOR_CONTROL_URL"],
-        capture_output=True, text=True, check=True,
-    ).stdout.split()
-    assert sourced == [env["KUBECONFIG"], env["EMULATOR_CONTROL_URL"]]
+    assert set(info["pids"]) == {"etcd", "kube-apiserver", "kube-controller-manager", "emulator"}
+    assert all(Path(p).is_file() for p in info["logs"].values())
+    printed = subprocess.run(
+        ["bash", "-c", f"source {state / 'env.sh'} && env"], capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    assert {f"{k}={v}" for k, v in env.items()} <= set(printed)
 
 
 def test_the_api_server_reports_the_pinned_release(environment):
     _, _, info = environment
+    assert {"default", "kube-system"} <= set(kubectl(info, "get", "ns", "-o", "name").stdout.replace("namespace/", "").split())
     version = json.loads(kubectl(info, "get", "--raw", "/version").stdout)
     assert version["gitVersion"] == "v1.36.5"
     assert (version["major"], version["minor"]) == ("1", "36")
 
 
-def test_crds_are_installed(environment):
+def test_crds_are_installed_and_established(environment):
     _, _, info = environment
     names = kubectl(info, "get", "crd", "-o", "name").stdout.split()
     assert "customresourcedefinition.apiextensions.k8s.io/linkedaccounts.accountlinker.dev" in names
@@ -103,31 +119,51 @@ def test_garbage_collection_and_namespace_deletion_work(environment):
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {
             "name": "dependent", "namespace": "gc-test",
-            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}],
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                                 "uid": owner["metadata"]["uid"]}],
         },
     }
     kubectl(info, "apply", "-f", "-", input=json.dumps(dependent))
     kubectl(info, "delete", "configmap", "owner", "-n", "gc-test")
-    wait(lambda: kubectl(info, "get", "configmap", "dependent", "-n", "gc-test", check=False).returncode != 0, 60, "dependent collected")
+    wait(lambda: kubectl(info, "get", "configmap", "dependent", "-n", "gc-test", check=False).returncode != 0,
+         60, "the dependent ConfigMap to be garbage-collected")
     kubectl(info, "delete", "namespace", "gc-test", "--wait=false")
-    wait(lambda: kubectl(info, "get", "namespace", "gc-test", check=False).returncode != 0, 60, "namespace deleted")
+    wait(lambda: kubectl(info, "get", "namespace", "gc-test", check=False).returncode != 0,
+         60, "the namespace to be deleted")
+
+
+def test_writes_to_accountlinker_objects_and_their_status_are_audited(environment):
+    state, _, info = environment
+    kubectl(info, "create", "namespace", "audit-test")
+    kubectl(info, "apply", "--server-side", "-n", "audit-test", "-f", str(REPO / "examples" / "linkedaccount.yaml"))
+    name = kubectl(info, "get", "linkedaccounts", "-n", "audit-test", "-o", "name").stdout.split()[0]
+    for generation in (1, 2):
+        kubectl(info, "patch", "-n", "audit-test", name, "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": {"observedGeneration": generation}}))
+    kubectl(info, "create", "configmap", "not-audited", "-n", "audit-test")
+    events = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    mine = [e for e in events if e["objectRef"].get("namespace") == "audit-test"]
+    assert all(e["objectRef"]["apiGroup"] == "accountlinker.dev" for e in mine)
+    assert [e["objectRef"].get("subresource") for e in mine if e["verb"] == "patch"] == [None, "status", "status"]
+    assert {e["level"] for e in mine} == {"Metadata"}
+    kubectl(info, "delete", "namespace", "audit-test", "--wait=false")
 
 
 def test_the_emulator_answers(environment):
     _, _, info = environment
-    import urllib.request
     with urllib.request.urlopen(info["env"]["EMULATOR_CONTROL_URL"] + "/health", timeout=5) as resp:
         assert resp.status == 200
 
 
 def test_sigterm_stops_everything_and_removes_the_state(environment):
     state, proc, info = environment
-    pids = list(info["pids"].values())
     proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    wait(lambda: not any(alive(p) for p in pids), 30, "components to stop")
+    assert proc.wait(60) == 0
+    wait(lambda: not any(alive(p) for p in all_pids(info)), 30, "the components to stop")
     assert not state.exists()
 
+
+# --- however the supervisor's life ends, nothing outlives it --------------------------------
 
 def test_nothing_outlives_a_killed_parent(tmp_path):
     state = tmp_path / "state"
@@ -136,30 +172,60 @@ def test_nothing_outlives_a_killed_parent(tmp_path):
         [sys.executable, "-c",
          "import subprocess, sys, time; subprocess.Popen(sys.argv[1:]); time.sleep(600)",
          sys.executable, str(TESTENV), "up", "--foreground", "--no-emulator", "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        wait(lambda: (state / "env.json").exists(), 180, "env.json")
+        wait(lambda: (state / "env.json").exists() or parent.poll() is not None, STARTUP, "env.json")
         info = json.loads((state / "env.json").read_text())
-        pids = [info["supervisor_pid"], *info["pids"].values()]
         parent.kill()
         parent.wait()
-        wait(lambda: not any(alive(p) for p in pids), 30, "supervisor and components to stop")
-        wait(lambda: not state.exists(), 10, "state folder removed")
+        wait(lambda: not any(alive(p) for p in all_pids(info)), 30, "the supervisor and components to stop")
+        wait(lambda: not state.exists(), 10, "the state folder to be removed")
     finally:
         if parent.poll() is None:
             parent.kill()
 
 
-def test_background_mode_and_down(tmp_path):
-    state = tmp_path / "bg"
-    subprocess.run(
-        [sys.executable, str(TESTENV), "up", "--background", "--keep-state", "--no-emulator", "--state-dir", str(state)],
-        check=True, timeout=240,
+def test_components_die_with_a_sigkilled_supervisor(tmp_path):
+    proc, info = start_foreground(tmp_path / "state", tmp_path / "supervisor.log", "--no-emulator")
+    proc.kill()
+    proc.wait()
+    wait(lambda: not any(alive(p) for p in info["pids"].values()), 10, "the components to die")
+
+
+def test_a_stop_during_startup_is_prompt(tmp_path):
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, str(TESTENV), "up", "--foreground", "--no-emulator", "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    # Wait until the API server has been started, then stop the supervisor before it is ready.
+    log = state / "logs" / "kube-apiserver.log"
+    wait(lambda: log.exists() or proc.poll() is not None, 60, "the API server to be started")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) != 0
+    assert not state.exists()
+    assert not (state / "env.json").exists()
+
+
+def test_background_mode_status_and_down(tmp_path):
+    state = tmp_path / "bg"
+    # A --crds path that does not exist is reported and skipped, not fatal.
+    run_testenv("up", "--background", "--keep-state", "--no-emulator", "--state-dir", str(state),
+            "--crds", str(tmp_path / "no-such-folder"), check=True, timeout=STARTUP + 60,
+            stdin=subprocess.DEVNULL)
     info = json.loads((state / "env.json").read_text())
-    status = subprocess.run([sys.executable, str(TESTENV), "status", "--state-dir", str(state)], capture_output=True, text=True)
+    assert "AWS_ENDPOINT_URL" not in info["env"]
+    assert kubectl(info, "get", "ns", "default").returncode == 0
+    status = run_testenv("status", "--state-dir", str(state), capture_output=True, text=True)
     assert status.returncode == 0 and "running" in status.stdout
-    subprocess.run([sys.executable, str(TESTENV), "down", "--state-dir", str(state)], check=True, timeout=120)
-    pids = [info["supervisor_pid"], *info["pids"].values()]
-    wait(lambda: not any(alive(p) for p in pids), 30, "components to stop")
-    assert not (state / "env.sh").exists()
+    # A second `up` finds it running and leaves it alone.
+    again = run_testenv("up", "--background", "--keep-state", "--no-emulator", "--state-dir", str(state),
+                    capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "already running" in again.stderr
+    run_testenv("down", "--state-dir", str(state), check=True, timeout=120)
+    wait(lambda: not any(alive(p) for p in all_pids(info)), 30, "the components to stop")
+    assert not (state / "env.sh").exists() and not (state / "supervisor.pid").exists()
+    assert (state / "logs" / "kube-apiserver.log").exists()  # --keep-state
+    status = run_testenv("status", "--state-dir", str(state), capture_output=True, text=True)
+    assert status.returncode == 1 and "not running" in status.stdout
