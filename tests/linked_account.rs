@@ -53,13 +53,17 @@ fn put_role(env: &TestEnv, account: &str, external_id: &str, trust_account: &str
 }
 
 async fn external_id_secret(client: &Client, ns: &str, name: &str, value: &str) {
+    secret_with_key(client, ns, name, "externalId", value).await;
+}
+
+async fn secret_with_key(client: &Client, ns: &str, name: &str, key: &str, value: &str) {
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.into()),
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
-            "externalId".to_string(),
+            key.to_string(),
             ByteString(value.as_bytes().to_vec()),
         )])),
         ..Default::default()
@@ -80,6 +84,15 @@ async fn create_link(client: &Client, ns: &str, name: &str, spec: serde_json::Va
         .create(&PostParams::default(), &link)
         .await
         .expect("create LinkedAccount");
+}
+
+/// The message of the Ready condition.
+fn ready_message(link: &LinkedAccount) -> String {
+    link.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
 }
 
 fn condition<'a>(link: &'a LinkedAccount, type_: &str) -> Option<(&'a str, &'a str)> {
@@ -448,32 +461,12 @@ async fn a_missing_secret_or_key_is_named_and_fixing_it_recovers() {
         Duration::from_secs(30),
     )
     .await;
-    let ready = link
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert!(ready.message.contains("Secret later"), "{}", ready.message);
+    let ready = ready_message(&link);
+    assert!(ready.contains("Secret later"), "{ready}");
 
     // The Secret appears, but with another key.
-    let secret = Secret {
-        metadata: kube::api::ObjectMeta {
-            name: Some("later".into()),
-            ..Default::default()
-        },
-        data: Some(BTreeMap::from([(
-            "other".to_string(),
-            ByteString(b"secret-recovery-id".to_vec()),
-        )])),
-        ..Default::default()
-    };
+    secret_with_key(&client, &ns.name, "later", "other", "secret-recovery-id").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
     let link = wait_condition(
         &client,
         &ns.name,
@@ -484,18 +477,8 @@ async fn a_missing_secret_or_key_is_named_and_fixing_it_recovers() {
         Duration::from_secs(90),
     )
     .await;
-    let ready = link
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert!(
-        ready.message.contains("has no key externalId"),
-        "{}",
-        ready.message
-    );
+    let ready = ready_message(&link);
+    assert!(ready.contains("has no key externalId"), "{ready}");
 
     // Fixed: the link recovers.
     secrets
