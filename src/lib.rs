@@ -2,6 +2,7 @@
 //! keeps every link verified.
 #![forbid(unsafe_code)]
 
+pub mod account_list;
 pub mod api;
 pub mod aws;
 pub mod cli;
