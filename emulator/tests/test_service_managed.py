@@ -132,3 +132,33 @@ def test_automatic_deployment_queues_behind_a_running_operation(aws):
     assert operation(cf, NAME, running)["Status"] == "RUNNING"
     assert wait_done(cf, NAME, queued[0]["OperationId"])["Status"] == "SUCCEEDED"
     assert instances(cf, NAME)[f"{member}/us-east-1"]["Status"] == "CURRENT"
+
+
+def test_filtered_delete_removes_only_the_listed_accounts_and_keeps_the_ou_targeted(aws):
+    members = new_organization(aws, 3)
+    root = aws.client("organizations").list_roots()["Roots"][0]["Id"]
+    cf = aws.client("cloudformation")
+    cf.activate_organizations_access()
+    create_service_managed(cf, auto=False)
+    prefs = {"MaxConcurrentPercentage": 100, "FailureTolerancePercentage": 100}
+    op_id = cf.create_stack_instances(
+        StackSetName=NAME,
+        DeploymentTargets={"OrganizationalUnitIds": [root]},
+        Regions=["us-east-1"],
+        OperationPreferences=prefs,
+    )["OperationId"]
+    assert wait_done(cf, NAME, op_id)["Status"] == "SUCCEEDED"
+    op_id = cf.delete_stack_instances(
+        StackSetName=NAME,
+        DeploymentTargets={
+            "OrganizationalUnitIds": [root],
+            "Accounts": [members[0]],
+            "AccountFilterType": "INTERSECTION",
+        },
+        Regions=["us-east-1"],
+        RetainStacks=False,
+        OperationPreferences=prefs,
+    )["OperationId"]
+    assert wait_done(cf, NAME, op_id)["Status"] == "SUCCEEDED"
+    assert sorted(instances(cf, NAME)) == sorted(f"{a}/us-east-1" for a in members[1:])
+    assert cf.describe_stack_set(StackSetName=NAME)["StackSet"]["OrganizationalUnitIds"] == [root]

@@ -158,6 +158,10 @@ pub struct StackInstanceRef {
     /// The reason CloudFormation gave for the status, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The last StackSet operation that touched the instance; a new one makes the link verify
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_operation_id: Option<String>,
 }
 
 fn default_session_duration() -> i32 {

@@ -21,6 +21,7 @@ pub struct AwsClients {
     pub config: SdkConfig,
     pub sts: aws_sdk_sts::Client,
     pub organizations: aws_sdk_organizations::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
 }
 
 impl AwsClients {
@@ -57,6 +58,7 @@ impl AwsClients {
         );
         Self {
             sts: aws_sdk_sts::Client::new(&config),
+            cloudformation: aws_sdk_cloudformation::Client::new(&config),
             organizations,
             config,
         }

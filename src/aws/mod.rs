@@ -5,10 +5,14 @@
 
 pub mod client;
 pub mod error;
+pub mod org_units;
 pub mod organizations;
+pub mod stacksets;
 pub mod sts;
 
 pub use client::{AwsClients, AwsSettings};
 pub use error::{AwsError, ErrorClass};
+pub use org_units::OrgUnits;
 pub use organizations::AccountDirectory;
-pub use sts::{CallerIdentity, RoleVerifier, VerifyRequest};
+pub use stacksets::StackSets;
+pub use sts::{CallerIdentity, HubIdentity, RoleVerifier, VerifyRequest};

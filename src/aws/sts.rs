@@ -99,6 +99,26 @@ impl RoleVerifier for AwsClients {
     }
 }
 
+/// The hub's own identity.
+pub trait HubIdentity: Send + Sync {
+    /// The account the operator's credentials belong to.
+    fn hub_account(&self) -> BoxFuture<'_, Result<String, AwsError>>;
+}
+
+impl HubIdentity for AwsClients {
+    fn hub_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
+        Box::pin(async move {
+            let identity = self
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+            Ok(identity.account().unwrap_or_default().to_string())
+        })
+    }
+}
+
 /// The STS session name for a LinkedAccount: `al-<namespace>-<name>`, restricted to the
 /// characters STS accepts and to its 64-character limit, so CloudTrail shows which object
 /// verified.

@@ -1,4 +1,5 @@
 //! The controllers. Each folder holds one: a driver (`mod.rs`) over pure decisions.
 
+pub mod bulk_registration;
 pub mod conditions;
 pub mod linked_account;

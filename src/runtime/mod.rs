@@ -18,9 +18,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::LinkedAccount;
+use crate::api::{BulkRegistration, LinkedAccount};
 use crate::aws::{AwsClients, AwsSettings};
-use crate::controller::linked_account;
+use crate::controller::{bulk_registration, linked_account};
 pub use http::Readiness;
 pub use metrics::Metrics;
 
@@ -70,6 +70,16 @@ pub struct RunArgs {
     /// LinkedAccount is Stalled (IAM is eventually consistent). Go duration.
     #[arg(long, env = "ACCOUNT_LINKER_ACCESS_DENIED_GRACE", default_value = "2m", value_parser = parse_duration)]
     pub access_denied_grace: Duration,
+
+    /// How often a StackSet operation in flight is polled (Go duration). Reconciles never wait
+    /// on AWS; they look again after this long.
+    #[arg(long, env = "ACCOUNT_LINKER_STACKSET_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub stackset_poll_interval: Duration,
+
+    /// How often a settled BulkRegistration is compared with AWS again, to pick up accounts
+    /// that joined a target OU and instances changed outside the operator (Go duration).
+    #[arg(long, env = "ACCOUNT_LINKER_BULK_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub bulk_resync_interval: Duration,
 
     /// Elect a leader through a coordination.k8s.io Lease, so only one replica writes.
     #[arg(long, env = "ACCOUNT_LINKER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -253,6 +263,21 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
                 .or_else(|| std::env::var("POD_NAME").ok()),
         },
     );
+    let bulk_ctx = Arc::new(bulk_registration::Context::new(
+        client.clone(),
+        aws.clone(),
+        recorder.clone(),
+        bulk_registration::Settings {
+            region: aws
+                .config
+                .region()
+                .map_or_else(|| "us-east-1".to_string(), ToString::to_string),
+            partition: partition_of(args.aws_region.as_deref()),
+            poll_interval: args.stackset_poll_interval.max(Duration::from_millis(200)),
+            resync_interval: args.bulk_resync_interval.max(Duration::from_secs(1)),
+        },
+        metrics.clone(),
+    ));
     let settings = linked_account::Settings {
         access_denied_grace: args.access_denied_grace,
         sts_requests_per_second: args.sts_requests_per_second,
@@ -283,6 +308,22 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
+        let (bulks, children) = match &ns {
+            Some(ns) => (
+                Api::<BulkRegistration>::namespaced(client.clone(), ns),
+                Api::<LinkedAccount>::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let token = stop.clone();
+        controllers.spawn(bulk_registration::run(
+            bulk_ctx.clone(),
+            bulks,
+            children,
+            args.max_concurrent_reconciles,
+            readiness.clone(),
+            async move { token.cancelled().await },
+        ));
         let token = stop.clone();
         controllers.spawn(linked_account::run(
             ctx.clone(),

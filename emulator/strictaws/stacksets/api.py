@@ -282,12 +282,24 @@ class StackSetApi:
         ous = set((p.get("DeploymentTargets") or {}).get("OrganizationalUnitIds") or [])
         if state.permission_model == "SERVICE_MANAGED":
             check_service_managed(state.account, p.get("CallAs"))
-            # Instances deployed through these OUs go too, even if their account has moved since.
+            # Instances deployed through these OUs go too, even if their account has moved
+            # since; an account filter still applies to them.
+            spec = p.get("DeploymentTargets") or {}
+            listed = set(spec.get("Accounts") or [])
+            mode = spec.get("AccountFilterType", "NONE")
+
+            def selected(account: str) -> bool:
+                if mode == "INTERSECTION":
+                    return account in listed
+                if mode == "DIFFERENCE":
+                    return account not in listed
+                return True
+
             keys = {t.key for t in targets}
             targets += [
                 Target(a, r, meta.ou)
                 for (a, r), meta in state.instances.items()
-                if meta.ou in ous and r in p["Regions"] and (a, r) not in keys
+                if meta.ou in ous and r in p["Regions"] and (a, r) not in keys and selected(a)
             ]
             targets = [t for t in targets if t.key in state.instances]
         op = self.engine.submit(
@@ -299,8 +311,10 @@ class StackSetApi:
             retain_stacks=bool(p["RetainStacks"]),
             deployment_targets=p.get("DeploymentTargets"),
         )
-        for ou in ous & set(state.ou_regions):
-            state.ou_regions[ou] = [r for r in state.ou_regions[ou] if r not in p["Regions"]]
+        # Only a delete of whole OUs (no account filter) stops targeting them.
+        if (p.get("DeploymentTargets") or {}).get("AccountFilterType", "NONE") == "NONE":
+            for ou in ous & set(state.ou_regions):
+                state.ou_regions[ou] = [r for r in state.ou_regions[ou] if r not in p["Regions"]]
         return result_reply(req, {"OperationId": op.id})
 
     def _targets(self, state: StackSetState, p: dict[str, Any]) -> list[Target]:

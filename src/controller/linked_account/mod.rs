@@ -314,8 +314,14 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
         attempt: memory.attempt,
     };
 
+    let managed = link
+        .labels()
+        .contains_key(crate::controller::bulk_registration::CHILD_LABEL);
+    let deployment = verdict::deployment(managed, current.stack_instance.as_ref());
     let verdict = if link.spec.suspend {
         verdict::blocked(&Blocked::Suspended, &clock(None))
+    } else if let Some(waiting) = verdict::undeployed(&deployment, &clock(None)) {
+        waiting
     } else {
         match external_id::resolve(&secrets, link).await {
             Err(Unavailable::Blocked { reason, message }) => {
@@ -327,7 +333,16 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
             Err(err) => return Err(err.into()),
             Ok(resolved) => {
                 next.external_id_secret = Some(resolved.secret_name.clone());
-                let fingerprint = (generation, resolved.version.clone());
+                // A new operation on the stack instance (a template update, a rotated token)
+                // makes the link verify again.
+                let instance = current
+                    .stack_instance
+                    .as_ref()
+                    .map(|i| format!("{:?}/{:?}", i.last_operation_id, i.detailed_status));
+                let fingerprint = (
+                    generation,
+                    format!("{}|{}", resolved.version, instance.unwrap_or_default()),
+                );
                 if let Some(wait) = not_due(link, &memory, &fingerprint, interval, now) {
                     // Remember the baseline so a later Secret change is noticed.
                     memory.verified = Some(fingerprint);
@@ -356,7 +371,10 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                 }
                 memory.verified = Some(fingerprint);
                 let refused_since = refused_since(&current, &outcome, generation);
-                verdict::decide(&outcome, &role_arn, &clock(refused_since))
+                verdict::with_deployed(
+                    verdict::decide(&outcome, &role_arn, &clock(refused_since)),
+                    &deployment,
+                )
             }
         }
     };
@@ -549,6 +567,12 @@ async fn write_status(
     link: &LinkedAccount,
     status: &LinkedAccountStatus,
 ) -> Result<(), Error> {
+    // stackInstance belongs to the owning BulkRegistration (its own field manager); leaving
+    // it out keeps this writer from ever taking it over with a stale value.
+    let status = LinkedAccountStatus {
+        stack_instance: None,
+        ..status.clone()
+    };
     let patch = serde_json::json!({
         "apiVersion": "accountlinker.dev/v1alpha1",
         "kind": "LinkedAccount",

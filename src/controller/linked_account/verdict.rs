@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::conditions::{READY, RECONCILING, ROLE_ASSUMABLE, STALLED};
+use crate::api::conditions::{READY, RECONCILING, ROLE_ASSUMABLE, ROLE_DEPLOYED, STALLED};
+use crate::api::linked_account::StackInstanceRef;
 use crate::aws::{AwsError, CallerIdentity, ErrorClass};
 use crate::controller::conditions::{Desired, Status};
 
@@ -23,6 +24,9 @@ pub mod reason {
     pub const EXTERNAL_ID_SECRET_NOT_FOUND: &str = "ExternalIdSecretNotFound";
     pub const EXTERNAL_ID_KEY_NOT_FOUND: &str = "ExternalIdKeyNotFound";
     pub const INVALID_EXTERNAL_ID: &str = "InvalidExternalId";
+    pub const STACK_INSTANCE_SUCCEEDED: &str = "StackInstanceSucceeded";
+    pub const STACK_INSTANCE_PENDING: &str = "StackInstancePending";
+    pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";
 }
 
 /// The result of one AssumeRole + GetCallerIdentity, classified.
@@ -95,9 +99,111 @@ pub struct Verdict {
 /// BulkRegistration and are kept as they are).
 pub const OWNED_TYPES: [&str; 4] = [READY, RECONCILING, STALLED, ROLE_ASSUMABLE];
 
+/// Where the role of a link deployed by a BulkRegistration stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Deployment {
+    /// Not deployed by a BulkRegistration: verify as usual, no RoleDeployed.
+    Unmanaged,
+    /// The stack instance SUCCEEDED: verify, RoleDeployed=True.
+    Deployed,
+    /// Not deployed yet (no instance, pending, running, outdated): do not call STS.
+    Waiting(String),
+    /// The instance failed: needs a human (or the registration's next operation).
+    Failed(String),
+}
+
+/// Reads the deployment state a BulkRegistration reported on its child. `managed` says the
+/// link carries the registration's label, so an instance not reported yet means "waiting".
+pub fn deployment(managed: bool, instance: Option<&StackInstanceRef>) -> Deployment {
+    let Some(i) = instance else {
+        return if managed {
+            Deployment::Waiting("waiting for the BulkRegistration to deploy the role".into())
+        } else {
+            Deployment::Unmanaged
+        };
+    };
+    let status = i.status.as_deref().unwrap_or_default();
+    let detailed = i.detailed_status.as_deref().unwrap_or_default();
+    let describe = || {
+        format!(
+            "stack instance of StackSet {} in {} is {status}/{detailed}{}",
+            i.stack_set,
+            i.region,
+            i.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        )
+    };
+    match (status, detailed) {
+        ("CURRENT", "SUCCEEDED" | "") => Deployment::Deployed,
+        (_, "PENDING" | "RUNNING") | ("OUTDATED", "SUCCEEDED") => Deployment::Waiting(describe()),
+        _ => Deployment::Failed(describe()),
+    }
+}
+
+/// Conditions for a link whose role is not deployed (yet). `None` when verification runs.
+pub fn undeployed(deployment: &Deployment, clock: &Clock) -> Option<Verdict> {
+    let (conditions, requeue_after) = match deployment {
+        Deployment::Unmanaged | Deployment::Deployed => return None,
+        Deployment::Waiting(message) => {
+            let mut c = progressing(
+                Status::Unknown,
+                Status::False,
+                reason::STACK_INSTANCE_PENDING,
+                message,
+            );
+            c.push(Desired::new(
+                ROLE_DEPLOYED,
+                Status::False,
+                reason::STACK_INSTANCE_PENDING,
+                message,
+            ));
+            (c, clock.verify_interval)
+        }
+        Deployment::Failed(message) => {
+            let mut c = stalled(
+                Some(Status::Unknown),
+                reason::STACK_INSTANCE_FAILED,
+                message,
+            );
+            c.push(Desired::new(
+                ROLE_DEPLOYED,
+                Status::False,
+                reason::STACK_INSTANCE_FAILED,
+                message,
+            ));
+            (c, clock.verify_interval)
+        }
+    };
+    // The registration updates the instance state on this object, which triggers the next
+    // look; the requeue is only a safety net.
+    Some(Verdict {
+        conditions: Some(conditions),
+        requeue_after,
+        retrying: false,
+    })
+}
+
+/// Adds RoleDeployed=True to a verdict for a deployed link.
+pub fn with_deployed(mut verdict: Verdict, deployment: &Deployment) -> Verdict {
+    if *deployment == Deployment::Deployed
+        && let Some(c) = verdict.conditions.as_mut()
+    {
+        c.push(Desired::new(
+            ROLE_DEPLOYED,
+            Status::True,
+            reason::STACK_INSTANCE_SUCCEEDED,
+            "the stack instance deploying the role succeeded",
+        ));
+    }
+    verdict
+}
+
 /// Initial conditions before the first verification finishes.
 pub fn verifying() -> Vec<Desired> {
     progressing(
+        Status::Unknown,
         Status::Unknown,
         reason::VERIFYING,
         "verifying that the hub can assume the role",
@@ -187,7 +293,8 @@ fn refused(class: ErrorClass, error: &AwsError, clock: &Clock) -> Verdict {
             if elapsed < clock.grace {
                 let remaining = clock.grace - elapsed;
                 Verdict {
-                    conditions: Some(progressing_with(
+                    conditions: Some(progressing(
+                        Status::False,
                         Status::False,
                         reason,
                         &format!(
@@ -208,8 +315,9 @@ fn refused(class: ErrorClass, error: &AwsError, clock: &Clock) -> Verdict {
         }
         // The hub's own credentials expired: they refresh on their own, keep trying.
         ErrorClass::ExpiredToken => Verdict {
-            conditions: Some(progressing_with(
+            conditions: Some(progressing(
                 Status::Unknown,
+                Status::False,
                 reason::EXPIRED_TOKEN,
                 &format!("the hub's credentials expired: {aws}"),
             )),
@@ -242,20 +350,12 @@ fn error_text(error: &AwsError) -> String {
     }
 }
 
-/// Ready not True, work in flight.
-fn progressing(assumable: Status, reason: &str, message: &str) -> Vec<Desired> {
+/// Ready not True (`ready` is Unknown before a first answer, False after a refusal), work in
+/// flight.
+fn progressing(assumable: Status, ready: Status, reason: &str, message: &str) -> Vec<Desired> {
     vec![
         Desired::new(ROLE_ASSUMABLE, assumable, reason, message),
-        Desired::new(READY, Status::Unknown, reason, message),
-        Desired::new(RECONCILING, Status::True, reason, message),
-        Desired::new(STALLED, Status::False, reason, ""),
-    ]
-}
-
-fn progressing_with(assumable: Status, reason: &str, message: &str) -> Vec<Desired> {
-    vec![
-        Desired::new(ROLE_ASSUMABLE, assumable, reason, message),
-        Desired::new(READY, Status::False, reason, message),
+        Desired::new(READY, ready, reason, message),
         Desired::new(RECONCILING, Status::True, reason, message),
         Desired::new(STALLED, Status::False, reason, ""),
     ]

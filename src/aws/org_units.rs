@@ -1,0 +1,102 @@
+//! Organizations structure: which accounts sit under a set of OUs (nested OUs included).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use aws_sdk_organizations::types::{AccountStatus, ChildType};
+use futures::future::BoxFuture;
+
+use super::AwsClients;
+use super::error::AwsError;
+
+/// Reads the OU tree.
+pub trait OrgUnits: Send + Sync {
+    /// Active accounts under `parents` (OUs or roots, walked down through nested OUs), each
+    /// with the listed parent it was found under. The management account is left out: it is
+    /// never a target of a service-managed StackSet.
+    fn accounts_under<'a>(
+        &'a self,
+        parents: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, AwsError>>;
+
+    /// The organization's root ID.
+    fn root(&self) -> BoxFuture<'_, Result<String, AwsError>>;
+}
+
+impl OrgUnits for AwsClients {
+    fn root(&self) -> BoxFuture<'_, Result<String, AwsError>> {
+        Box::pin(async move {
+            let out = self
+                .organizations
+                .list_roots()
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:ListRoots", e))?;
+            out.roots()
+                .iter()
+                .find_map(|r| r.id().map(str::to_string))
+                .ok_or_else(|| AwsError {
+                    operation: "organizations:ListRoots",
+                    class: super::ErrorClass::NotFound,
+                    code: None,
+                    message: "the organization has no root".into(),
+                })
+        })
+    }
+
+    fn accounts_under<'a>(
+        &'a self,
+        parents: &'a [String],
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, AwsError>> {
+        Box::pin(async move {
+            let org = &self.organizations;
+            let management = org
+                .describe_organization()
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:DescribeOrganization", e))?
+                .organization()
+                .and_then(|o| o.master_account_id())
+                .map(str::to_string);
+            let mut found = BTreeMap::new();
+            for top in parents {
+                let mut queue = VecDeque::from([top.clone()]);
+                while let Some(parent) = queue.pop_front() {
+                    let mut children = org
+                        .list_children()
+                        .parent_id(&parent)
+                        .child_type(ChildType::OrganizationalUnit)
+                        .into_paginator()
+                        .send();
+                    while let Some(page) = children.next().await {
+                        let page =
+                            page.map_err(|e| AwsError::from_sdk("organizations:ListChildren", e))?;
+                        queue.extend(
+                            page.children()
+                                .iter()
+                                .filter_map(|c| c.id().map(str::to_string)),
+                        );
+                    }
+                    let mut accounts = org
+                        .list_accounts_for_parent()
+                        .parent_id(&parent)
+                        .into_paginator()
+                        .send();
+                    while let Some(page) = accounts.next().await {
+                        let page = page.map_err(|e| {
+                            AwsError::from_sdk("organizations:ListAccountsForParent", e)
+                        })?;
+                        for account in page.accounts() {
+                            let Some(id) = account.id() else { continue };
+                            let active =
+                                account.status().is_none_or(|s| *s == AccountStatus::Active);
+                            if active && management.as_deref() != Some(id) {
+                                found.entry(id.to_string()).or_insert_with(|| top.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(found)
+        })
+    }
+}
