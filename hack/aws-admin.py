@@ -14,6 +14,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 ACCESS_ROLE = "OrganizationAccountAccessRole"
+EXECUTION_ROLE = "AWSCloudFormationStackSetExecutionRole"
 
 
 def org():
@@ -56,6 +57,79 @@ def create_account(args):
         if current != args.parent:
             client.move_account(AccountId=account, SourceParentId=current, DestinationParentId=args.parent)
     return {"accountId": account}
+
+
+def create_accounts(args):
+    """Many accounts at once (one process): names and e-mails are `<prefix>-<n>`."""
+    client = org()
+    requests = [
+        client.create_account(AccountName=f"{args.prefix}-{n}", Email=f"{args.prefix}-{n}@example.com")[
+            "CreateAccountStatus"
+        ]
+        for n in range(args.count)
+    ]
+    accounts = []
+    deadline = time.time() + 120
+    for request in requests:
+        while request["State"] == "IN_PROGRESS" and time.time() < deadline:
+            time.sleep(0.1)
+            request = client.describe_create_account_status(CreateAccountRequestId=request["Id"])[
+                "CreateAccountStatus"
+            ]
+        if request["State"] != "SUCCEEDED":
+            raise SystemExit(f"CreateAccount: {request}")
+        accounts.append(request["AccountId"])
+    if args.parent:
+        root = client.list_roots()["Roots"][0]["Id"]
+        for account in accounts:
+            client.move_account(AccountId=account, SourceParentId=root, DestinationParentId=args.parent)
+    return {"accountIds": accounts}
+
+
+def activate_trusted_access(_args):
+    cf = boto3.client("cloudformation")
+    cf.activate_organizations_access()
+    return {"status": cf.describe_organizations_access()["Status"]}
+
+
+def deactivate_trusted_access(_args):
+    cf = boto3.client("cloudformation")
+    cf.deactivate_organizations_access()
+    return {"status": cf.describe_organizations_access()["Status"]}
+
+
+def put_execution_role(args):
+    """The self-managed StackSet execution role, trusting the hub's administration role."""
+    iam = member_iam(args.account)
+    policy = trust_policy(args.trust_account, None)
+    try:
+        iam.create_role(RoleName=EXECUTION_ROLE, AssumeRolePolicyDocument=policy)
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "EntityAlreadyExists":
+            raise
+    return {"roleName": EXECUTION_ROLE}
+
+
+def get_role(args):
+    iam = member_iam(args.account)
+    try:
+        role = iam.get_role(RoleName=args.role_name)["Role"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "NoSuchEntity":
+            raise
+        return {"exists": False}
+    return {"exists": True, "maxSessionDuration": role.get("MaxSessionDuration")}
+
+
+def stack_set_exists(args):
+    cf = boto3.client("cloudformation")
+    try:
+        status = cf.describe_stack_set(StackSetName=args.name)["StackSet"]["Status"]
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "StackSetNotFoundException":
+            raise
+        return {"exists": False}
+    return {"exists": status != "DELETED"}
 
 
 def member_iam(account):
@@ -121,6 +195,28 @@ def main(argv=None):
     p.add_argument("--email", required=True)
     p.add_argument("--parent")
     p.set_defaults(run=create_account)
+    p = sub.add_parser("create-accounts", help="create many member accounts and wait for them")
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--parent")
+    p.set_defaults(run=create_accounts)
+    sub.add_parser(
+        "activate-trusted-access", help="enable trusted access between StackSets and Organizations"
+    ).set_defaults(run=activate_trusted_access)
+    sub.add_parser(
+        "deactivate-trusted-access", help="disable trusted access between StackSets and Organizations"
+    ).set_defaults(run=deactivate_trusted_access)
+    p = sub.add_parser("put-execution-role", help="create the self-managed StackSet execution role")
+    p.add_argument("--account", required=True)
+    p.add_argument("--trust-account", default="123456789012")
+    p.set_defaults(run=put_execution_role)
+    p = sub.add_parser("get-role", help="whether a role exists in a member account")
+    p.add_argument("--account", required=True)
+    p.add_argument("--role-name", default="AccountLinkerAccess")
+    p.set_defaults(run=get_role)
+    p = sub.add_parser("stack-set-exists", help="whether a StackSet exists")
+    p.add_argument("--name", required=True)
+    p.set_defaults(run=stack_set_exists)
     p = sub.add_parser("put-role", help="create or update a role in a member account")
     p.add_argument("--account", required=True)
     p.add_argument("--role-name", default="AccountLinkerAccess")

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use tokio::task::JoinSet;
@@ -308,18 +308,24 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             ),
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-        let (bulks, children) = match &ns {
+        let (bulks, children, config_maps) = match &ns {
             Some(ns) => (
                 Api::<BulkRegistration>::namespaced(client.clone(), ns),
                 Api::<LinkedAccount>::namespaced(client.clone(), ns),
+                Api::<ConfigMap>::namespaced(client.clone(), ns),
             ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
         };
         let token = stop.clone();
         controllers.spawn(bulk_registration::run(
             bulk_ctx.clone(),
             bulks,
             children,
+            config_maps,
             args.max_concurrent_reconciles,
             readiness.clone(),
             async move { token.cancelled().await },

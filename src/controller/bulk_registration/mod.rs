@@ -161,6 +161,23 @@ pub enum Error {
     Aws(#[from] AwsError),
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Cleanup is under way in AWS: the finalizer stays until it finishes. (A finalizer
+    /// cleanup that returns `Ok` is done, so waiting is expressed as this error.)
+    #[error("waiting: {0}")]
+    Waiting(String, Duration),
+}
+
+impl Error {
+    fn waiting(&self) -> Option<Duration> {
+        match self {
+            Self::Waiting(_, d) => Some(*d),
+            Self::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::CleanupFailed(e) => e.waiting(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
 }
 
 impl From<TokenError> for Error {
@@ -222,6 +239,7 @@ pub async fn run(
     ctx: Arc<Context>,
     bulks: Api<BulkRegistration>,
     children: Api<LinkedAccount>,
+    config_maps: Api<ConfigMap>,
     concurrency: u16,
     readiness: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -230,6 +248,18 @@ pub async fn run(
         .owns(children, watcher::Config::default().labels(CHILD_LABEL))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let store = controller.store();
+    // A fixed account list or template in a ConfigMap is picked up at once.
+    let referencing = store.clone();
+    let controller = controller.watches(config_maps, watcher::Config::default(), move |cm| {
+        let ns = cm.namespace();
+        let name = cm.name_any();
+        referencing
+            .state()
+            .into_iter()
+            .filter(|b| b.namespace() == ns && references(b, &name))
+            .map(|b| ObjectRef::from_obj(&*b))
+            .collect::<Vec<_>>()
+    });
     let ready = tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {
             readiness.set_ready(true);
@@ -248,6 +278,21 @@ pub async fn run(
     ready.abort();
 }
 
+/// Whether the registration reads ConfigMap `name` (account lists or the template).
+fn references(bulk: &BulkRegistration, name: &str) -> bool {
+    bulk.spec
+        .targets
+        .accounts_from
+        .iter()
+        .any(|s| s.config_map_ref.name == name)
+        || bulk
+            .spec
+            .template
+            .config_map_ref
+            .as_ref()
+            .is_some_and(|r| r.name == name)
+}
+
 async fn reconcile(bulk: Arc<BulkRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let ns = bulk.namespace().unwrap_or_default();
@@ -261,7 +306,8 @@ async fn reconcile(bulk: Arc<BulkRegistration>, ctx: Arc<Context>) -> Result<Act
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    let outcome = if result.is_ok() {
+    let waiting = result.as_ref().err().and_then(Error::waiting).is_some();
+    let outcome = if result.is_ok() || waiting {
         ctx.attempt(&key, false);
         ReconcileResult::Success
     } else {
@@ -273,6 +319,10 @@ async fn reconcile(bulk: Arc<BulkRegistration>, ctx: Arc<Context>) -> Result<Act
 }
 
 fn error_policy(bulk: Arc<BulkRegistration>, err: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(wait) = err.waiting() {
+        debug!(name = %bulk.name_any(), %err, "cleanup in progress");
+        return Action::requeue(wait);
+    }
     let attempt = ctx.attempt(&ObjectRef::from_obj(&*bulk), true);
     let delay = backoff(attempt, Timestamp::now());
     if matches!(err, Error::Aws(_)) {
@@ -1185,7 +1235,10 @@ async fn cleanup(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error
             now: Timestamp::now(),
         };
         if let Some(wait) = delete_in_aws(&mut pass, &set).await? {
-            return Ok(wait);
+            return Err(Error::Waiting(
+                format!("deleting StackSet {} and its instances", set.name),
+                wait,
+            ));
         }
     } else {
         publish(
@@ -1210,11 +1263,12 @@ async fn cleanup(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error
     Ok(Action::await_change())
 }
 
-/// Deletes every instance, then the StackSet. `Some(requeue)` while that is in progress.
-async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<Action>, Error> {
+/// Deletes every instance, then the StackSet. `Some(wait)` while that is in progress.
+async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<Duration>, Error> {
     let ctx = pass.ctx;
-    let poll = Some(Action::requeue(ctx.settings.poll_interval));
+    let poll = Some(ctx.settings.poll_interval);
     if ctx.stacksets.describe(set).await?.is_none() {
+        info!(name = %pass.bulk.name_any(), stack_set = %set.name, "StackSet already gone");
         return Ok(None);
     }
     if let Some(op) = pass.next.operation.clone() {
@@ -1236,6 +1290,7 @@ async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<
         }
     }
     let instances = ctx.stacksets.instances(set).await?;
+    info!(name = %pass.bulk.name_any(), stack_set = %set.name, instances = instances.len(), "deleting");
     if instances.is_empty() {
         return match ctx.stacksets.delete(set).await {
             Ok(()) => {
@@ -1276,7 +1331,7 @@ async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<
         );
         pass.write(stalled(None, reason::DELETING, &message))
             .await?;
-        return Ok(Some(Action::requeue(Duration::from_secs(60))));
+        return Ok(Some(Duration::from_secs(60)));
     }
     let Step::Delete {
         batch,
