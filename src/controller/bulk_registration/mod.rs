@@ -1133,10 +1133,17 @@ async fn definition(
                 .map_err(DefinitionError::Aws)?
                 .clone(),
         };
+        let names: Vec<&str> = bulk
+            .spec
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
         TemplateBody::Body(template::builtin(
             builtin,
             &trusted,
             &ctx.settings.partition,
+            &names,
         ))
     } else if let Some(reference) = &source.config_map_ref {
         let cm = config_maps

@@ -18,8 +18,14 @@ const ROLE_RESOURCE: &str = "HubAccessRole";
 
 /// Renders the built-in template: one named IAM role that trusts `trusted_account` under an
 /// `sts:ExternalId` condition, with the managed policies asked for, an explicit deny policy and
-/// the maximum session duration.
-pub fn builtin(settings: &BuiltinTemplate, trusted_account: &str, partition: &str) -> String {
+/// the maximum session duration. Each of `extra_parameters` (the registration's `parameters`)
+/// is declared and tags the role, so they are visible in every account.
+pub fn builtin(
+    settings: &BuiltinTemplate,
+    trusted_account: &str,
+    partition: &str,
+    extra_parameters: &[&str],
+) -> String {
     let mut properties = json!({
         "RoleName": settings.role_name,
         "Description": format!("Hub access for account-linker (template v{BUILTIN_VERSION})"),
@@ -46,18 +52,27 @@ pub fn builtin(settings: &BuiltinTemplate, trusted_account: &str, partition: &st
             }
         }]);
     }
+    let mut parameters = json!({
+        EXTERNAL_ID_PARAMETER: {
+            "Type": "String",
+            "NoEcho": true,
+            "MinLength": 2,
+            "MaxLength": 1224,
+            "Description": "Registration token the hub presents as sts:ExternalId"
+        }
+    });
+    if !extra_parameters.is_empty() {
+        let mut tags = Vec::new();
+        for name in extra_parameters {
+            parameters[*name] = json!({"Type": "String"});
+            tags.push(json!({"Key": name, "Value": {"Ref": name}}));
+        }
+        properties["Tags"] = json!(tags);
+    }
     let template = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": format!("account-linker hub access role, template v{BUILTIN_VERSION}"),
-        "Parameters": {
-            EXTERNAL_ID_PARAMETER: {
-                "Type": "String",
-                "NoEcho": true,
-                "MinLength": 2,
-                "MaxLength": 1224,
-                "Description": "Registration token the hub presents as sts:ExternalId"
-            }
-        },
+        "Parameters": parameters,
         "Resources": {ROLE_RESOURCE: {"Type": "AWS::IAM::Role", "Properties": properties}},
         "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": [ROLE_RESOURCE, "Arn"]}}}
     });
@@ -91,7 +106,7 @@ mod tests {
     #[test]
     fn the_role_trusts_the_hub_under_the_external_id() {
         let body: Value =
-            serde_json::from_str(&builtin(&settings(), "111122223333", "aws")).unwrap();
+            serde_json::from_str(&builtin(&settings(), "111122223333", "aws", &[])).unwrap();
         let role = &body["Resources"]["HubAccessRole"]["Properties"];
         assert_eq!(role["RoleName"], "AccountLinkerAccess");
         assert_eq!(role["MaxSessionDuration"], 3600);
@@ -115,7 +130,8 @@ mod tests {
         s.managed_policy_arns = vec!["arn:aws:iam::aws:policy/ReadOnlyAccess".into()];
         s.deny_actions = vec!["iam:CreateUser".into(), "organizations:*".into()];
         s.max_session_duration = 7200;
-        let body: Value = serde_json::from_str(&builtin(&s, "111122223333", "aws-cn")).unwrap();
+        let body: Value =
+            serde_json::from_str(&builtin(&s, "111122223333", "aws-cn", &["Owner"])).unwrap();
         let role = &body["Resources"]["HubAccessRole"]["Properties"];
         assert_eq!(
             role["ManagedPolicyArns"][0],
@@ -125,6 +141,8 @@ mod tests {
         assert_eq!(deny["Effect"], "Deny");
         assert_eq!(deny["Action"][1], "organizations:*");
         assert_eq!(role["MaxSessionDuration"], 7200);
+        assert_eq!(body["Parameters"]["Owner"]["Type"], "String");
+        assert_eq!(role["Tags"][0]["Value"]["Ref"], "Owner");
         assert!(
             role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["AWS"]
                 .as_str()
