@@ -53,8 +53,12 @@ integration-test: ## Integration tests against a real API server and the strict 
 	KUBEBUILDER_ASSETS=$(ASSETS) ACCOUNT_LINKER_PYTHON=$(PY) \
 		$(CARGO) test --locked --test '*' -- --test-threads=4
 
+.PHONY: chart-test
+chart-test: ## Lint, render and server-side validate the Helm chart; Argo CD health checks
+	PY=$(PY) bash hack/chart-test.sh
+
 .PHONY: test
-test: lint unit-test emulator-test testenv-test integration-test ## Everything CI runs, from a fresh machine
+test: lint unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
 
 include hack/dev-env.mk
 
