@@ -5,7 +5,9 @@
 #  2. values.schema.json rejects bad values (each case must make `helm template` fail);
 #  3. the rendered manifests (CRDs included) pass `kubectl apply --dry-run=server --validate=strict`
 #     against a real kube-apiserver of the pinned release, with the prometheus-operator CRDs
-#     installed so ServiceMonitor and PrometheusRule are checked against their schemas too.
+#     installed so ServiceMonitor and PrometheusRule are checked against their schemas too;
+#  4. the Argo CD health check (Lua, run by gopher-lua as in Argo CD) and kstatus give the expected
+#     verdict for every status fixture in hack/healthcheck/testdata.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +63,16 @@ reject "a zero STS budget" --set operator.stsRequestsPerSecond=0
 reject "an invalid namespace name" --set 'watchNamespaces[0]=Team_A'
 reject "a string port" --set-string operator.metricsPort=http
 reject "credentials Secret without keys" --set awsCredentials.create=true
+
+log "Argo CD health checks (gopher-lua) and kstatus against the status fixtures"
+HEALTHCHECK="$(bash hack/tools.sh healthcheck)"
+"$HEALTHCHECK" -lua $CHART/health/health.lua -fixtures hack/healthcheck/testdata > "$OUT/health.txt" \
+  || { cat "$OUT/health.txt" >&2; fail "health checks disagree with hack/healthcheck/testdata/expected.yaml"; }
+# A script that calls everything Healthy must be caught, or the fixtures prove nothing.
+echo 'return { status = "Healthy", message = "" }' > "$OUT/always-healthy.lua"
+if "$HEALTHCHECK" -lua "$OUT/always-healthy.lua" -fixtures hack/healthcheck/testdata > /dev/null; then
+  fail "the fixtures accept a health check that always says Healthy"
+fi
 
 log "server-side validation against kube-apiserver $KUBE_VERSION"
 STATE="$PWD/$OUT/env"
