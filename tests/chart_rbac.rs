@@ -220,7 +220,7 @@ fn assert_forbidden(install: &ChartInstall, what: &str, args: &[&str]) {
     cmd.args(args);
     let (ok, out, err) = run(cmd, None);
     assert!(
-        !ok && err.contains("Forbidden") || !ok && err.contains("forbidden"),
+        !ok && err.to_lowercase().contains("forbidden"),
         "the chart's ServiceAccount could {what}: ok={ok} stdout={out} stderr={err}"
     );
 }
