@@ -48,6 +48,12 @@ expect all-features.yaml "resource.customizations.health.accountlinker.dev_Membe
 if grep -qF "kind: ClusterRole" "$OUT/all-features.yaml"; then fail "watchNamespaces set but a ClusterRole rendered"; fi
 if grep -qE "^kind: (Role|ClusterRole)$" "$OUT/minimal.yaml"; then fail "rbac.create=false still rendered RBAC"; fi
 
+# Every `account-linker run` flag must be settable through the chart: its env var is rendered
+# when every feature is on (a new flag without a chart value fails here).
+flags="$(grep -oE 'env = "[A-Z_]+"' src/runtime/mod.rs | cut -d'"' -f2)"
+[[ -n "$flags" ]] || fail "found no flags in src/runtime/mod.rs"
+for var in $flags; do expect all-features.yaml "name: $var"; done
+
 log "values.schema.json rejects bad values"
 reject() {
   local what="$1"; shift
