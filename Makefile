@@ -27,6 +27,10 @@ crds: ## Regenerate crds/ (and the chart's copy) from the Rust types
 	rm -f charts/account-linker/crds/*.yaml
 	cp crds/*.yaml charts/account-linker/crds/
 
+.PHONY: docs
+docs: ## Regenerate docs/api-reference.md from the CRD schemas
+	$(CARGO) run --locked --quiet -- docs api-reference > docs/api-reference.md
+
 .PHONY: fmt
 fmt: ## Format the Rust code
 	$(CARGO) fmt
@@ -38,7 +42,7 @@ lint: toolchain ## rustfmt check and clippy with warnings as errors
 
 .PHONY: unit-test
 unit-test: ## Unit tests and the CRD-in-sync check (no services needed)
-	$(CARGO) test --locked --lib --bins --test crds_in_sync
+	$(CARGO) test --locked --lib --bins --test crds_in_sync --test api_reference_in_sync
 
 .PHONY: emulator-test
 emulator-test: ## The AWS emulator's own test suite (pytest)
@@ -53,8 +57,12 @@ integration-test: ## Integration tests against a real API server and the strict 
 	KUBEBUILDER_ASSETS=$(ASSETS) ACCOUNT_LINKER_PYTHON=$(PY) \
 		$(CARGO) test --locked --test '*' -- --test-threads=4
 
+.PHONY: chart-test
+chart-test: ## Lint, render and server-side validate the Helm chart; Argo CD health checks
+	PY=$(PY) bash hack/chart-test.sh
+
 .PHONY: test
-test: lint unit-test emulator-test testenv-test integration-test ## Everything CI runs, from a fresh machine
+test: lint unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
 
 include hack/dev-env.mk
 

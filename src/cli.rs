@@ -26,6 +26,53 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Turn a file of account IDs (CSV export, comma-separated or one per line) into a
+    /// BulkRegistration and the ConfigMap holding the accounts, printed as YAML.
+    ImportCsv(ImportCsvArgs),
+    /// Generated documentation.
+    Docs {
+        #[command(subcommand)]
+        what: DocsCommand,
+    },
+}
+
+/// What `account-linker docs` renders.
+#[derive(Debug, Subcommand)]
+pub enum DocsCommand {
+    /// Markdown API reference from the CRD schemas (docs/api-reference.md).
+    ApiReference,
+}
+
+/// Flags of `account-linker import-csv`.
+#[derive(Debug, clap::Args)]
+pub struct ImportCsvArgs {
+    /// File with the account IDs (`-` for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Name of the BulkRegistration; the ConfigMap is named `<name>-accounts`.
+    #[arg(long)]
+    pub name: String,
+    /// Namespace of both objects (omitted: kubectl's current namespace).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Region to deploy the role to (repeat for more; the builtin template allows one).
+    #[arg(long = "region")]
+    pub regions: Vec<String>,
+    /// StackSet permission model.
+    #[arg(long, default_value = "ServiceManaged", value_parser = ["ServiceManaged", "SelfManaged"])]
+    pub permission_model: String,
+    /// Identity of the hub on StackSet calls.
+    #[arg(long, default_value = "Self", value_parser = ["Self", "DelegatedAdmin"])]
+    pub call_as: String,
+    /// Administration role (SelfManaged).
+    #[arg(long)]
+    pub administration_role_arn: Option<String>,
+    /// Execution role name in each account (SelfManaged).
+    #[arg(long)]
+    pub execution_role_name: Option<String>,
+    /// What deleting the BulkRegistration does in AWS.
+    #[arg(long, default_value = "Delete", value_parser = ["Delete", "Retain"])]
+    pub deletion_policy: String,
 }
 
 /// Errors of the CLI.
@@ -37,6 +84,18 @@ pub enum CliError {
     Runtime(#[from] crate::runtime::RuntimeError),
     #[error("cannot start the async runtime: {0}")]
     Tokio(#[source] std::io::Error),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Every bad line, one per line, so the user can fix them all at once.
+    #[error("{} has {} bad line(s):\n{}", path.display(), errors.len(), errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    BadAccountList {
+        path: PathBuf,
+        errors: Vec<crate::account_list::LineError>,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -60,7 +119,55 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Crd { out_dir: Some(dir) } => write_crd_files(&dir),
+        Command::ImportCsv(args) => import_csv(&args),
+        Command::Docs {
+            what: DocsCommand::ApiReference,
+        } => {
+            print!("{}", crate::reference::api_reference());
+            Ok(())
+        }
     }
+}
+
+/// An API enum from its serialised spelling.
+fn parse_enum<T: serde::de::DeserializeOwned>(value: &str) -> T {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).expect("checked by clap")
+}
+
+fn import_csv(args: &ImportCsvArgs) -> Result<(), CliError> {
+    let read = |path: &Path| -> std::io::Result<String> {
+        if path == Path::new("-") {
+            std::io::read_to_string(std::io::stdin())
+        } else {
+            std::fs::read_to_string(path)
+        }
+    };
+    let text = read(&args.file).map_err(|source| CliError::Read {
+        path: args.file.clone(),
+        source,
+    })?;
+    // The value parsers above only admit the enum's spellings.
+    let options = crate::import_csv::Options {
+        name: args.name.clone(),
+        namespace: args.namespace.clone(),
+        regions: args.regions.clone(),
+        permission_model: parse_enum(&args.permission_model),
+        call_as: parse_enum(&args.call_as),
+        administration_role_arn: args.administration_role_arn.clone(),
+        execution_role_name: args.execution_role_name.clone(),
+        deletion_policy: parse_enum(&args.deletion_policy),
+    };
+    let imported =
+        crate::import_csv::import(&text, &options).map_err(|errors| CliError::BadAccountList {
+            path: args.file.clone(),
+            errors,
+        })?;
+    for (line, account) in &imported.duplicates {
+        eprintln!("note: line {line}: {account} already listed; kept once");
+    }
+    eprintln!("{} account(s)", imported.accounts.len());
+    print!("{}", imported.yaml);
+    Ok(())
 }
 
 /// All CRDs as one multi-document YAML stream.

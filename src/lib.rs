@@ -7,4 +7,6 @@ pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod controller;
+pub mod import_csv;
+pub mod reference;
 pub mod runtime;

@@ -252,6 +252,17 @@ pub struct Operator {
 impl Operator {
     /// Starts the operator watching `namespace`, with `extra` flags.
     pub fn start(env: &TestEnv, namespace: &str, extra: &[&str]) -> Self {
+        Self::start_with_kubeconfig(env, env.kubeconfig(), namespace, extra)
+    }
+
+    /// Like [`Operator::start`], with another identity (e.g. a kubeconfig that impersonates the
+    /// chart's ServiceAccount).
+    pub fn start_with_kubeconfig(
+        env: &TestEnv,
+        kubeconfig: &Path,
+        namespace: &str,
+        extra: &[&str],
+    ) -> Self {
         let log_path = env.state_dir.join(format!(
             "operator-{namespace}-{}.log",
             NAMESPACE_SEQ.fetch_add(1, Ordering::Relaxed)
@@ -263,7 +274,7 @@ impl Operator {
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
             .args(["--leader-election-namespace", namespace])
             .args(extra)
-            .env("KUBECONFIG", env.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .envs(env.aws_vars())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
