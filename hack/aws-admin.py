@@ -60,13 +60,20 @@ def create_account(args):
 
 
 def create_accounts(args):
-    """Many accounts at once (one process): names and e-mails are `<prefix>-<n>`."""
+    """Many accounts at once (one process): names and e-mails are `<prefix>-<n>`. Accounts whose
+    e-mail already exists are reused, so running it again is harmless."""
     client = org()
+    existing = {
+        account["Email"]: account["Id"]
+        for page in client.get_paginator("list_accounts").paginate()
+        for account in page["Accounts"]
+    }
+    emails = [f"{args.prefix}-{n}@example.com" for n in range(args.count)]
     requests = [
-        client.create_account(AccountName=f"{args.prefix}-{n}", Email=f"{args.prefix}-{n}@example.com")[
-            "CreateAccountStatus"
-        ]
-        for n in range(args.count)
+        {"State": "SUCCEEDED", "AccountId": existing[email]}
+        if email in existing
+        else client.create_account(AccountName=email.split("@")[0], Email=email)["CreateAccountStatus"]
+        for email in emails
     ]
     accounts = []
     deadline = time.time() + 120
@@ -81,8 +88,11 @@ def create_accounts(args):
         accounts.append(request["AccountId"])
     if args.parent:
         root = client.list_roots()["Roots"][0]["Id"]
-        for account in accounts:
-            client.move_account(AccountId=account, SourceParentId=root, DestinationParentId=args.parent)
+        for email, account in zip(emails, accounts):
+            reused = email in existing
+            current = client.list_parents(ChildId=account)["Parents"][0]["Id"] if reused else root
+            if current != args.parent:
+                client.move_account(AccountId=account, SourceParentId=current, DestinationParentId=args.parent)
     return {"accountIds": accounts}
 
 

@@ -4,7 +4,9 @@
 #   2. the operator runs against the local control plane and the emulator;
 #   3. a LinkedAccount for the new account is applied; the operator generates its ExternalId;
 #   4. the administrator deploys the role with that ExternalId (IAM), as the onboarding guide says;
-#   5. the LinkedAccount becomes Ready, and kubectl shows it.
+#   5. the LinkedAccount becomes Ready;
+#   6. an OU of five sandbox accounts is registered with one BulkRegistration (one StackSet,
+#      one operation), and its five child LinkedAccounts become Ready; kubectl shows them all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${KUBEBUILDER_ASSETS:?source target/dev-env/env.sh first}"
@@ -31,6 +33,7 @@ if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/d
 else
   nohup target/debug/account-linker run --watch-namespace "$ns" --leader-elect=false \
     --metrics-addr 127.0.0.1:0 --log-format text --access-denied-grace 5m \
+    --stackset-poll-interval 1s \
     >"$state/operator.log" 2>&1 &
   echo $! >"$state/operator.pid"
 fi
@@ -54,6 +57,32 @@ echo "role AccountLinkerAccess created in $account, trusting the hub with the Ex
 
 say "Waiting for the LinkedAccount to become Ready"
 "$kubectl" wait --for=condition=Ready lacct/payments-prod -n "$ns" --timeout=120s
+
+say "Administrator: an OU of five sandbox accounts; StackSets trusted access on"
+"$py" hack/aws-admin.py activate-trusted-access >/dev/null
+sandboxes=$("$py" hack/aws-admin.py create-ou --name sandboxes | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ouId"])')
+"$py" hack/aws-admin.py create-accounts --prefix sandbox --count 5 --parent "$sandboxes" \
+  | "$py" -c 'import json,sys; print("accounts", " ".join(json.load(sys.stdin)["accountIds"]))'
+echo "in $sandboxes"
+
+say "Applying a BulkRegistration over $sandboxes"
+"$kubectl" apply --server-side -n "$ns" -f - <<YAML
+apiVersion: accountlinker.dev/v1alpha1
+kind: BulkRegistration
+metadata:
+  name: sandboxes
+spec:
+  stackSet:
+    permissionModel: ServiceManaged
+  template:
+    builtin:
+      managedPolicyArns: ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+  targets:
+    organizationalUnitIds: ["$sandboxes"]
+  autoDeployment: {enabled: true}
+  regions: [us-east-1]
+YAML
+"$kubectl" wait --for=condition=Ready bulkreg/sandboxes -n "$ns" --timeout=180s
 echo
 echo "\$ kubectl get accountlinker -n $ns"
 "$kubectl" get accountlinker -n "$ns"
@@ -66,7 +95,10 @@ cat <<TXT
 The control plane, the emulator and the operator keep running. To poke at them:
   source $state/env.sh
   \$KUBEBUILDER_ASSETS/kubectl get lacct -n $ns -w
+  \$KUBEBUILDER_ASSETS/kubectl get bulkreg sandboxes -n $ns -o yaml   # summary, operations
   python hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
+  python hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
+                                                            # a sixth account: auto-deployed and linked
   curl -s \$EMULATOR_CONTROL_URL/requests                     # AWS calls the operator made
 Stop everything with: make dev-env-down
 TXT

@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
+use kube::api::ListParams;
 use kube::config::Kubeconfig;
 use serde_json::json;
 
@@ -83,6 +84,11 @@ impl ChartInstall {
     /// `watchNamespaces` set to it, so the per-namespace Roles are what is tested), applies them
     /// as admin and starts the operator as the ServiceAccount.
     async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, &[]).await
+    }
+
+    /// [`ChartInstall::start`] with extra operator flags.
+    async fn start_with(prefix: &str, flags: &[&str]) -> Self {
         let env = support::env();
         let client = env.client().await;
         let ns = TestNamespace::create(&client, prefix).await;
@@ -116,12 +122,10 @@ impl ChartInstall {
 
         let sa_kubeconfig = impersonating_kubeconfig(&env, &ns.name);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let operator = Operator::start_with_kubeconfig(
-            &env,
-            &sa_kubeconfig,
-            &ns.name,
-            &["--leader-identity", &format!("chart-rbac-{n}")],
-        );
+        let identity = format!("chart-rbac-{n}");
+        let mut args = vec!["--leader-identity", identity.as_str()];
+        args.extend_from_slice(flags);
+        let operator = Operator::start_with_kubeconfig(&env, &sa_kubeconfig, &ns.name, &args);
         Self {
             env,
             ns,
@@ -360,6 +364,113 @@ async fn the_chart_rbac_runs_the_linked_account_controller_and_nothing_more() {
     install.cleanup().await;
 }
 
-// BulkRegistration: scenario added with its controller (ChartInstall::start, then
-// apply_and_wait_ready with a BulkRegistration manifest and assert_no_forbidden_in_log).
-// MemberAccount: likewise, with a MemberAccount manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_rbac_runs_the_bulk_registration_controller() {
+    let install = ChartInstall::start_with(
+        "chart-rbac-bulk",
+        &[
+            "--stackset-poll-interval",
+            "500ms",
+            "--bulk-resync-interval",
+            "3s",
+        ],
+    )
+    .await;
+    let env = install.env.clone();
+    let client = env.client().await;
+    let ns = install.ns.name.clone();
+    aws_admin(&env, &["ensure-org"]);
+    aws_admin(&env, &["activate-trusted-access"]);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let ou_name = format!("rbac-ou-{}-{n}", std::process::id());
+    let ou = aws_admin(&env, &["create-ou", "--name", &ou_name])["ouId"]
+        .as_str()
+        .expect("ou id")
+        .to_string();
+    let prefix = format!("rbac-bulk-{}-{n}", std::process::id());
+    let accounts: Vec<String> = aws_admin(
+        &env,
+        &[
+            "create-accounts",
+            "--prefix",
+            &prefix,
+            "--count",
+            "3",
+            "--parent",
+            &ou,
+        ],
+    )["accountIds"]
+        .as_array()
+        .expect("account ids")
+        .iter()
+        .map(|v| v.as_str().expect("id").to_string())
+        .collect();
+
+    // The account list ConfigMap is read through the operator's watch (list/watch granted).
+    let mut cm = env.kubectl();
+    cm.args([
+        "create",
+        "configmap",
+        "bulk-accounts",
+        "-n",
+        &ns,
+        &format!("--from-literal=accounts={}", accounts[0]),
+    ]);
+    assert!(run(cm, None).0, "create the account list ConfigMap");
+    let manifest = json!({
+        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "BulkRegistration",
+        "metadata": {"name": "via-chart"},
+        "spec": {
+            "stackSet": {"permissionModel": "ServiceManaged"},
+            "template": {"builtin": {}},
+            "targets": {
+                "organizationalUnitIds": [ou],
+                "accountsFrom": [{"configMapRef": {"name": "bulk-accounts", "key": "accounts"}}],
+            },
+            "regions": ["us-east-1"],
+            "deletionPolicy": "Delete",
+        },
+    });
+    install.apply_and_wait_ready(manifest, Duration::from_secs(120));
+    let children: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns);
+    let listed = children
+        .list(&ListParams::default().labels("accountlinker.dev/bulk-registration=via-chart"))
+        .await
+        .expect("list children");
+    assert_eq!(listed.items.len(), 3, "one child per account in the OU");
+
+    // Deletion: instances and StackSet in AWS, then the children (deletecollection) and the
+    // finalizer, all as the ServiceAccount.
+    let mut delete = env.kubectl();
+    delete.args([
+        "delete",
+        "bulkregistration.accountlinker.dev/via-chart",
+        "-n",
+        &ns,
+        "--timeout=120s",
+    ]);
+    let (ok, _, err) = run(delete, None);
+    assert!(
+        ok,
+        "deleting the BulkRegistration did not finish: {err}\noperator log:\n{}",
+        install.operator.log()
+    );
+    eventually(Duration::from_secs(30), "children deleted", || {
+        let children = children.clone();
+        async move {
+            children
+                .list(
+                    &ListParams::default().labels("accountlinker.dev/bulk-registration=via-chart"),
+                )
+                .await
+                .ok()
+                .filter(|l| l.items.is_empty())
+        }
+    })
+    .await;
+    install.assert_no_forbidden_in_log();
+    install.cleanup().await;
+}
+
+// MemberAccount: scenario added with its controller (ChartInstall::start, then
+// apply_and_wait_ready with a MemberAccount manifest and assert_no_forbidden_in_log).

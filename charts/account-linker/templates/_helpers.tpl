@@ -49,10 +49,11 @@ The same rules back a ClusterRole (all namespaces) or one Role per watched names
   resources: ["linkedaccounts", "bulkregistrations", "memberaccounts"]
   verbs: ["get", "list", "watch", "patch", "update"]
 # BulkRegistration and MemberAccount own LinkedAccount children: created by server-side apply
-# (patch, above) and deleted when an account leaves the registration.
+# (patch, above), deleted when an account leaves the registration, and removed together
+# (deletecollection by the owner's label) when a BulkRegistration is deleted.
 - apiGroups: ["accountlinker.dev"]
   resources: ["linkedaccounts"]
-  verbs: ["create", "delete"]
+  verbs: ["create", "delete", "deletecollection"]
 # Conditions and observedGeneration are written through the status subresource.
 - apiGroups: ["accountlinker.dev"]
   resources: ["linkedaccounts/status", "bulkregistrations/status", "memberaccounts/status"]
