@@ -33,7 +33,7 @@ if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/d
 else
   nohup target/debug/account-linker run --watch-namespace "$ns" --leader-elect=false \
     --metrics-addr 127.0.0.1:0 --log-format text --access-denied-grace 5m \
-    --stackset-poll-interval 1s \
+    --stackset-poll-interval 1s --bulk-resync-interval 30s \
     >"$state/operator.log" 2>&1 &
   echo $! >"$state/operator.pid"
 fi
@@ -98,7 +98,7 @@ The control plane, the emulator and the operator keep running. To poke at them:
   \$KUBEBUILDER_ASSETS/kubectl get bulkreg sandboxes -n $ns -o yaml   # summary, operations
   python hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
   python hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
-                                                            # a sixth account: auto-deployed and linked
+                                                            # a sixth account: auto-deployed, linked within 30s
   curl -s \$EMULATOR_CONTROL_URL/requests                     # AWS calls the operator made
 Stop everything with: make dev-env-down
 TXT
