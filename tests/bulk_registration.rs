@@ -649,6 +649,46 @@ async fn a_template_change_is_one_update_and_children_verify_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_deployed_role_that_cannot_be_assumed_stalls_the_registration_naming_the_child() {
+    let f = Fixture::new("bulk-stalled-child").await;
+    let (ou, accounts) = ou_with_accounts(&f.env, 2, None);
+    let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
+    spec["linkTemplate"] = json!({"verifyInterval": "1m"});
+    f.create("roles", spec).await;
+    f.wait_ready("roles", Duration::from_secs(120)).await;
+
+    // The role disappears from one account behind the operator's back: its next verification
+    // is refused, and after the grace period the child is Stalled, and so is the registration.
+    aws_admin(&f.env, &["delete-role", "--account", &accounts[0]]);
+    let bulk = f
+        .wait(
+            "roles",
+            "Stalled RolesNotAssumable",
+            Duration::from_secs(180),
+            |b| {
+                condition(b, "Stalled")
+                    .is_some_and(|(s, r, _)| s == "True" && r == "RolesNotAssumable")
+            },
+        )
+        .await;
+    let (_, _, message) = condition(&bulk, "Ready").expect("Ready");
+    assert!(
+        message.starts_with("1 of 2 role(s) cannot be assumed")
+            && message.contains(&format!("roles-{}", accounts[0]))
+            && message.contains("AccessDenied"),
+        "{message}"
+    );
+    assert_eq!(
+        summary(&bulk),
+        (2, 2, 0, 1),
+        "deployed everywhere, one assumable"
+    );
+    let healthy = &f.children("roles").await[&accounts[1]];
+    assert_eq!(link_condition(healthy, "Ready").map(|c| c.0), Some("True"));
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_restart_in_the_middle_of_an_operation_starts_no_duplicate() {
     let mut f = Fixture::new("bulk-crash").await;
     f.operator.kill();

@@ -848,7 +848,11 @@ async fn settle(
     conds: Vec<Cond>,
 ) -> Result<bool, Error> {
     let observed = plan::observe(desired, instances);
-    let assumable = sync_children(pass, desired, instances, token).await?;
+    let Verification {
+        assumable,
+        stalled: stalled_children,
+        example,
+    } = sync_children(pass, desired, instances, token).await?;
     let targets = i32::try_from(desired.accounts.len()).unwrap_or(i32::MAX);
     pass.next.summary = Some(Summary {
         targets,
@@ -923,6 +927,15 @@ async fn settle(
                 ),
                 Vec::new(),
             )
+        } else if assumable < targets && stalled_children > 0 {
+            stalled(
+                None,
+                reason::NOT_ASSUMABLE,
+                &format!(
+                    "{stalled_children} of {targets} role(s) cannot be assumed; {}",
+                    example.unwrap_or_default()
+                ),
+            )
         } else if assumable < targets {
             progressing(
                 reason::VERIFYING,
@@ -953,15 +966,24 @@ async fn settle(
     Ok(ready)
 }
 
+/// What the children say about their roles.
+struct Verification {
+    /// Children whose role is deployed and verified assumable.
+    assumable: i32,
+    /// Children whose role is deployed but that are Stalled (the role cannot be assumed).
+    stalled: i32,
+    /// The first stalled child and its message.
+    example: Option<String>,
+}
+
 /// Applies one child per target account, reports each child's stack instance, deletes
-/// children whose account is no longer targeted and has no instance left. Returns how many
-/// children are verified assumable.
+/// children whose account is no longer targeted and has no instance left.
 async fn sync_children(
     pass: &Pass<'_>,
     desired: &Desired,
     instances: &[Instance],
     token: &token::Token,
-) -> Result<i32, Error> {
+) -> Result<Verification, Error> {
     let bulk = pass.bulk;
     let ns = bulk.namespace().unwrap_or_default();
     let api: Api<LinkedAccount> = Api::namespaced(pass.ctx.client.clone(), &ns);
@@ -984,7 +1006,11 @@ async fn sync_children(
         .map(|i| (i.account.as_str(), i))
         .collect();
     let set_name = pass.next.stack_set_name.clone().unwrap_or_default();
-    let mut assumable = 0;
+    let mut verification = Verification {
+        assumable: 0,
+        stalled: 0,
+        example: None,
+    };
     for account in &desired.accounts {
         let name = child_name(bulk, account);
         let wanted = child(bulk, account, &name, token);
@@ -1021,12 +1047,22 @@ async fn sync_children(
             )
             .await?;
         }
-        if child
+        let deployed =
+            instance.as_ref().and_then(|i| i.detailed_status.as_deref()) == Some("SUCCEEDED");
+        let conds = child
             .and_then(|c| c.status.as_ref())
-            .is_some_and(|s| conditions::is(&s.conditions, ROLE_ASSUMABLE, Status::True))
-            && instance.as_ref().and_then(|i| i.detailed_status.as_deref()) == Some("SUCCEEDED")
-        {
-            assumable += 1;
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        if deployed && conditions::is(conds, ROLE_ASSUMABLE, Status::True) {
+            verification.assumable += 1;
+        } else if deployed && conditions::is(conds, STALLED, Status::True) {
+            verification.stalled += 1;
+            if verification.example.is_none() {
+                let message = conditions::find(conds, STALLED)
+                    .map(|c| c.message.clone())
+                    .unwrap_or_default();
+                verification.example = Some(format!("LinkedAccount {name}: {message}"));
+            }
         }
     }
     let deployed: std::collections::BTreeSet<&str> =
@@ -1044,7 +1080,7 @@ async fn sync_children(
             }
         }
     }
-    Ok(assumable)
+    Ok(verification)
 }
 
 fn child(
