@@ -128,7 +128,11 @@ def get_role(args):
         if err.response["Error"]["Code"] != "NoSuchEntity":
             raise
         return {"exists": False}
-    return {"exists": True, "maxSessionDuration": role.get("MaxSessionDuration")}
+    return {
+        "exists": True,
+        "maxSessionDuration": role.get("MaxSessionDuration"),
+        "trustPolicy": role.get("AssumeRolePolicyDocument"),
+    }
 
 
 def stack_set_exists(args):

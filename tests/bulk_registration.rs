@@ -649,6 +649,102 @@ async fn a_template_change_is_one_update_and_children_verify_again() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the_new_token() {
+    let f = Fixture::new("bulk-rotate").await;
+    let (ou, accounts) = ou_with_accounts(&f.env, 2, None);
+    let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
+    spec["externalId"] = json!({"rotateEvery": "1h"});
+    let stack_set = f.create("rot", spec).await;
+    let bulk = f.wait_ready("rot", Duration::from_secs(120)).await;
+    let status = bulk.status.clone().expect("status");
+    let secret_name = status.external_id_secret.clone().expect("token Secret");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(f.client.clone(), &f.ns.name);
+    let token = |s: k8s_openapi::api::core::v1::Secret| {
+        String::from_utf8(s.data.expect("data").into_values().next().expect("key").0)
+            .expect("utf-8")
+    };
+    let old_token = token(secrets.get(&secret_name).await.expect("Secret"));
+    let trusts = |account: &str| {
+        aws_admin(&f.env, &["get-role", "--account", account])["trustPolicy"].to_string()
+    };
+    assert!(trusts(&accounts[0]).contains(&old_token));
+    assert_eq!(operations(&f.env, &stack_set).len(), 1);
+
+    // Two hours pass, as far as the registration knows: the token is due.
+    let two_hours_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+    f.bulks()
+        .patch_status(
+            "rot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"externalIdRotatedTime": two_hours_ago.to_string()}})),
+        )
+        .await
+        .expect("backdate the rotation time");
+    let new_token = eventually(Duration::from_secs(60), "the token rotated", || async {
+        let value = token(secrets.get(&secret_name).await.ok()?);
+        (value != old_token).then_some(value)
+    })
+    .await;
+    let bulk = f
+        .wait(
+            "rot",
+            "Ready after the rotation",
+            Duration::from_secs(120),
+            |b| {
+                condition(b, "Ready").is_some_and(|(s, _, _)| s == "True")
+                    && b.status
+                        .as_ref()
+                        .and_then(|s| s.external_id_rotated_time.as_ref())
+                        .is_some_and(|t| {
+                            t.0 > two_hours_ago + k8s_openapi::jiff::SignedDuration::from_hours(1)
+                        })
+            },
+        )
+        .await;
+    let ops = operations(&f.env, &stack_set);
+    assert_eq!(ops.len(), 2, "one update for the new token: {ops:?}");
+    assert_eq!(ops[1]["action"], "UPDATE");
+    for account in &accounts {
+        let policy = trusts(account);
+        assert!(
+            policy.contains(&new_token) && !policy.contains(&old_token),
+            "{policy}"
+        );
+    }
+    let rotated = bulk
+        .status
+        .as_ref()
+        .and_then(|s| s.external_id_rotated_time.clone())
+        .expect("rotation time");
+    eventually(
+        Duration::from_secs(90),
+        "every child verified again, with the new token",
+        || async {
+            let children = f.children("rot").await;
+            (children.len() == 2
+                && children.values().all(|c| {
+                    c.status
+                        .as_ref()
+                        .and_then(|s| s.last_verified_time.as_ref())
+                        .is_some_and(|t| t.0 >= rotated.0)
+                        && link_condition(c, "Ready") == Some(("True", "Verified"))
+                }))
+            .then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !serde_json::to_string(&bulk)
+            .expect("json")
+            .contains(&new_token),
+        "the token never appears in the object"
+    );
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_deployed_role_that_cannot_be_assumed_stalls_the_registration_naming_the_child() {
     let f = Fixture::new("bulk-stalled-child").await;
     let (ou, accounts) = ou_with_accounts(&f.env, 2, None);
