@@ -23,6 +23,8 @@ static SETUP: Once = Once::new();
 /// Trusted access is organization-wide: the test that turns it off holds this for writing.
 static TRUSTED_ACCESS: RwLock<()> = RwLock::const_new(());
 static SEQ: AtomicU32 = AtomicU32::new(0);
+/// The emulator's injected StackSet failures are global: tests that set them take turns.
+static FAILURE_INJECTION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Operator flags of every test: fast polling and resync, and an STS budget that lets a few
 /// hundred children verify in seconds.
@@ -349,6 +351,7 @@ async fn two_hundred_accounts_reach_ready_in_at_most_three_operations() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_accounts_are_listed_and_the_rest_become_ready() {
+    let _injecting = FAILURE_INJECTION.lock().await;
     let f = Fixture::new("bulk-fail").await;
     let (ou, accounts) = ou_with_accounts(&f.env, 20, None);
     let failing: BTreeMap<String, String> = accounts[..5]
@@ -415,6 +418,77 @@ async fn failed_accounts_are_listed_and_the_rest_become_ready() {
             assert_eq!(link_condition(child, "Ready"), Some(("True", "Verified")));
         }
     }
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_cancelled_by_failure_tolerance_are_finished_by_one_update() {
+    let _injecting = FAILURE_INJECTION.lock().await;
+    let f = Fixture::new("bulk-cancel").await;
+    let (ou, accounts) = ou_with_accounts(&f.env, 6, None);
+    // Every account would fail a create; one at a time with no tolerance, the first failure
+    // cancels the other five. Updates are not made to fail.
+    let failing: serde_json::Map<String, Value> = accounts
+        .iter()
+        .map(|a| (a.clone(), json!("injected create failure")))
+        .collect();
+    emulator(
+        &f.env,
+        "PUT",
+        "/stacksets/failures",
+        Some(json!({"accounts": failing, "actions": ["CREATE"]})),
+    );
+    let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
+    spec["operationPreferences"] = json!({
+        "maxConcurrentCount": 1,
+        "failureToleranceCount": 0,
+        "concurrencyMode": "StrictFailureTolerance"
+    });
+    let stack_set = f.create("cancel", spec).await;
+    let bulk = f
+        .wait(
+            "cancel",
+            "one failed, five finished by the update",
+            Duration::from_secs(120),
+            |b| summary(b) == (6, 5, 1, 5),
+        )
+        .await;
+    emulator(&f.env, "DELETE", "/stacksets/failures", None);
+    let ops = operations(&f.env, &stack_set);
+    assert_eq!(ops.len(), 2, "{ops:?}");
+    assert_eq!(
+        (&ops[0]["action"], &ops[0]["status"]),
+        (&json!("CREATE"), &json!("FAILED"))
+    );
+    assert_eq!(
+        (&ops[1]["action"], &ops[1]["status"]),
+        (&json!("UPDATE"), &json!("SUCCEEDED"))
+    );
+    let status = bulk.status.as_ref().expect("status");
+    assert_eq!(status.failures.len(), 1);
+    assert!(
+        status.failures[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("injected create failure")),
+        "{:?}",
+        status.failures
+    );
+    assert_eq!(
+        status
+            .last_operation
+            .as_ref()
+            .map(|o| (o.action.as_str(), o.accounts)),
+        Some(("Update", 5)),
+        "the update covered exactly the cancelled accounts"
+    );
+    assert_eq!(
+        condition(&bulk, "Stalled").map(|c| (c.0, c.1)),
+        Some(("True", "InstancesFailed"))
+    );
+    // Nothing more is attempted: the failed instance is not retried in a loop.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(operations(&f.env, &stack_set).len(), 2);
     f.cleanup().await;
 }
 

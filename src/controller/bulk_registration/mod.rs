@@ -700,11 +700,17 @@ async fn start(
                 .delete_instances(set, &instance_op(&id, batch, &preferences), *retain_stacks)
                 .await
         }
+        Step::Update(batch) => {
+            ctx.stacksets
+                .update_instances(set, &instance_op(&id, batch, &preferences))
+                .await
+        }
     };
     let operation = match &step {
         Step::UpdateStackSet => "UpdateStackSet",
         Step::Create(_) => "CreateStackInstances",
         Step::Delete { .. } => "DeleteStackInstances",
+        Step::Update(_) => "UpdateStackInstances",
     };
     match result {
         Ok(_) => {

@@ -45,6 +45,9 @@ pub enum Step {
     Create(Batch),
     /// Delete instances; `retain_stacks` for INOPERABLE ones, which a plain delete skips.
     Delete { batch: Batch, retain_stacks: bool },
+    /// Bring outdated instances to the StackSet's current template: those an operation
+    /// cancelled (failure tolerance exceeded) or skipped, never ones that failed themselves.
+    Update(Batch),
 }
 
 impl Step {
@@ -54,6 +57,7 @@ impl Step {
             Self::UpdateStackSet => "UpdateStackSet",
             Self::Create(_) => "Create",
             Self::Delete { .. } => "Delete",
+            Self::Update(_) => "Update",
         }
     }
 
@@ -61,7 +65,7 @@ impl Step {
     pub fn batch(&self) -> Option<&Batch> {
         match self {
             Self::UpdateStackSet => None,
-            Self::Create(batch) | Self::Delete { batch, .. } => Some(batch),
+            Self::Create(batch) | Self::Delete { batch, .. } | Self::Update(batch) => Some(batch),
         }
     }
 }
@@ -133,7 +137,37 @@ pub fn next_step(
             });
         }
     }
+    let stale: Vec<(&str, &str)> = instances
+        .iter()
+        .filter(|i| wanted(i) && needs_update(i))
+        .map(|i| (i.account.as_str(), i.region.as_str()))
+        .collect();
+    let stale_regions: Vec<String> = unique(stale.iter().map(|(_, r)| r.to_string()));
+    if let Some((accounts, regions)) = group(&stale, &stale_regions) {
+        let through: BTreeMap<&str, Option<String>> = instances
+            .iter()
+            .map(|i| (i.account.as_str(), i.organizational_unit.clone()))
+            .collect();
+        return Some(Step::Update(batch(desired, accounts, regions, |a| {
+            through
+                .get(a)
+                .cloned()
+                .flatten()
+                .or_else(|| desired.via.get(a).cloned())
+        })));
+    }
     None
+}
+
+/// An instance left behind by an operation rather than failed by its own stack: cancelled
+/// when failure tolerance was exceeded, skipped, or outdated although its last operation
+/// succeeded.
+fn needs_update(instance: &Instance) -> bool {
+    instance.status == "OUTDATED"
+        && matches!(
+            instance.detailed_status.as_str(),
+            "CANCELLED" | "SKIPPED_SUSPENDED_ACCOUNT" | "SUCCEEDED"
+        )
 }
 
 /// The largest group of accounts that share their missing regions: accounts missing
@@ -369,6 +403,34 @@ mod tests {
             next_step(&desired, &current(&desired), false),
             Some(Step::UpdateStackSet)
         );
+    }
+
+    #[test]
+    fn cancelled_instances_are_one_update_and_failed_ones_are_left_alone() {
+        let desired = self_managed(0..100);
+        let mut instances = current(&desired);
+        for i in &mut instances[..5] {
+            i.status = "OUTDATED".into();
+            i.detailed_status = "FAILED".into();
+        }
+        assert_eq!(
+            next_step(&desired, &instances, true),
+            None,
+            "failed: not retried"
+        );
+        for i in &mut instances[40..70] {
+            i.status = "OUTDATED".into();
+            i.detailed_status = "CANCELLED".into();
+        }
+        let Some(Step::Update(batch)) = next_step(&desired, &instances, true) else {
+            panic!("expected an update");
+        };
+        assert_eq!(batch.targets.accounts, Vec::from_iter(accounts(40..70)));
+        assert_eq!(batch.regions, ["eu-west-1"]);
+        for i in &mut instances[40..70] {
+            i.detailed_status = "RUNNING".into();
+        }
+        assert_eq!(next_step(&desired, &instances, true), None, "in flight");
     }
 
     #[test]
