@@ -1059,7 +1059,18 @@ async fn sync_children(
             .and_then(|c| c.status.as_ref())
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default();
-        if deployed && conditions::is(conds, ROLE_ASSUMABLE, Status::True) {
+        // A verification from before the token was rotated proves nothing about the new one.
+        let verified_since_rotation = match &pass.next.external_id_rotated_time {
+            Some(rotated) => child
+                .and_then(|c| c.status.as_ref())
+                .and_then(|s| s.last_verified_time.as_ref())
+                .is_some_and(|t| t.0 >= rotated.0),
+            None => true,
+        };
+        if deployed
+            && verified_since_rotation
+            && conditions::is(conds, ROLE_ASSUMABLE, Status::True)
+        {
             verification.assumable += 1;
         } else if deployed && conditions::is(conds, STALLED, Status::True) {
             verification.stalled += 1;
