@@ -322,7 +322,11 @@ async fn two_hundred_accounts_reach_ready_in_at_most_three_operations() {
         took.as_secs_f64(),
         ops.len(),
         ops.iter()
-            .map(|o| (&o["action"], &o["accounts"]))
+            .map(|o| format!(
+                "{} of {} account(s)",
+                o["action"],
+                o["accounts"].as_array().map_or(0, Vec::len)
+            ))
             .collect::<Vec<_>>()
     );
     assert!(ops.len() <= 3, "{} operations: {ops:?}", ops.len());
