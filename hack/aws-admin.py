@@ -65,7 +65,7 @@ def create_accounts(args):
     client = org()
     existing = {
         account["Email"]: account["Id"]
-        for page in client.get_paginator("list_accounts").paginate()
+        for page in client.get_paginator("list_accounts").paginate(PaginationConfig={"PageSize": 20})
         for account in page["Accounts"]
     }
     emails = [f"{args.prefix}-{n}@example.com" for n in range(args.count)]

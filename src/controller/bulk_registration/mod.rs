@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -1017,18 +1017,14 @@ async fn sync_children(
         stalled: 0,
         example: None,
     };
+    let mut writes = Vec::new();
     for account in &desired.accounts {
         let name = child_name(bulk, account);
         let wanted = child(bulk, account, &name, token);
         let child = existing.get(account);
-        if child.is_none_or(|c| !matches_child(c, &wanted)) {
-            api.patch(
-                &name,
-                &PatchParams::apply(CHILD_MANAGER).force(),
-                &Patch::Apply(&wanted),
-            )
-            .await?;
-        }
+        let spec = child
+            .is_none_or(|c| !matches_child(c, &wanted))
+            .then_some(wanted);
         let instance = by_account.get(account.as_str()).map(|i| StackInstanceRef {
             stack_set: set_name.clone(),
             region: i.region.clone(),
@@ -1040,18 +1036,19 @@ async fn sync_children(
         let reported = child
             .and_then(|c| c.status.as_ref())
             .and_then(|s| s.stack_instance.clone());
-        if instance.is_some() && instance != reported {
-            let patch = json!({
+        let status = (instance.is_some() && instance != reported).then(|| {
+            json!({
                 "apiVersion": "accountlinker.dev/v1alpha1",
                 "kind": "LinkedAccount",
                 "status": {"stackInstance": instance},
+            })
+        });
+        if spec.is_some() || status.is_some() {
+            writes.push(ChildWrite {
+                name: name.clone(),
+                spec,
+                status,
             });
-            api.patch_status(
-                &name,
-                &PatchParams::apply(CHILD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
         }
         let deployed =
             instance.as_ref().and_then(|i| i.detailed_status.as_deref()) == Some("SUCCEEDED");
@@ -1082,6 +1079,7 @@ async fn sync_children(
             }
         }
     }
+    write_children(&api, writes).await?;
     let deployed: std::collections::BTreeSet<&str> =
         instances.iter().map(|i| i.account.as_str()).collect();
     for (account, child) in &existing {
@@ -1098,6 +1096,37 @@ async fn sync_children(
         }
     }
     Ok(verification)
+}
+
+/// Child writes in flight at once: enough to hide the API server's latency when thousands of
+/// children are created, few enough not to crowd out the other controllers' requests.
+const CHILD_WRITES_IN_FLIGHT: usize = 16;
+
+/// What one child needs written: its spec (server-side apply), its `status.stackInstance`.
+struct ChildWrite {
+    name: String,
+    spec: Option<serde_json::Value>,
+    status: Option<serde_json::Value>,
+}
+
+/// Writes children concurrently; each child's spec goes before its status.
+async fn write_children(api: &Api<LinkedAccount>, writes: Vec<ChildWrite>) -> Result<(), Error> {
+    futures::stream::iter(writes)
+        .map(|write| async move {
+            let params = PatchParams::apply(CHILD_MANAGER).force();
+            if let Some(spec) = &write.spec {
+                api.patch(&write.name, &params, &Patch::Apply(spec)).await?;
+            }
+            if let Some(status) = &write.status {
+                api.patch_status(&write.name, &params, &Patch::Apply(status))
+                    .await?;
+            }
+            Ok::<_, kube::Error>(())
+        })
+        .buffer_unordered(CHILD_WRITES_IN_FLIGHT)
+        .try_collect::<()>()
+        .await?;
+    Ok(())
 }
 
 fn child(
