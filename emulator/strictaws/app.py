@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from moto.organizations.models import organizations_backends
 
+from .accounts import AccountFactory
 from .control import ControlApi
 from .counting import RequestCounter
 from .errors import AwsError
@@ -40,10 +42,13 @@ class StrictApp:
         self.outage = Outage()
         self.sts = StsSettings()
         self.stacksets = StackSetEngine()
+        membership = MembershipWatch(self.stacksets)
+        self.accounts = AccountFactory(membership.create_account)
         self.handlers: dict[str, Handler] = {
             "sts:AssumeRole": self._assume_role,
             **StackSetApi(self.stacksets).handlers(),
-            **MembershipWatch(self.stacksets).handlers(),
+            **membership.handlers(),
+            **self.accounts.handlers(),
         }
         self.control = ControlApi(self)
 
@@ -60,6 +65,10 @@ class StrictApp:
         req = AwsRequest.from_environ(environ)
         reply = self.handle(req, environ)
         self.requests.record(req.key, reply.outcome)
+        # A held response (outside the lock): the call took effect, its answer is late.
+        hold = self.accounts.take_hold()
+        if hold > 0:
+            time.sleep(hold)
         return reply.send(start_response)
 
     def handle(self, req: AwsRequest, environ: dict[str, Any]) -> Reply:
@@ -126,6 +135,7 @@ class StrictApp:
     def reset_strict(self) -> None:
         organizations_backends.master_accounts.clear()
         self.stacksets.reset()
+        self.accounts.reset()
         self.throttle.configure({})
         self.outage.clear()
         self.requests.reset()

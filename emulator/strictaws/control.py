@@ -51,6 +51,7 @@ class ControlApi:
                 "DELETE": self.delete_outage,
             },
             "/_strict/sts": {"GET": self.get_sts, "PUT": self.put_sts},
+            "/_strict/organizations": {"GET": self.get_organizations, "PUT": self.put_organizations},
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -170,6 +171,43 @@ class ControlApi:
     def delete_outage(self, _: Any) -> tuple[int, Any]:
         self.app.outage.clear()
         return 200, self.app.outage.describe()
+
+    def get_organizations(self, _: Any) -> tuple[int, Any]:
+        f = self.app.accounts
+        return 200, {
+            "create_seconds": f.settings.create_seconds,
+            "failures": dict(f.settings.failures),
+            "hold_seconds": dict(f.settings.hold_seconds),
+            "close_quota": f.settings.close_quota,
+            "create_calls": dict(f.create_calls),
+            "closed": f.closed,
+        }
+
+    def put_organizations(self, body: Any) -> tuple[int, Any]:
+        """Merges the given settings; `failures` and `hold_seconds` merge by e-mail (a null
+        value removes one), `close_quota` null lifts the quota."""
+        values = _object(body, allowed={"create_seconds", "failures", "hold_seconds", "close_quota"})
+        settings = self.app.accounts.settings
+        if "create_seconds" in values:
+            settings.create_seconds = _number(values["create_seconds"], "create_seconds", low=0.0)
+        for email, reason in _object(values.get("failures", {}), what="failures").items():
+            if reason is None:
+                settings.failures.pop(email.lower(), None)
+            elif isinstance(reason, str) and reason:
+                settings.failures[email.lower()] = reason
+            else:
+                raise BadRequest(f"failures.{email} must be a FailureReason string or null")
+        for email, seconds in _object(values.get("hold_seconds", {}), what="hold_seconds").items():
+            if seconds is None:
+                settings.hold_seconds.pop(email.lower(), None)
+            else:
+                settings.hold_seconds[email.lower()] = _number(seconds, f"hold_seconds.{email}", low=0.0)
+        if "close_quota" in values:
+            quota = values["close_quota"]
+            if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
+                raise BadRequest("close_quota must be a non-negative integer or null")
+            settings.close_quota = quota
+        return self.get_organizations(None)
 
     def get_sts(self, _: Any) -> tuple[int, Any]:
         return 200, {"role_propagation_seconds": self.app.sts.propagation_seconds}
