@@ -43,8 +43,18 @@ def create_ou(args):
 
 
 def create_account(args):
+    """An account with this e-mail: the existing one (running it again is harmless), or a new one."""
     client = org()
-    request = client.create_account(AccountName=args.name, Email=args.email)["CreateAccountStatus"]
+    for page in client.get_paginator("list_accounts").paginate(PaginationConfig={"PageSize": 20}):
+        for account in page["Accounts"]:
+            if account["Email"].lower() == args.email.lower():
+                request = {"State": "SUCCEEDED", "AccountId": account["Id"]}
+                break
+        else:
+            continue
+        break
+    else:
+        request = client.create_account(AccountName=args.name, Email=args.email)["CreateAccountStatus"]
     deadline = time.time() + 60
     while request["State"] == "IN_PROGRESS" and time.time() < deadline:
         time.sleep(0.2)
@@ -57,6 +67,29 @@ def create_account(args):
         if current != args.parent:
             client.move_account(AccountId=account, SourceParentId=current, DestinationParentId=args.parent)
     return {"accountId": account}
+
+
+def describe_account(args):
+    client = org()
+    account = client.describe_account(AccountId=args.account)["Account"]
+    tags = client.list_tags_for_resource(ResourceId=args.account)["Tags"]
+    return {
+        "accountId": account["Id"],
+        "name": account["Name"],
+        "email": account["Email"],
+        "status": account["Status"],
+        "parentId": client.list_parents(ChildId=args.account)["Parents"][0]["Id"],
+        "tags": {t["Key"]: t["Value"] for t in tags},
+    }
+
+
+def account_by_email(args):
+    client = org()
+    for page in client.get_paginator("list_accounts").paginate(PaginationConfig={"PageSize": 20}):
+        for account in page["Accounts"]:
+            if account["Email"].lower() == args.email.lower():
+                return {"accountId": account["Id"], "status": account["Status"]}
+    return {"accountId": None}
 
 
 def create_accounts(args):
@@ -238,6 +271,12 @@ def main(argv=None):
     p.add_argument("--external-id")
     p.add_argument("--max-session", type=int, default=3600)
     p.set_defaults(run=put_role)
+    p = sub.add_parser("describe-account", help="an account's name, e-mail, status, parent and tags")
+    p.add_argument("--account", required=True)
+    p.set_defaults(run=describe_account)
+    p = sub.add_parser("account-by-email", help="the account with this e-mail, if any")
+    p.add_argument("--email", required=True)
+    p.set_defaults(run=account_by_email)
     p = sub.add_parser("delete-role", help="delete a role in a member account")
     p.add_argument("--account", required=True)
     p.add_argument("--role-name", default="AccountLinkerAccess")
