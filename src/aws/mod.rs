@@ -3,6 +3,7 @@
 //! each failure once, so controllers decide on meaning (denied, throttled, transient, …), never
 //! on error codes.
 
+pub mod accounts;
 pub mod client;
 pub mod error;
 pub mod org_units;
@@ -10,6 +11,7 @@ pub mod organizations;
 pub mod stacksets;
 pub mod sts;
 
+pub use accounts::Accounts;
 pub use client::{AwsClients, AwsSettings};
 pub use error::{AwsError, ErrorClass};
 pub use org_units::OrgUnits;

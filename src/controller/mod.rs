@@ -3,3 +3,4 @@
 pub mod bulk_registration;
 pub mod conditions;
 pub mod linked_account;
+pub mod member_account;

@@ -18,9 +18,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::api::{BulkRegistration, LinkedAccount};
+use crate::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use crate::aws::{AwsClients, AwsSettings};
-use crate::controller::{bulk_registration, linked_account};
+use crate::controller::{bulk_registration, linked_account, member_account};
 pub use http::Readiness;
 pub use metrics::Metrics;
 
@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// that joined a target OU and instances changed outside the operator (Go duration).
     #[arg(long, env = "ACCOUNT_LINKER_BULK_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub bulk_resync_interval: Duration,
+
+    /// How often a MemberAccount's CreateAccount request in progress is polled (Go duration).
+    #[arg(long, env = "ACCOUNT_LINKER_ACCOUNT_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub account_poll_interval: Duration,
 
     /// Elect a leader through a coordination.k8s.io Lease, so only one replica writes.
     #[arg(long, env = "ACCOUNT_LINKER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
@@ -278,6 +282,16 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
         },
         metrics.clone(),
     ));
+    let member_ctx = Arc::new(member_account::Context::new(
+        client.clone(),
+        aws.clone(),
+        recorder.clone(),
+        member_account::Settings {
+            poll_interval: args.account_poll_interval.max(Duration::from_millis(200)),
+            ..member_account::Settings::default()
+        },
+        metrics.clone(),
+    ));
     let settings = linked_account::Settings {
         access_denied_grace: args.access_denied_grace,
         sts_requests_per_second: args.sts_requests_per_second,
@@ -326,6 +340,22 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             bulks,
             children,
             config_maps,
+            args.max_concurrent_reconciles,
+            readiness.clone(),
+            async move { token.cancelled().await },
+        ));
+        let (members, member_children) = match &ns {
+            Some(ns) => (
+                Api::<MemberAccount>::namespaced(client.clone(), ns),
+                Api::<LinkedAccount>::namespaced(client.clone(), ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
+        let token = stop.clone();
+        controllers.spawn(member_account::run(
+            member_ctx.clone(),
+            members,
+            member_children,
             args.max_concurrent_reconciles,
             readiness.clone(),
             async move { token.cancelled().await },

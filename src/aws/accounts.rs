@@ -1,0 +1,362 @@
+//! Account lifecycle through Organizations: create (asynchronous, not idempotent), find, move,
+//! tag and close. A trait over the SDK so the MemberAccount decisions can be tested with fakes.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_organizations::types::{CreateAccountState, IamUserAccessToBilling, Tag};
+use futures::future::BoxFuture;
+
+use super::AwsClients;
+use super::error::{AwsError, ErrorClass};
+
+/// What a CreateAccount request says about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CreateRequest {
+    pub id: String,
+    /// `IN_PROGRESS`, `SUCCEEDED` or `FAILED`.
+    pub state: String,
+    pub account_id: Option<String>,
+    pub failure_reason: Option<String>,
+    pub account_name: Option<String>,
+}
+
+/// An account as Organizations describes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AccountInfo {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, … (the `State`, else the older `Status`).
+    pub state: String,
+}
+
+/// What CreateAccount is asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewAccount {
+    pub name: String,
+    pub email: String,
+    pub role_name: String,
+    pub billing_allowed: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+pub trait Accounts: Send + Sync {
+    /// Starts a CreateAccount request. Not idempotent: every call is a new request.
+    fn create_account<'a>(
+        &'a self,
+        account: &'a NewAccount,
+    ) -> BoxFuture<'a, Result<CreateRequest, AwsError>>;
+    fn create_request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<CreateRequest, AwsError>>;
+    /// CreateAccount requests still in progress.
+    fn requests_in_progress(&self) -> BoxFuture<'_, Result<Vec<CreateRequest>, AwsError>>;
+    /// The account with this e-mail (case-insensitive), if the organization has one.
+    fn account_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AccountInfo>, AwsError>>;
+    fn account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AccountInfo, AwsError>>;
+    fn parent_of<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<String, AwsError>>;
+    fn move_account<'a>(
+        &'a self,
+        id: &'a str,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn tags<'a>(&'a self, id: &'a str)
+    -> BoxFuture<'a, Result<BTreeMap<String, String>, AwsError>>;
+    fn tag<'a>(
+        &'a self,
+        id: &'a str,
+        tags: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn untag<'a>(&'a self, id: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<(), AwsError>>;
+    fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
+}
+
+/// A `ConstraintViolationException` carries its reason in a field of its own; it becomes the
+/// error's code, and rate limits among them are throttling.
+macro_rules! org_error {
+    ($operation:literal, $err:expr, $kind:path) => {{
+        let err = $err;
+        let reason = match err.as_service_error() {
+            Some($kind(c)) => c.reason().map(|r| r.as_str().to_string()),
+            _ => None,
+        };
+        with_reason(AwsError::from_sdk($operation, err), reason)
+    }};
+}
+
+fn with_reason(mut err: AwsError, reason: Option<String>) -> AwsError {
+    if let Some(reason) = reason {
+        err.message = format!("{}: {}", reason, err.message);
+        err.class = if reason.contains("RATE_LIMIT") {
+            ErrorClass::Throttled
+        } else {
+            ErrorClass::Rejected
+        };
+        err.code = Some(reason);
+    }
+    err
+}
+
+fn sdk_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| AwsError {
+                    operation: "organizations:TagResource",
+                    class: ErrorClass::Rejected,
+                    code: None,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+fn request(status: &aws_sdk_organizations::types::CreateAccountStatus) -> CreateRequest {
+    CreateRequest {
+        id: status.id().unwrap_or_default().to_string(),
+        state: status
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        account_id: status.account_id().map(str::to_string),
+        failure_reason: status.failure_reason().map(|r| r.as_str().to_string()),
+        account_name: status.account_name().map(str::to_string),
+    }
+}
+
+fn info(account: &aws_sdk_organizations::types::Account) -> AccountInfo {
+    // Emulators and older endpoints answer `Status` only.
+    let legacy = account.status().map(|s| s.as_str().to_string());
+    AccountInfo {
+        id: account.id().unwrap_or_default().to_string(),
+        name: account.name().unwrap_or_default().to_string(),
+        email: account.email().unwrap_or_default().to_string(),
+        state: account
+            .state()
+            .map(|s| s.as_str().to_string())
+            .or(legacy)
+            .unwrap_or_default(),
+    }
+}
+
+impl Accounts for AwsClients {
+    fn create_account<'a>(
+        &'a self,
+        account: &'a NewAccount,
+    ) -> BoxFuture<'a, Result<CreateRequest, AwsError>> {
+        Box::pin(async move {
+            let mut call = self
+                .organizations
+                .create_account()
+                .account_name(&account.name)
+                .email(&account.email)
+                .role_name(&account.role_name)
+                .iam_user_access_to_billing(if account.billing_allowed {
+                    IamUserAccessToBilling::Allow
+                } else {
+                    IamUserAccessToBilling::Deny
+                });
+            if !account.tags.is_empty() {
+                call = call.set_tags(Some(sdk_tags(&account.tags)?));
+            }
+            let out = call.send().await.map_err(|e| {
+                org_error!(
+                    "organizations:CreateAccount",
+                    e,
+                    aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException
+                )
+            })?;
+            out.create_account_status()
+                .map(request)
+                .ok_or_else(|| AwsError {
+                    operation: "organizations:CreateAccount",
+                    class: ErrorClass::Transient,
+                    code: None,
+                    message: "CreateAccount answered without a request".into(),
+                })
+        })
+    }
+
+    fn create_request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<CreateRequest, AwsError>> {
+        Box::pin(async move {
+            let out = self
+                .organizations
+                .describe_create_account_status()
+                .create_account_request_id(id)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:DescribeCreateAccountStatus", e))?;
+            Ok(out.create_account_status().map(request).unwrap_or_default())
+        })
+    }
+
+    fn requests_in_progress(&self) -> BoxFuture<'_, Result<Vec<CreateRequest>, AwsError>> {
+        Box::pin(async move {
+            let mut pages = self
+                .organizations
+                .list_create_account_status()
+                .states(CreateAccountState::InProgress)
+                .into_paginator()
+                .send();
+            let mut found = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page
+                    .map_err(|e| AwsError::from_sdk("organizations:ListCreateAccountStatus", e))?;
+                found.extend(page.create_account_statuses().iter().map(request));
+            }
+            Ok(found)
+        })
+    }
+
+    fn account_by_email<'a>(
+        &'a self,
+        email: &'a str,
+    ) -> BoxFuture<'a, Result<Option<AccountInfo>, AwsError>> {
+        Box::pin(async move {
+            let mut pages = self.organizations.list_accounts().into_paginator().send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| AwsError::from_sdk("organizations:ListAccounts", e))?;
+                if let Some(found) = page
+                    .accounts()
+                    .iter()
+                    .find(|a| a.email().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+                {
+                    return Ok(Some(info(found)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    fn account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AccountInfo, AwsError>> {
+        Box::pin(async move {
+            let out = self
+                .organizations
+                .describe_account()
+                .account_id(id)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:DescribeAccount", e))?;
+            Ok(out.account().map(info).unwrap_or_default())
+        })
+    }
+
+    fn parent_of<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let out = self
+                .organizations
+                .list_parents()
+                .child_id(id)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:ListParents", e))?;
+            Ok(out
+                .parents()
+                .first()
+                .and_then(|p| p.id())
+                .unwrap_or_default()
+                .to_string())
+        })
+    }
+
+    fn move_account<'a>(
+        &'a self,
+        id: &'a str,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            self.organizations
+                .move_account()
+                .account_id(id)
+                .source_parent_id(from)
+                .destination_parent_id(to)
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:MoveAccount", e))?;
+            Ok(())
+        })
+    }
+
+    fn tags<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, String>, AwsError>> {
+        Box::pin(async move {
+            let mut pages = self
+                .organizations
+                .list_tags_for_resource()
+                .resource_id(id)
+                .into_paginator()
+                .send();
+            let mut tags = BTreeMap::new();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| AwsError::from_sdk("organizations:ListTagsForResource", e))?;
+                for tag in page.tags() {
+                    tags.insert(tag.key().to_string(), tag.value().to_string());
+                }
+            }
+            Ok(tags)
+        })
+    }
+
+    fn tag<'a>(
+        &'a self,
+        id: &'a str,
+        tags: &'a BTreeMap<String, String>,
+    ) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            self.organizations
+                .tag_resource()
+                .resource_id(id)
+                .set_tags(Some(sdk_tags(tags)?))
+                .send()
+                .await
+                .map_err(|e| {
+                    org_error!(
+                        "organizations:TagResource",
+                        e,
+                        aws_sdk_organizations::operation::tag_resource::TagResourceError::ConstraintViolationException
+                    )
+                })?;
+            Ok(())
+        })
+    }
+
+    fn untag<'a>(&'a self, id: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            self.organizations
+                .untag_resource()
+                .resource_id(id)
+                .set_tag_keys(Some(keys.to_vec()))
+                .send()
+                .await
+                .map_err(|e| AwsError::from_sdk("organizations:UntagResource", e))?;
+            Ok(())
+        })
+    }
+
+    fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
+        Box::pin(async move {
+            self.organizations
+                .close_account()
+                .account_id(id)
+                .send()
+                .await
+                .map_err(|e| {
+                    org_error!(
+                        "organizations:CloseAccount",
+                        e,
+                        aws_sdk_organizations::operation::close_account::CloseAccountError::ConstraintViolationException
+                    )
+                })?;
+            Ok(())
+        })
+    }
+}

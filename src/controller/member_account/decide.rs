@@ -1,0 +1,111 @@
+//! The pure decisions of the MemberAccount controller.
+
+use std::collections::BTreeMap;
+
+use kube::runtime::controller::Action;
+
+/// How the creation step ended.
+#[derive(Debug)]
+pub enum Creation {
+    /// The account exists: its ID.
+    Done(String),
+    /// Not yet (or not at all): come back as the action says.
+    Wait(Action),
+}
+
+/// The condition reason of a CreateAccount `FailureReason`, and whether a new request may
+/// succeed without anyone changing anything (AWS's own transient failures).
+pub fn classify_failure(failure: &str) -> (String, bool) {
+    let transient = matches!(
+        failure,
+        "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE"
+    );
+    let reason = if failure.is_empty() {
+        "CreateAccountFailed".to_string()
+    } else {
+        camel(failure)
+    };
+    (reason, transient)
+}
+
+/// `EMAIL_ALREADY_EXISTS` → `EmailAlreadyExists` (a valid condition reason).
+fn camel(code: &str) -> String {
+    code.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let lower = w.to_ascii_lowercase();
+            let mut chars = lower.chars();
+            chars
+                .next()
+                .map(|f| f.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Tags to set (new or changed values) and keys to remove, to make `actual` equal `wanted`.
+pub fn tag_changes(
+    actual: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let set = wanted
+        .iter()
+        .filter(|(k, v)| actual.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let remove = actual
+        .keys()
+        .filter(|k| !wanted.contains_key(*k))
+        .cloned()
+        .collect();
+    (set, remove)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_reasons_become_condition_reasons() {
+        assert_eq!(
+            classify_failure("EMAIL_ALREADY_EXISTS"),
+            ("EmailAlreadyExists".to_string(), false)
+        );
+        assert_eq!(
+            classify_failure("ACCOUNT_LIMIT_EXCEEDED"),
+            ("AccountLimitExceeded".to_string(), false)
+        );
+        assert_eq!(
+            classify_failure("CONCURRENT_ACCOUNT_MODIFICATION"),
+            ("ConcurrentAccountModification".to_string(), true)
+        );
+        assert_eq!(
+            classify_failure(""),
+            ("CreateAccountFailed".to_string(), false)
+        );
+    }
+
+    #[test]
+    fn tags_converge_to_the_spec() {
+        let actual = BTreeMap::from([
+            ("team".to_string(), "a".to_string()),
+            ("old".to_string(), "x".to_string()),
+            ("same".to_string(), "s".to_string()),
+        ]);
+        let wanted = BTreeMap::from([
+            ("team".to_string(), "b".to_string()),
+            ("same".to_string(), "s".to_string()),
+            ("new".to_string(), "n".to_string()),
+        ]);
+        let (set, remove) = tag_changes(&actual, &wanted);
+        assert_eq!(
+            set,
+            BTreeMap::from([
+                ("new".to_string(), "n".to_string()),
+                ("team".to_string(), "b".to_string())
+            ])
+        );
+        assert_eq!(remove, ["old"]);
+        assert_eq!(tag_changes(&wanted, &wanted), (BTreeMap::new(), Vec::new()));
+    }
+}
