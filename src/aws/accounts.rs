@@ -164,7 +164,17 @@ impl Accounts for AwsClients {
             if !account.tags.is_empty() {
                 call = call.set_tags(Some(sdk_tags(&account.tags)?));
             }
-            let out = call.send().await.map_err(|e| {
+            // Never retried by the SDK: a retry after a lost answer would be a second
+            // account. The controller recovers by e-mail instead.
+            let out = call
+                .customize()
+                .config_override(
+                    aws_sdk_organizations::config::Builder::default()
+                        .retry_config(aws_config::retry::RetryConfig::disabled()),
+                )
+                .send()
+                .await
+                .map_err(|e| {
                 org_error!(
                     "organizations:CreateAccount",
                     e,
