@@ -6,7 +6,9 @@
 #   4. the administrator deploys the role with that ExternalId (IAM), as the onboarding guide says;
 #   5. the LinkedAccount becomes Ready;
 #   6. an OU of five sandbox accounts is registered with one BulkRegistration (one StackSet,
-#      one operation), and its five child LinkedAccounts become Ready; kubectl shows them all.
+#      one operation), and its five child LinkedAccounts become Ready;
+#   7. a MemberAccount creates a new account through Organizations (exactly once), moves it
+#      into the workloads OU and links its access role; kubectl shows all three kinds Ready.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${KUBEBUILDER_ASSETS:?source target/dev-env/env.sh first}"
@@ -33,7 +35,7 @@ if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/d
 else
   nohup target/debug/account-linker run --watch-namespace "$ns" --leader-elect=false \
     --metrics-addr 127.0.0.1:0 --log-format text --access-denied-grace 5m \
-    --stackset-poll-interval 1s --bulk-resync-interval 30s \
+    --stackset-poll-interval 1s --bulk-resync-interval 30s --account-poll-interval 1s \
     >"$state/operator.log" 2>&1 &
   echo $! >"$state/operator.pid"
 fi
@@ -83,6 +85,20 @@ spec:
   regions: [us-east-1]
 YAML
 "$kubectl" wait --for=condition=Ready bulkreg/sandboxes -n "$ns" --timeout=180s
+
+say "Applying a MemberAccount: a new account in $ou, created through Organizations"
+"$kubectl" apply --server-side -n "$ns" -f - <<YAML
+apiVersion: accountlinker.dev/v1alpha1
+kind: MemberAccount
+metadata:
+  name: analytics-dev
+spec:
+  accountName: analytics-dev
+  email: analytics-dev@example.com
+  parentId: "$ou"
+  tags: {team: analytics}
+YAML
+"$kubectl" wait --for=condition=Ready macct/analytics-dev -n "$ns" --timeout=180s
 echo
 echo "\$ kubectl get accountlinker -n $ns"
 "$kubectl" get accountlinker -n "$ns"
@@ -96,6 +112,7 @@ The control plane, the emulator and the operator keep running. To poke at them:
   source $state/env.sh
   \$KUBEBUILDER_ASSETS/kubectl get lacct -n $ns -w
   \$KUBEBUILDER_ASSETS/kubectl get bulkreg sandboxes -n $ns -o yaml   # summary, operations
+  \$KUBEBUILDER_ASSETS/kubectl describe macct analytics-dev -n $ns    # request ID, account, events
   python hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
   python hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
                                                             # a sixth account: auto-deployed, linked within 30s
