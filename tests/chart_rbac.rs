@@ -472,5 +472,45 @@ async fn the_chart_rbac_runs_the_bulk_registration_controller() {
     install.cleanup().await;
 }
 
-// MemberAccount: scenario added with its controller (ChartInstall::start, then
-// apply_and_wait_ready with a MemberAccount manifest and assert_no_forbidden_in_log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_rbac_runs_the_member_account_controller() {
+    let install =
+        ChartInstall::start_with("chart-rbac-macct", &["--account-poll-interval", "500ms"]).await;
+    let env = install.env.clone();
+    let client = env.client().await;
+    let ns = install.ns.name.clone();
+    let root = aws_admin(&env, &["ensure-org"])["rootId"]
+        .as_str()
+        .expect("root id")
+        .to_string();
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    let email = format!("rbac-macct-{}-{n}@example.com", std::process::id());
+    let manifest = json!({
+        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "MemberAccount",
+        "metadata": {"name": "via-chart"},
+        "spec": {"accountName": format!("rbac-macct-{n}"), "email": email, "parentId": root,
+                 "deletionPolicy": "Close"},
+    });
+    // Created, placed, tagged nothing, child LinkedAccount (and its generated Secret) Ready.
+    install.apply_and_wait_ready(manifest, Duration::from_secs(120));
+    let child: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns);
+    assert!(child.get("via-chart").await.is_ok(), "child LinkedAccount");
+
+    // Deletion with Close: CloseAccount, an Event, the finalizer released.
+    let mut delete = env.kubectl();
+    delete.args([
+        "delete",
+        "memberaccount.accountlinker.dev/via-chart",
+        "-n",
+        &ns,
+        "--timeout=60s",
+    ]);
+    let (ok, _, err) = run(delete, None);
+    assert!(
+        ok,
+        "deleting the MemberAccount did not finish: {err}\noperator log:\n{}",
+        install.operator.log()
+    );
+    install.assert_no_forbidden_in_log();
+    install.cleanup().await;
+}
