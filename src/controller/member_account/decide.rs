@@ -28,6 +28,14 @@ pub fn classify_failure(failure: &str) -> (String, bool) {
     (reason, transient)
 }
 
+/// The condition reason of a refused CreateAccount call (not a FAILED request).
+pub fn rejection_reason(code: Option<&str>) -> &'static str {
+    match code {
+        Some("AWSOrganizationsNotInUseException") => super::reason::NOT_IN_USE,
+        Some(_) | None => super::reason::AWS_REJECTED,
+    }
+}
+
 /// `EMAIL_ALREADY_EXISTS` → `EmailAlreadyExists` (a valid condition reason).
 fn camel(code: &str) -> String {
     code.split(|c: char| !c.is_ascii_alphanumeric())
@@ -83,6 +91,19 @@ mod tests {
             classify_failure(""),
             ("CreateAccountFailed".to_string(), false)
         );
+    }
+
+    #[test]
+    fn organizations_not_in_use_is_named() {
+        assert_eq!(
+            rejection_reason(Some("AWSOrganizationsNotInUseException")),
+            "OrganizationsNotInUse"
+        );
+        assert_eq!(
+            rejection_reason(Some("AccessDeniedException")),
+            "AwsRejected"
+        );
+        assert_eq!(rejection_reason(None), "AwsRejected");
     }
 
     #[test]

@@ -635,11 +635,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                 if e.class.is_retryable() {
                     return Err(e.into());
                 }
-                let reason = if e.code.as_deref() == Some("AWSOrganizationsNotInUseException") {
-                    reason::NOT_IN_USE
-                } else {
-                    reason::AWS_REJECTED
-                };
+                let reason = decide::rejection_reason(e.code.as_deref());
                 pass.write(stalled(reason, &message, not_created(reason, &message)))
                     .await?;
                 return Ok(Creation::Wait(Action::requeue(Duration::from_secs(600))));
