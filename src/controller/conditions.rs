@@ -116,6 +116,50 @@ pub fn is(conditions: &[Condition], type_: &str, status: Status) -> bool {
     find(conditions, type_).is_some_and(|c| c.status == status.as_str())
 }
 
+/// A condition transition worth an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub type_: String,
+    pub status: String,
+    pub reason: String,
+    /// `Stalled=True`, or any other condition turning `False`.
+    pub warning: bool,
+    /// `<Type>=<Status>: <message>`.
+    pub note: String,
+}
+
+/// The transitions from `before` to `after` among `types`, in that order: a condition whose
+/// status or reason changed. `Stalled` appearing as `False` says nothing a reader needs.
+pub fn transitions(before: &[Condition], after: &[Condition], types: &[&str]) -> Vec<Transition> {
+    let mut out = Vec::new();
+    for type_ in types {
+        let Some(new) = find(after, type_) else {
+            continue;
+        };
+        let old = find(before, type_);
+        if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
+            continue;
+        }
+        let stalled = *type_ == crate::api::conditions::STALLED;
+        let healthy = if stalled {
+            new.status != "True"
+        } else {
+            new.status != "False"
+        };
+        if stalled && old.is_none() && healthy {
+            continue;
+        }
+        out.push(Transition {
+            type_: new.type_.clone(),
+            status: new.status.clone(),
+            reason: new.reason.clone(),
+            warning: !healthy,
+            note: format!("{type_}={}: {}", new.status, new.message),
+        });
+    }
+    out
+}
+
 fn truncate(message: &str, max: usize) -> String {
     if message.len() <= max {
         return message.to_string();
@@ -133,6 +177,46 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + secs).unwrap()
+    }
+
+    fn listed(items: &[(&'static str, Status, &str)]) -> Vec<Condition> {
+        let desired: Vec<Desired> = items
+            .iter()
+            .map(|(t, s, r)| Desired::new(t, *s, *r, "msg"))
+            .collect();
+        merge(&[], &desired, &[], Some(1), at(0))
+    }
+
+    #[test]
+    fn transitions_are_changes_of_status_or_reason_and_unhealthy_ones_warn() {
+        let before = listed(&[
+            ("Ready", Status::False, "Verifying"),
+            ("Stalled", Status::False, "Verifying"),
+        ]);
+        let after = listed(&[
+            ("Ready", Status::False, "AccessDenied"),
+            ("Stalled", Status::True, "AccessDenied"),
+        ]);
+        let t = transitions(&before, &after, &["Ready", "Stalled"]);
+        assert_eq!(
+            t.iter()
+                .map(|t| (t.type_.as_str(), t.reason.as_str(), t.warning))
+                .collect::<Vec<_>>(),
+            [
+                ("Ready", "AccessDenied", true),
+                ("Stalled", "AccessDenied", true)
+            ]
+        );
+        assert_eq!(t[0].note, "Ready=False: msg");
+        assert!(transitions(&after, &after, &["Ready", "Stalled"]).is_empty());
+        // A first Stalled=False is not news; a first Ready=True is.
+        let fresh = listed(&[
+            ("Ready", Status::True, "Verified"),
+            ("Stalled", Status::False, "Verified"),
+        ]);
+        let t = transitions(&[], &fresh, &["Ready", "Stalled"]);
+        assert_eq!(t.len(), 1);
+        assert!(!t[0].warning);
     }
 
     #[test]

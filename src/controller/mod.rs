@@ -2,5 +2,6 @@
 
 pub mod bulk_registration;
 pub mod conditions;
+pub mod events;
 pub mod linked_account;
 pub mod member_account;

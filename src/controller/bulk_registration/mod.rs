@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -49,6 +49,7 @@ use crate::aws::stacksets::{
 };
 use crate::aws::{AwsError, ErrorClass, HubIdentity, OrgUnits, StackSets};
 use crate::controller::conditions::{self, Desired as Cond, Status};
+use crate::controller::events;
 use crate::controller::linked_account::verdict::backoff;
 use crate::runtime::Readiness;
 use crate::runtime::metrics::{Metrics, ReconcileResult};
@@ -1474,16 +1475,16 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &bulk.object_ref(&())).await {
-        warn!(name = %bulk.name_any(), error = %err, "cannot publish event");
-    }
+    let warning = type_ == EventType::Warning;
+    events::publish(
+        &ctx.recorder,
+        &bulk.object_ref(&()),
+        warning,
+        reason,
+        note,
+        "Reconcile",
+    )
+    .await;
 }
 
 /// One Event per transition of Ready, Stalled, StackSetReady and InstancesReady.
@@ -1493,35 +1494,12 @@ async fn publish_transitions(
     before: &BulkRegistrationStatus,
     after: &BulkRegistrationStatus,
 ) {
-    for type_ in [READY, STALLED, STACK_SET_READY, INSTANCES_READY] {
-        let Some(new) = conditions::find(&after.conditions, type_) else {
-            continue;
-        };
-        let old = conditions::find(&before.conditions, type_);
-        if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
-            continue;
-        }
-        let healthy = match type_ {
-            STALLED => new.status != "True",
-            _ => new.status != "False",
-        };
-        if type_ == STALLED && old.is_none() && healthy {
-            continue;
-        }
-        let kind = if healthy {
-            EventType::Normal
-        } else {
-            EventType::Warning
-        };
-        publish(
-            bulk,
-            ctx,
-            kind,
-            &new.reason,
-            &format!("{type_}={}: {}", new.status, new.message),
-        )
-        .await;
-    }
+    let changed = conditions::transitions(
+        &before.conditions,
+        &after.conditions,
+        &[READY, STALLED, STACK_SET_READY, INSTANCES_READY],
+    );
+    events::publish_transitions(&ctx.recorder, &bulk.object_ref(&()), &changed, "Reconcile").await;
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -35,6 +35,7 @@ use crate::api::linked_account::DEFAULT_ROLE_NAME;
 use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
+use crate::controller::events;
 use crate::runtime::Readiness;
 use crate::runtime::metrics::{Metrics, ReconcileResult};
 
@@ -595,44 +596,12 @@ async fn publish_transitions(
     before: &LinkedAccountStatus,
     after: &LinkedAccountStatus,
 ) {
-    for type_ in [ROLE_ASSUMABLE, READY, STALLED] {
-        let Some(new) = conditions::find(&after.conditions, type_) else {
-            continue;
-        };
-        let old = conditions::find(&before.conditions, type_);
-        if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
-            continue;
-        }
-        let healthy = match type_ {
-            STALLED => new.status != "True",
-            _ => new.status != "False",
-        };
-        // Stalled appearing as False says nothing a reader needs.
-        if type_ == STALLED && old.is_none() && healthy {
-            continue;
-        }
-        let event = Event {
-            type_: if healthy {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            },
-            reason: new.reason.clone(),
-            note: Some(
-                format!("{type_}={}: {}", new.status, new.message)
-                    .chars()
-                    .take(1000)
-                    .collect(),
-            ),
-            action: "Verify".into(),
-            secondary: None,
-        };
-        if let Err(err) = ctx.recorder.publish(&event, &link.object_ref(&())).await {
-            warn!(name = %link.name_any(), error = %err, "cannot publish event");
-        } else {
-            info!(name = %link.name_any(), namespace = ?link.namespace(), condition = type_, status = %new.status, reason = %new.reason, "condition changed");
-        }
-    }
+    let changed = conditions::transitions(
+        &before.conditions,
+        &after.conditions,
+        &[ROLE_ASSUMABLE, READY, STALLED],
+    );
+    events::publish_transitions(&ctx.recorder, &link.object_ref(&()), &changed, "Verify").await;
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -31,6 +31,7 @@ use crate::api::{LinkedAccount, MemberAccount, MemberAccountStatus};
 use crate::aws::accounts::NewAccount;
 use crate::aws::{Accounts, AwsError, ErrorClass};
 use crate::controller::conditions::{self, Desired as Cond, Status};
+use crate::controller::events;
 use crate::controller::linked_account::verdict::backoff;
 use crate::runtime::Readiness;
 use crate::runtime::metrics::{Metrics, ReconcileResult};
@@ -281,30 +282,18 @@ impl<'a> Pass<'a> {
         }
         let before = self.current.clone();
         self.save().await?;
-        for type_ in [READY, STALLED, ACCOUNT_CREATED] {
-            let Some(new) = conditions::find(&self.next.conditions, type_) else {
-                continue;
-            };
-            let old = conditions::find(&before.conditions, type_);
-            if old.is_some_and(|o| o.status == new.status && o.reason == new.reason) {
-                continue;
-            }
-            let healthy = if type_ == STALLED {
-                new.status != "True"
-            } else {
-                new.status != "False"
-            };
-            if type_ == STALLED && old.is_none() && healthy {
-                continue;
-            }
-            let kind = if healthy {
-                EventType::Normal
-            } else {
-                EventType::Warning
-            };
-            let note = format!("{type_}={}: {}", new.status, new.message);
-            publish(self.member, self.ctx, kind, &new.reason, &note).await;
-        }
+        let changed = conditions::transitions(
+            &before.conditions,
+            &self.next.conditions,
+            &[READY, STALLED, ACCOUNT_CREATED],
+        );
+        events::publish_transitions(
+            &self.ctx.recorder,
+            &self.member.object_ref(&()),
+            &changed,
+            "Reconcile",
+        )
+        .await;
         Ok(())
     }
 }
@@ -781,14 +770,14 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    if let Err(err) = ctx.recorder.publish(&event, &member.object_ref(&())).await {
-        warn!(name = %member.name_any(), error = %err, "cannot publish event");
-    }
+    let warning = type_ == EventType::Warning;
+    events::publish(
+        &ctx.recorder,
+        &member.object_ref(&()),
+        warning,
+        reason,
+        note,
+        "Reconcile",
+    )
+    .await;
 }

@@ -1,0 +1,52 @@
+//! Kubernetes Events about the controllers' objects.
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+use tracing::warn;
+
+use super::conditions::Transition;
+
+/// Publishes one Event (its note cut to 1,000 characters). A failure is logged and otherwise
+/// ignored: Events are for people, never a reason to fail a reconcile. Returns whether it was
+/// published.
+pub async fn publish(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: &str,
+    action: &str,
+) -> bool {
+    let event = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: action.into(),
+        secondary: None,
+    };
+    match recorder.publish(&event, regarding).await {
+        Ok(()) => true,
+        Err(err) => {
+            warn!(name = ?regarding.name, error = %err, "cannot publish event");
+            false
+        }
+    }
+}
+
+/// One Event per condition transition.
+pub async fn publish_transitions(
+    recorder: &Recorder,
+    regarding: &ObjectReference,
+    transitions: &[Transition],
+    action: &str,
+) {
+    for t in transitions {
+        if publish(recorder, regarding, t.warning, &t.reason, &t.note, action).await {
+            tracing::info!(name = ?regarding.name, namespace = ?regarding.namespace, condition = %t.type_, status = %t.status, reason = %t.reason, "condition changed");
+        }
+    }
+}
