@@ -83,6 +83,17 @@ def describe_account(args):
     }
 
 
+def tag_account(args):
+    tags = []
+    for pair in args.tag:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--tag {pair!r}: expected KEY=VALUE")
+        tags.append({"Key": key, "Value": value})
+    org().tag_resource(ResourceId=args.account, Tags=tags)
+    return {"accountId": args.account, "tagged": {t["Key"]: t["Value"] for t in tags}}
+
+
 def account_by_email(args):
     client = org()
     for page in client.get_paginator("list_accounts").paginate(PaginationConfig={"PageSize": 20}):
@@ -274,6 +285,10 @@ def main(argv=None):
     p = sub.add_parser("describe-account", help="an account's name, e-mail, status, parent and tags")
     p.add_argument("--account", required=True)
     p.set_defaults(run=describe_account)
+    p = sub.add_parser("tag-account", help="tag an account (TagResource)")
+    p.add_argument("--account", required=True)
+    p.add_argument("--tag", action="append", required=True, metavar="KEY=VALUE")
+    p.set_defaults(run=tag_account)
     p = sub.add_parser("account-by-email", help="the account with this e-mail, if any")
     p.add_argument("--email", required=True)
     p.set_defaults(run=account_by_email)

@@ -431,6 +431,18 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
             member(json!({"email": null})),
             "spec.email: Required value",
         ),
+        (
+            "MemberAccount",
+            "reserved tag key",
+            member(json!({"tags": {"accountlinker.dev/member-account": "other/x"}})),
+            "tag keys starting with aws: or accountlinker.dev/ are reserved",
+        ),
+        (
+            "MemberAccount",
+            "tag value too long",
+            member(json!({"tags": {"team": "x".repeat(257)}})),
+            "values at most 256",
+        ),
     ];
     assert!(cases.len() >= 25);
     for (i, (kind, case, spec, expected)) in cases.into_iter().enumerate() {

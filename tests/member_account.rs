@@ -22,6 +22,9 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 /// Throttling is emulator-wide: the test that turns it on runs alone.
 static THROTTLE: RwLock<()> = RwLock::const_new(());
 
+/// The tag CreateAccount puts on every account, naming its MemberAccount.
+const OWNER_TAG: &str = "accountlinker.dev/member-account";
+
 const FLAGS: &[&str] = &[
     "--account-poll-interval",
     "500ms",
@@ -222,12 +225,13 @@ async fn a_member_account_is_created_once_in_its_ou_tagged_linked_and_kubectl_wa
     assert_eq!(status.account_status.as_deref(), Some("ACTIVE"));
     assert_eq!(create_calls(&f.env, &email), 1, "one CreateAccount call");
 
-    // In AWS: under the OU (moved there from the root), tagged.
+    // In AWS: under the OU (moved there from the root), tagged, and naming its MemberAccount.
+    let owner = format!("{}/sandbox", f.ns.name);
     let described = describe(&f.env, &account);
     assert_eq!(described["parentId"], json!(ou));
     assert_eq!(
         described["tags"],
-        json!({"team": "platform", "cost-center": "42"})
+        json!({"team": "platform", "cost-center": "42", OWNER_TAG: owner})
     );
 
     // The child link verified the access role.
@@ -254,8 +258,9 @@ async fn a_member_account_is_created_once_in_its_ou_tagged_linked_and_kubectl_wa
         .await
         .expect("patch tags");
     eventually(Duration::from_secs(60), "tags in sync", || async {
-        (describe(&f.env, &account)["tags"] == json!({"team": "payments", "env": "dev"}))
-            .then_some(())
+        (describe(&f.env, &account)["tags"]
+            == json!({"team": "payments", "env": "dev", OWNER_TAG: owner}))
+        .then_some(())
     })
     .await;
 
@@ -458,6 +463,92 @@ async fn create_account_failure_reasons_are_conditions_and_transient_ones_are_re
     // The stalled ones are not retried in a loop.
     assert_eq!(create_calls(&f.env, &emails[0].1), 1);
     assert_eq!(create_calls(&f.env, &emails[1].1), 1);
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_with_the_e_mail_is_not_taken_over_until_tagged_for_this_object() {
+    let f = Fixture::new("macct-foreign").await;
+    let ou = new_ou(&f.env);
+    // Someone made an account with this e-mail outside the operator.
+    let email = format!("{}@example.com", unique("foreign"));
+    let existing = aws_admin(
+        &f.env,
+        &["create-account", "--name", "foreign", "--email", &email],
+    )["accountId"]
+        .as_str()
+        .expect("account id")
+        .to_string();
+    let calls = create_calls(&f.env, &email);
+    let member: MemberAccount = serde_json::from_value(json!({
+        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "MemberAccount",
+        "metadata": {"name": "foreign"},
+        "spec": {"accountName": "foreign", "email": email, "parentId": ou, "link": {"enabled": false}},
+    }))
+    .expect("valid");
+    f.members()
+        .create(&PostParams::default(), &member)
+        .await
+        .expect("create");
+
+    // Not adopted, not created again: Stalled, naming the account and how to adopt it.
+    let owner = format!("{}/foreign", f.ns.name);
+    let m = f
+        .wait_reason("foreign", "Stalled", "True", "EmailAlreadyExists")
+        .await;
+    let message = condition(&m, "Ready").unwrap().2;
+    assert!(message.contains(&existing), "{message}");
+    assert!(
+        message.contains(&format!("{OWNER_TAG}={owner}")),
+        "{message}"
+    );
+    assert!(
+        m.status
+            .as_ref()
+            .and_then(|s| s.account_id.as_ref())
+            .is_none()
+    );
+    let root = aws_admin(&f.env, &["ensure-org"])["rootId"].clone();
+    assert_eq!(describe(&f.env, &existing)["parentId"], root, "not moved");
+    assert_eq!(create_calls(&f.env, &email), calls, "no CreateAccount call");
+
+    // Tagging the account for this object adopts it (the change to the object looks at once).
+    aws_admin(
+        &f.env,
+        &[
+            "tag-account",
+            "--account",
+            &existing,
+            "--tag",
+            &format!("{OWNER_TAG}={owner}"),
+        ],
+    );
+    f.members()
+        .patch(
+            "foreign",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/poke": "1"}}})),
+        )
+        .await
+        .expect("annotate");
+    let m = f
+        .wait(
+            "foreign",
+            "Ready with the tagged account",
+            Duration::from_secs(90),
+            |m| condition(m, "Ready").is_some_and(|c| c.0 == "True"),
+        )
+        .await;
+    assert_eq!(
+        m.status.as_ref().and_then(|s| s.account_id.as_deref()),
+        Some(existing.as_str())
+    );
+    assert_eq!(describe(&f.env, &existing)["parentId"], json!(ou));
+    assert_eq!(
+        create_calls(&f.env, &email),
+        calls,
+        "still no CreateAccount call"
+    );
     f.cleanup().await;
 }
 

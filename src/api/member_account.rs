@@ -81,9 +81,17 @@ pub struct MemberAccountSpec {
     #[serde(default)]
     pub iam_user_access_to_billing: BillingAccess,
 
-    /// Tags on the account, applied at creation and kept in sync.
+    /// Tags on the account, applied at creation and kept in sync (at most 49: the operator adds
+    /// `accountlinker.dev/member-account`, naming this object, to prove the account is its own).
+    /// Keys starting with `aws:` or `accountlinker.dev/` are reserved.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schemars(length(max = 50))]
+    #[schemars(length(max = 49))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, !k.startsWith('aws:') && !k.startsWith('accountlinker.dev/'))")
+            .message("tag keys starting with aws: or accountlinker.dev/ are reserved"),
+        validation = Rule::new("self.all(k, size(k) <= 128 && size(self[k]) <= 256)")
+            .message("tag keys are at most 128 characters and values at most 256"),
+    )]
     pub tags: BTreeMap<String, String>,
 
     /// What happens in AWS when this object is deleted: `Retain` (default) leaves the account;

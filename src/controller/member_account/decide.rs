@@ -51,6 +51,28 @@ fn camel(code: &str) -> String {
         .collect()
 }
 
+/// The tag naming the MemberAccount (`<namespace>/<name>`) an account was created for. It is set
+/// by CreateAccount itself, so an account found by e-mail after a crash proves it is this
+/// object's, and an account someone else made with that e-mail is never taken over silently.
+pub const OWNER_TAG: &str = "accountlinker.dev/member-account";
+
+/// The owner tag's value for a MemberAccount.
+pub fn owner(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// The tags an account should carry: the spec's, and the owner tag.
+pub fn wanted_tags(spec: &BTreeMap<String, String>, owner: &str) -> BTreeMap<String, String> {
+    let mut tags = spec.clone();
+    tags.insert(OWNER_TAG.to_string(), owner.to_string());
+    tags
+}
+
+/// Whether an account's tags name `owner` as its MemberAccount.
+pub fn owned(tags: &BTreeMap<String, String>, owner: &str) -> bool {
+    tags.get(OWNER_TAG).is_some_and(|v| v == owner)
+}
+
 /// Tags to set (new or changed values) and keys to remove, to make `actual` equal `wanted`.
 pub fn tag_changes(
     actual: &BTreeMap<String, String>,
@@ -104,6 +126,22 @@ mod tests {
             "AwsRejected"
         );
         assert_eq!(rejection_reason(None), "AwsRejected");
+    }
+
+    #[test]
+    fn the_owner_tag_is_wanted_and_proves_ownership() {
+        let me = owner("team-a", "sandbox");
+        assert_eq!(me, "team-a/sandbox");
+        let spec = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        let wanted = wanted_tags(&spec, &me);
+        assert_eq!(wanted.len(), 2);
+        assert!(owned(&wanted, &me));
+        assert!(!owned(&spec, &me));
+        assert!(!owned(&wanted, &owner("team-b", "sandbox")));
+        // Syncing never removes the owner tag.
+        let (set, remove) = tag_changes(&wanted, &wanted_tags(&BTreeMap::new(), &me));
+        assert!(set.is_empty());
+        assert_eq!(remove, vec!["team".to_string()]);
     }
 
     #[test]

@@ -57,6 +57,17 @@ pub mod reason {
     pub const NOT_ACTIVE: &str = "AccountNotActive";
     pub const CLOSE_QUOTA: &str = "CloseAccountQuotaExceeded";
     pub const CLOSING: &str = "Closing";
+    /// The e-mail belongs to an account this object did not create (AWS's own reason for it).
+    pub const EMAIL_IN_USE: &str = "EmailAlreadyExists";
+}
+
+/// How often an account with this object's e-mail but not its owner tag is looked at again
+/// (tagging it in AWS adopts it; a change to the object looks at once).
+const UNOWNED_RECHECK: Duration = Duration::from_secs(60);
+
+/// The owner tag's value for this object.
+fn owner_of(member: &MemberAccount) -> String {
+    decide::owner(&member.namespace().unwrap_or_default(), &member.name_any())
 }
 
 /// Settings of the controller.
@@ -375,9 +386,10 @@ async fn apply(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
         pass.next.parent_id = Some(parent);
     }
 
-    // Tags: the spec is the whole truth about the account's tags.
+    // Tags: the spec (and the owner tag) is the whole truth about the account's tags.
     let tags = ctx.accounts.tags(&account).await?;
-    let (set, remove) = decide::tag_changes(&tags, &spec.tags);
+    let wanted_tags = decide::wanted_tags(&spec.tags, &owner_of(member));
+    let (set, remove) = decide::tag_changes(&tags, &wanted_tags);
     if !set.is_empty() {
         ctx.accounts.tag(&account, &set).await?;
     }
@@ -568,10 +580,30 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
     }
 
     if pass.next.create_account_request_id.is_none() {
-        // Recovery before creation: an account with this e-mail, or a request in progress
-        // under this name, is ours (the status write after an earlier call was lost).
+        // Recovery before creation: an account with this e-mail carrying this object's owner
+        // tag, or a request in progress under this name, is ours (the status write after an
+        // earlier call was lost). An account with the e-mail and without the tag is not.
         if let Some(found) = ctx.accounts.account_by_email(&spec.email).await? {
-            info!(name = %pass.member.name_any(), account = %found.id, "adopted the account with this e-mail");
+            let owner = owner_of(pass.member);
+            let tags = ctx.accounts.tags(&found.id).await?;
+            if !decide::owned(&tags, &owner) {
+                let message = format!(
+                    "account {} already has the e-mail {} and was not created for this MemberAccount (it lacks the tag {}={owner}); use another e-mail, or tag that account to manage it here: aws organizations tag-resource --resource-id {} --tags Key={},Value={owner}",
+                    found.id,
+                    spec.email,
+                    decide::OWNER_TAG,
+                    found.id,
+                    decide::OWNER_TAG,
+                );
+                pass.write(stalled(
+                    reason::EMAIL_IN_USE,
+                    &message,
+                    not_created(reason::EMAIL_IN_USE, &message),
+                ))
+                .await?;
+                return Ok(Creation::Wait(Action::requeue(UNOWNED_RECHECK)));
+            }
+            info!(name = %pass.member.name_any(), account = %found.id, "recovered the account with this e-mail and owner tag");
             pass.next.create_account_state = Some("SUCCEEDED".into());
             return Ok(Creation::Done(found.id));
         }
@@ -593,7 +625,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
             email: spec.email.clone(),
             role_name: spec.role_name.clone(),
             billing_allowed: spec.iam_user_access_to_billing == BillingAccess::Allow,
-            tags: spec.tags.clone(),
+            tags: decide::wanted_tags(&spec.tags, &owner_of(pass.member)),
         };
         match ctx.accounts.create_account(&new).await {
             Ok(request) => {
