@@ -512,6 +512,37 @@ async fn an_account_with_the_e_mail_is_not_taken_over_until_tagged_for_this_obje
     assert_eq!(describe(&f.env, &existing)["parentId"], root, "not moved");
     assert_eq!(create_calls(&f.env, &email), calls, "no CreateAccount call");
 
+    // Deleting a MemberAccount with that e-mail and `Close` never closes the foreign account.
+    let closer: MemberAccount = serde_json::from_value(json!({
+        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "MemberAccount",
+        "metadata": {"name": "closer"},
+        "spec": {"accountName": "closer", "email": email, "parentId": ou,
+                 "deletionPolicy": "Close", "link": {"enabled": false}},
+    }))
+    .expect("valid");
+    f.members()
+        .create(&PostParams::default(), &closer)
+        .await
+        .expect("create closer");
+    f.wait_reason("closer", "Stalled", "True", "EmailAlreadyExists")
+        .await;
+    f.members()
+        .delete("closer", &DeleteParams::default())
+        .await
+        .expect("delete closer");
+    eventually(Duration::from_secs(60), "closer gone", || async {
+        f.members()
+            .get_opt("closer")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(describe(&f.env, &existing)["status"], "ACTIVE");
+    let reasons = event_reasons(&f.client, &f.ns.name, "closer").await;
+    assert!(reasons.iter().any(|r| r == "NothingToClose"), "{reasons:?}");
+
     // Tagging the account for this object adopts it (the change to the object looks at once).
     aws_admin(
         &f.env,

@@ -73,6 +73,13 @@ pub fn owned(tags: &BTreeMap<String, String>, owner: &str) -> bool {
     tags.get(OWNER_TAG).is_some_and(|v| v == owner)
 }
 
+/// Whether an account's e-mail is the spec's (e-mail addresses compare without case here, as
+/// Organizations compares them). An account described without an e-mail is given the benefit
+/// of the doubt: the request that made it is this object's own.
+pub fn same_email(account: &str, spec: &str) -> bool {
+    account.is_empty() || account.eq_ignore_ascii_case(spec)
+}
+
 /// Tags to set (new or changed values) and keys to remove, to make `actual` equal `wanted`.
 pub fn tag_changes(
     actual: &BTreeMap<String, String>,
@@ -142,6 +149,13 @@ mod tests {
         let (set, remove) = tag_changes(&wanted, &wanted_tags(&BTreeMap::new(), &me));
         assert!(set.is_empty());
         assert_eq!(remove, vec!["team".to_string()]);
+    }
+
+    #[test]
+    fn an_account_is_matched_by_e_mail_without_case() {
+        assert!(same_email("Dev@Example.com", "dev@example.com"));
+        assert!(!same_email("other@example.com", "dev@example.com"));
+        assert!(same_email("", "dev@example.com"));
     }
 
     #[test]

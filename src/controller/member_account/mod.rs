@@ -528,8 +528,15 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
         match request.state.as_str() {
             "SUCCEEDED" => {
                 if let Some(account) = request.account_id {
-                    info!(name = %pass.member.name_any(), %account, request = %id, "account created");
-                    return Ok(Creation::Done(account));
+                    // A request followed by name (recovery) proves itself by the e-mail.
+                    let info = ctx.accounts.account(&account).await?;
+                    if decide::same_email(&info.email, &spec.email) {
+                        info!(name = %pass.member.name_any(), %account, request = %id, "account created");
+                        return Ok(Creation::Done(account));
+                    }
+                    warn!(name = %pass.member.name_any(), %account, request = %id, email = %info.email, "the request made an account for another e-mail; it is not this object's");
+                    pass.next.create_account_request_id = None;
+                    pass.next.create_account_state = None;
                 }
             }
             "FAILED" => {
@@ -679,26 +686,34 @@ async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error>
         return Ok(Action::await_change());
     }
     let mut pass = Pass::new(member, ctx);
+    // Only an account that is provably this object's is ever closed: the one in status, the
+    // one its request made for its e-mail, or the one with its e-mail and its owner tag.
     let account = match status.account_id.clone() {
         Some(id) => Some(id),
         None => match &status.create_account_request_id {
             Some(id) => {
                 let request = ctx.accounts.create_request(id).await?;
-                match request.state.as_str() {
-                    "IN_PROGRESS" => {
-                        return Err(Error::Waiting(
-                            format!("CreateAccount request {id} is still in progress"),
-                            ctx.settings.poll_interval,
-                        ));
+                if request.state == "IN_PROGRESS" {
+                    return Err(Error::Waiting(
+                        format!("CreateAccount request {id} is still in progress"),
+                        ctx.settings.poll_interval,
+                    ));
+                }
+                match request.account_id {
+                    Some(account) => {
+                        let info = ctx.accounts.account(&account).await?;
+                        decide::same_email(&info.email, &member.spec.email).then_some(account)
                     }
-                    _ => request.account_id,
+                    None => None,
                 }
             }
-            None => ctx
-                .accounts
-                .account_by_email(&member.spec.email)
-                .await?
-                .map(|a| a.id),
+            None => match ctx.accounts.account_by_email(&member.spec.email).await? {
+                Some(found) => {
+                    let tags = ctx.accounts.tags(&found.id).await?;
+                    decide::owned(&tags, &owner_of(member)).then_some(found.id)
+                }
+                None => None,
+            },
         },
     };
     let Some(account) = account else {
@@ -707,7 +722,7 @@ async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error>
             ctx,
             EventType::Normal,
             "NothingToClose",
-            "no account was created",
+            "no account of this object exists (none was created, or the one with its e-mail is not tagged for it); nothing is closed",
         )
         .await;
         return Ok(Action::await_change());
