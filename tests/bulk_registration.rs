@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use account_linker::api::{BulkRegistration, LinkedAccount};
-use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually};
+use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually, gone};
 
 static SETUP: Once = Once::new();
 /// Trusted access is organization-wide: the test that turns it off holds this for writing.
@@ -963,15 +963,7 @@ async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
         .delete("gone", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually(Duration::from_secs(120), "gone is deleted", || async {
-        f.bulks()
-            .get_opt("gone")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&f.bulks(), "gone", Duration::from_secs(120)).await;
     // The emulator forgets a deleted StackSet's operations; the operator's Events tell the
     // order: instances first, then the StackSet.
     let reasons = event_reasons(&f.client, &f.ns.name, "gone").await;
@@ -989,15 +981,7 @@ async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
         .delete("kept", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually(Duration::from_secs(60), "kept is deleted", || async {
-        f.bulks()
-            .get_opt("kept")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&f.bulks(), "kept", Duration::from_secs(60)).await;
     assert!(
         stack_set_exists(&f.env, &retained),
         "Retain leaves the StackSet"

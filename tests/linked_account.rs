@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::RwLock;
 
 use account_linker::api::LinkedAccount;
-use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually};
+use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually, gone};
 
 /// Fault injection changes the shared emulator: such tests take this lock for writing.
 static FAULTS: RwLock<()> = RwLock::const_new(());
@@ -421,21 +421,9 @@ async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_o
 
     // Deletion completes promptly, and the Secret is garbage-collected.
     links.delete("gen", &DeleteParams::default()).await.unwrap();
-    eventually(Duration::from_secs(15), "LinkedAccount deleted", || {
-        let links = links.clone();
-        async move { links.get_opt("gen").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "generated Secret garbage-collected",
-        || {
-            let secrets = secrets.clone();
-            let name = secret_name.clone();
-            async move { secrets.get_opt(&name).await.ok()?.is_none().then_some(()) }
-        },
-    )
-    .await;
+    gone(&links, "gen", Duration::from_secs(15)).await;
+    // The generated Secret is garbage-collected.
+    gone(&secrets, &secret_name, Duration::from_secs(30)).await;
     ns.cleanup().await;
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use account_linker::api::{LinkedAccount, MemberAccount};
-use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually};
+use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually, gone};
 
 static SETUP: Once = Once::new();
 static SEQ: AtomicU32 = AtomicU32::new(0);
@@ -304,15 +304,7 @@ async fn a_member_account_is_created_once_in_its_ou_tagged_linked_and_kubectl_wa
         .delete("sandbox", &DeleteParams::default())
         .await
         .expect("delete");
-    eventually(Duration::from_secs(60), "MemberAccount gone", || async {
-        f.members()
-            .get_opt("sandbox")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&f.members(), "sandbox", Duration::from_secs(60)).await;
     assert_eq!(describe(&f.env, &account)["status"], "ACTIVE");
     let reasons = event_reasons(&f.client, &f.ns.name, "sandbox").await;
     assert!(reasons.iter().any(|r| r == "Retained"), "{reasons:?}");
@@ -530,15 +522,7 @@ async fn an_account_with_the_e_mail_is_not_taken_over_until_tagged_for_this_obje
         .delete("closer", &DeleteParams::default())
         .await
         .expect("delete closer");
-    eventually(Duration::from_secs(60), "closer gone", || async {
-        f.members()
-            .get_opt("closer")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&f.members(), "closer", Duration::from_secs(60)).await;
     assert_eq!(describe(&f.env, &existing)["status"], "ACTIVE");
     let reasons = event_reasons(&f.client, &f.ns.name, "closer").await;
     assert!(reasons.iter().any(|r| r == "NothingToClose"), "{reasons:?}");
@@ -685,15 +669,7 @@ async fn close_deletion_reports_the_quota_then_closes_the_account() {
         )
         .await
         .expect("annotate");
-    eventually(Duration::from_secs(60), "MemberAccount gone", || async {
-        f.members()
-            .get_opt("leaving")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&f.members(), "leaving", Duration::from_secs(60)).await;
     assert_eq!(describe(&f.env, &account)["status"], "PENDING_CLOSURE");
     let reasons = event_reasons(&f.client, &f.ns.name, "leaving").await;
     assert!(reasons.iter().any(|r| r == "Closing"), "{reasons:?}");
