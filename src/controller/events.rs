@@ -12,17 +12,13 @@ use super::conditions::Transition;
 pub async fn publish(
     recorder: &Recorder,
     regarding: &ObjectReference,
-    warning: bool,
+    type_: EventType,
     reason: &str,
     note: &str,
     action: &str,
 ) -> bool {
     let event = Event {
-        type_: if warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
+        type_,
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
         action: action.into(),
@@ -45,7 +41,12 @@ pub async fn publish_transitions(
     action: &str,
 ) {
     for t in transitions {
-        if publish(recorder, regarding, t.warning, &t.reason, &t.note, action).await {
+        let type_ = if t.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        if publish(recorder, regarding, type_, &t.reason, &t.note, action).await {
             tracing::info!(name = ?regarding.name, namespace = ?regarding.namespace, condition = %t.type_, status = %t.status, reason = %t.reason, "condition changed");
         }
     }

@@ -1475,11 +1475,10 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let warning = type_ == EventType::Warning;
     events::publish(
         &ctx.recorder,
         &bulk.object_ref(&()),
-        warning,
+        type_,
         reason,
         note,
         "Reconcile",

@@ -70,6 +70,27 @@ fn owner_of(member: &MemberAccount) -> String {
     decide::owner(&member.namespace().unwrap_or_default(), &member.name_any())
 }
 
+/// The account with the spec's e-mail, if there is one, and whether it carries this object's
+/// owner tag (only then is it this object's).
+async fn with_email(
+    ctx: &Context,
+    member: &MemberAccount,
+) -> Result<Option<(String, bool)>, Error> {
+    let Some(found) = ctx.accounts.account_by_email(&member.spec.email).await? else {
+        return Ok(None);
+    };
+    let tags = ctx.accounts.tags(&found.id).await?;
+    let owned = decide::owned(&tags, &owner_of(member));
+    Ok(Some((found.id, owned)))
+}
+
+/// Whether `account`, made by a CreateAccount request, has the spec's e-mail (only then is the
+/// request this object's).
+async fn made_for(ctx: &Context, member: &MemberAccount, account: &str) -> Result<bool, Error> {
+    let info = ctx.accounts.account(account).await?;
+    Ok(decide::same_email(&info.email, &member.spec.email))
+}
+
 /// Settings of the controller.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -529,12 +550,11 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
             "SUCCEEDED" => {
                 if let Some(account) = request.account_id {
                     // A request followed by name (recovery) proves itself by the e-mail.
-                    let info = ctx.accounts.account(&account).await?;
-                    if decide::same_email(&info.email, &spec.email) {
+                    if made_for(ctx, pass.member, &account).await? {
                         info!(name = %pass.member.name_any(), %account, request = %id, "account created");
                         return Ok(Creation::Done(account));
                     }
-                    warn!(name = %pass.member.name_any(), %account, request = %id, email = %info.email, "the request made an account for another e-mail; it is not this object's");
+                    warn!(name = %pass.member.name_any(), %account, request = %id, "the request made an account for another e-mail; it is not this object's");
                     pass.next.create_account_request_id = None;
                     pass.next.create_account_state = None;
                 }
@@ -590,17 +610,13 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
         // Recovery before creation: an account with this e-mail carrying this object's owner
         // tag, or a request in progress under this name, is ours (the status write after an
         // earlier call was lost). An account with the e-mail and without the tag is not.
-        if let Some(found) = ctx.accounts.account_by_email(&spec.email).await? {
-            let owner = owner_of(pass.member);
-            let tags = ctx.accounts.tags(&found.id).await?;
-            if !decide::owned(&tags, &owner) {
+        if let Some((found, owned)) = with_email(ctx, pass.member).await? {
+            if !owned {
+                let owner = owner_of(pass.member);
                 let message = format!(
-                    "account {} already has the e-mail {} and was not created for this MemberAccount (it lacks the tag {}={owner}); use another e-mail, or tag that account to manage it here: aws organizations tag-resource --resource-id {} --tags Key={},Value={owner}",
-                    found.id,
+                    "account {found} already has the e-mail {} and was not created for this MemberAccount (it lacks the tag {tag}={owner}); use another e-mail, or tag that account to manage it here: aws organizations tag-resource --resource-id {found} --tags Key={tag},Value={owner}",
                     spec.email,
-                    decide::OWNER_TAG,
-                    found.id,
-                    decide::OWNER_TAG,
+                    tag = decide::OWNER_TAG,
                 );
                 pass.write(stalled(
                     reason::EMAIL_IN_USE,
@@ -610,9 +626,9 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                 .await?;
                 return Ok(Creation::Wait(Action::requeue(UNOWNED_RECHECK)));
             }
-            info!(name = %pass.member.name_any(), account = %found.id, "recovered the account with this e-mail and owner tag");
+            info!(name = %pass.member.name_any(), account = %found, "recovered the account with this e-mail and owner tag");
             pass.next.create_account_state = Some("SUCCEEDED".into());
-            return Ok(Creation::Done(found.id));
+            return Ok(Creation::Done(found));
         }
         let pending = ctx.accounts.requests_in_progress().await?;
         if let Some(request) = pending
@@ -700,20 +716,13 @@ async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error>
                     ));
                 }
                 match request.account_id {
-                    Some(account) => {
-                        let info = ctx.accounts.account(&account).await?;
-                        decide::same_email(&info.email, &member.spec.email).then_some(account)
-                    }
-                    None => None,
+                    Some(account) if made_for(ctx, member, &account).await? => Some(account),
+                    _ => None,
                 }
             }
-            None => match ctx.accounts.account_by_email(&member.spec.email).await? {
-                Some(found) => {
-                    let tags = ctx.accounts.tags(&found.id).await?;
-                    decide::owned(&tags, &owner_of(member)).then_some(found.id)
-                }
-                None => None,
-            },
+            None => with_email(ctx, member)
+                .await?
+                .and_then(|(found, owned)| owned.then_some(found)),
         },
     };
     let Some(account) = account else {
@@ -817,11 +826,10 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let warning = type_ == EventType::Warning;
     events::publish(
         &ctx.recorder,
         &member.object_ref(&()),
-        warning,
+        type_,
         reason,
         note,
         "Reconcile",
