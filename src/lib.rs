@@ -10,3 +10,4 @@ pub mod controller;
 pub mod import_csv;
 pub mod reference;
 pub mod runtime;
+pub mod telemetry;

@@ -11,6 +11,26 @@ pub const DEFAULT_ROLE_NAME: &str = "AccountLinkerAccess";
 /// The default `sessionDurationSeconds`.
 pub const DEFAULT_SESSION_DURATION_SECONDS: i32 = 900;
 
+/// Condition reasons of LinkedAccount. Alerts, dashboards and `kubectl wait` match on them, so
+/// they are API: documented in docs/linkedaccount.md and never renamed.
+pub mod reason {
+    pub const VERIFIED: &str = "Verified";
+    pub const VERIFYING: &str = "Verifying";
+    pub const SUSPENDED: &str = "Suspended";
+    pub const ACCESS_DENIED: &str = "AccessDenied";
+    pub const REGION_DISABLED: &str = "RegionDisabled";
+    pub const EXPIRED_TOKEN: &str = "ExpiredToken";
+    pub const INVALID_IDENTITY_TOKEN: &str = "InvalidIdentityToken";
+    pub const ACCOUNT_MISMATCH: &str = "AccountMismatch";
+    pub const AWS_REJECTED: &str = "AwsRejected";
+    pub const EXTERNAL_ID_SECRET_NOT_FOUND: &str = "ExternalIdSecretNotFound";
+    pub const EXTERNAL_ID_KEY_NOT_FOUND: &str = "ExternalIdKeyNotFound";
+    pub const INVALID_EXTERNAL_ID: &str = "InvalidExternalId";
+    pub const STACK_INSTANCE_SUCCEEDED: &str = "StackInstanceSucceeded";
+    pub const STACK_INSTANCE_PENDING: &str = "StackInstancePending";
+    pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";
+}
+
 /// A LinkedAccount declares that the hub identity must be able to assume a role in one AWS
 /// account. The operator proves it with STS AssumeRole (guarded by an ExternalId) followed by
 /// GetCallerIdentity, and keeps re-proving it every `verifyInterval`.

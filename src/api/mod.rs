@@ -6,6 +6,7 @@
 pub mod bulk_registration;
 pub mod common;
 pub mod conditions;
+pub mod labels;
 pub mod linked_account;
 pub mod member_account;
 

@@ -27,7 +27,7 @@ pub async fn publish(
     match recorder.publish(&event, regarding).await {
         Ok(()) => true,
         Err(err) => {
-            warn!(name = ?regarding.name, error = %err, "cannot publish event");
+            warn!(name = regarding.name.as_deref().unwrap_or_default(), namespace = regarding.namespace.as_deref().unwrap_or_default(), error = %err, "cannot publish event");
             false
         }
     }
@@ -47,7 +47,7 @@ pub async fn publish_transitions(
             EventType::Normal
         };
         if publish(recorder, regarding, type_, &t.reason, &t.note, action).await {
-            tracing::info!(name = ?regarding.name, namespace = ?regarding.namespace, condition = %t.type_, status = %t.status, reason = %t.reason, "condition changed");
+            tracing::info!(name = regarding.name.as_deref().unwrap_or_default(), namespace = regarding.namespace.as_deref().unwrap_or_default(), condition = %t.type_, status = %t.status, reason = %t.reason, "condition changed");
         }
     }
 }

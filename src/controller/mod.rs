@@ -5,3 +5,5 @@ pub mod conditions;
 pub mod events;
 pub mod linked_account;
 pub mod member_account;
+pub mod runner;
+pub mod status;

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -12,21 +11,8 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
-
-/// Whether the operator is ready: caches synced and not shutting down.
-#[derive(Clone, Debug, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
-    }
-
-    pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+use super::readiness::Readiness;
+use crate::telemetry::Metrics;
 
 #[derive(Clone)]
 struct AppState {
@@ -67,10 +53,16 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
-    if state.readiness.is_ready() {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    match state.readiness.waiting_for() {
+        Some(waiting) if waiting.is_empty() => (StatusCode::OK, "ok".to_string()),
+        Some(waiting) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: waiting for the caches of {}",
+                waiting.join(", ")
+            ),
+        ),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not ready".to_string()),
     }
 }
 
@@ -107,7 +99,16 @@ mod tests {
         let server = tokio::spawn(serve);
         assert!(get(addr, "/livez").await.starts_with("HTTP/1.1 200"));
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
-        readiness.set_ready(true);
+        let links = readiness.register("linkedaccount");
+        let bulks = readiness.register("bulkregistration");
+        links.synced();
+        let waiting = get(addr, "/readyz").await;
+        assert!(waiting.starts_with("HTTP/1.1 503"), "{waiting}");
+        assert!(
+            waiting.ends_with("waiting for the caches of bulkregistration"),
+            "{waiting}"
+        );
+        bulks.synced();
         assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
         let metrics = get(addr, "/metrics").await;
         assert!(metrics.starts_with("HTTP/1.1 200"));

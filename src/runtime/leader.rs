@@ -54,7 +54,7 @@ impl Election {
             .with_identity(identity)
             .with_duration(LEASE_DURATION_SECONDS)
             .with_grace(RENEW_BEFORE_SECONDS)
-            .with_field_manager("account-linker-leader-election")
+            .with_field_manager(crate::api::labels::LEADER_ELECTION_MANAGER)
             .build()
             .await
             .map_err(|source| LeaderError::Lease {

@@ -3,7 +3,7 @@
 
 pub mod http;
 pub mod leader;
-pub mod metrics;
+pub mod readiness;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -21,8 +21,9 @@ use tracing::{error, info, warn};
 use crate::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use crate::aws::{AwsClients, AwsSettings};
 use crate::controller::{bulk_registration, linked_account, member_account};
-pub use http::Readiness;
-pub use metrics::Metrics;
+pub use readiness::Readiness;
+
+use crate::telemetry::Metrics;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -219,7 +220,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
     // Standby replicas are ready: they serve metrics and wait for the lease.
     let mut lease = None;
     if args.leader_elect {
-        readiness.set_ready(true);
+        readiness.set_standby(true);
         let namespace = args
             .leader_election_namespace
             .clone()
@@ -237,7 +238,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             res = elected.wait_until_leader() => res?,
             _ = &mut signal => {
                 info!("shutting down before becoming leader");
-                readiness.set_ready(false);
+                readiness.shutting_down();
                 elected.release().await;
                 stop.cancel();
                 let _ = http_task.await;
@@ -246,7 +247,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
         }
         info!(%identity, "became leader");
         metrics.set_leader(true);
-        readiness.set_ready(false);
+        readiness.set_standby(false);
         lease = Some(elected);
     }
 
@@ -314,7 +315,23 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
     } else {
         args.watch_namespaces.iter().cloned().map(Some).collect()
     };
-    for ns in namespaces {
+    // Every controller is registered before any starts, so the first cache to sync cannot
+    // make the replica ready alone.
+    let ready: Vec<_> = namespaces
+        .iter()
+        .map(|ns| {
+            let name = |kind: &str| match ns {
+                Some(ns) => format!("{kind}/{ns}"),
+                None => kind.to_string(),
+            };
+            [
+                readiness.register(name(bulk_registration::CONTROLLER)),
+                readiness.register(name(member_account::CONTROLLER)),
+                readiness.register(name(linked_account::CONTROLLER)),
+            ]
+        })
+        .collect();
+    for (ns, [bulk_ready, member_ready, link_ready]) in namespaces.into_iter().zip(ready) {
         let (links, secrets) = match &ns {
             Some(ns) => (
                 Api::<LinkedAccount>::namespaced(client.clone(), ns),
@@ -341,7 +358,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             children,
             config_maps,
             args.max_concurrent_reconciles,
-            readiness.clone(),
+            bulk_ready,
             async move { token.cancelled().await },
         ));
         let (members, member_children) = match &ns {
@@ -357,7 +374,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             members,
             member_children,
             args.max_concurrent_reconciles,
-            readiness.clone(),
+            member_ready,
             async move { token.cancelled().await },
         ));
         let token = stop.clone();
@@ -366,7 +383,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
             links,
             secrets,
             args.max_concurrent_reconciles,
-            readiness.clone(),
+            link_ready,
             async move { token.cancelled().await },
         ));
     }
@@ -391,7 +408,7 @@ pub async fn run(args: RunArgs) -> Result<(), RuntimeError> {
 
     // Stop taking work, let in-flight reconciles (and their status writes) finish, then hand
     // the lease over.
-    readiness.set_ready(false);
+    readiness.shutting_down();
     stop.cancel();
     if tokio::time::timeout(Duration::from_secs(30), async {
         while controllers.join_next().await.is_some() {}

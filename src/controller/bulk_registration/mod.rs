@@ -41,6 +41,7 @@ use crate::api::bulk_registration::{
 use crate::api::conditions::{
     INSTANCES_READY, READY, RECONCILING, ROLE_ASSUMABLE, STACK_SET_READY, STALLED,
 };
+use crate::api::labels;
 use crate::api::linked_account::{DEFAULT_ROLE_NAME, StackInstanceRef};
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use crate::aws::stacksets::{
@@ -50,21 +51,16 @@ use crate::aws::stacksets::{
 use crate::aws::{AwsError, ErrorClass, HubIdentity, OrgUnits, StackSets};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
-use crate::controller::linked_account::verdict::backoff;
-use crate::runtime::Readiness;
-use crate::runtime::metrics::{Metrics, ReconcileResult};
+use crate::controller::runner::backoff;
+use crate::runtime::readiness::ControllerReadiness;
+use crate::telemetry::{Metrics, ReconcileResult};
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "bulkregistration";
-/// Finalizer of BulkRegistrations.
-pub const FINALIZER: &str = "accountlinker.dev/bulk-registration";
-/// Label on every child LinkedAccount, naming its BulkRegistration.
-pub const CHILD_LABEL: &str = "accountlinker.dev/bulk-registration";
-/// Field manager of the registration's own status.
-const FIELD_MANAGER: &str = "account-linker";
-/// Field manager of children (spec and `status.stackInstance`), apart from the
-/// LinkedAccount controller's status writes.
-const CHILD_MANAGER: &str = "account-linker-bulkregistration";
+const FINALIZER: &str = labels::BULK_REGISTRATION_FINALIZER;
+const CHILD_LABEL: &str = labels::BULK_REGISTRATION_LABEL;
+const FIELD_MANAGER: &str = labels::STATUS_MANAGER;
+const CHILD_MANAGER: &str = labels::BULK_REGISTRATION_CHILD_MANAGER;
 
 /// Condition reasons of BulkRegistration.
 pub mod reason {
@@ -242,7 +238,7 @@ pub async fn run(
     children: Api<LinkedAccount>,
     config_maps: Api<ConfigMap>,
     concurrency: u16,
-    readiness: Readiness,
+    readiness: ControllerReadiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let controller = Controller::new(bulks, watcher::Config::default().any_semantic())
@@ -263,7 +259,7 @@ pub async fn run(
     });
     let ready = tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {
-            readiness.set_ready(true);
+            readiness.synced();
             info!(controller = CONTROLLER, "cache synced");
         }
     });

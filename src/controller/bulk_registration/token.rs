@@ -12,9 +12,8 @@ use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 
 use crate::api::BulkRegistration;
-use crate::controller::linked_account::external_id::{
-    GENERATED_KEY, MANAGED_BY, MANAGED_BY_LABEL, generate, is_valid,
-};
+use crate::api::labels::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::controller::linked_account::external_id::{GENERATED_KEY, generate, is_valid};
 
 /// The token and where children read it.
 #[derive(Debug)]

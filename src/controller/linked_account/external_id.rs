@@ -9,18 +9,15 @@ use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
 use rand::distr::{Alphanumeric, SampleString};
 
-use super::verdict::reason;
 use crate::api::LinkedAccount;
+use crate::api::labels::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::api::linked_account::reason;
 use crate::aws::sts::Secret as SecretValue;
 
 /// The key generated Secrets keep the ExternalId under.
 pub const GENERATED_KEY: &str = "externalId";
 /// Length of generated ExternalIds (characters of `[A-Za-z0-9]`).
 pub const GENERATED_LENGTH: usize = 40;
-/// Label on every Secret the operator generates.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "account-linker";
 
 /// The ExternalId and where it was read from.
 #[derive(Debug)]

@@ -14,38 +14,39 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Recorder;
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::Semaphore;
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use self::external_id::Unavailable;
-use self::verdict::{Blocked, Clock, Verdict, VerifyOutcome, reason};
+use self::verdict::{Blocked, Clock, Verdict, VerifyOutcome};
 use crate::api::conditions::{READY, ROLE_ASSUMABLE, STALLED};
-use crate::api::linked_account::DEFAULT_ROLE_NAME;
+use crate::api::labels;
+use crate::api::linked_account::{DEFAULT_ROLE_NAME, reason};
 use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
-use crate::controller::events;
-use crate::runtime::Readiness;
-use crate::runtime::metrics::{Metrics, ReconcileResult};
+use crate::controller::runner::{self, Failure, Reconciler};
+use crate::controller::status::{self, Transitions};
+use crate::runtime::readiness::ControllerReadiness;
+use crate::telemetry::Metrics;
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "linkedaccount";
 
-/// Finalizer of LinkedAccounts.
-pub const FINALIZER: &str = "accountlinker.dev/linked-account";
-/// Field manager of status writes.
-pub const FIELD_MANAGER: &str = "account-linker";
+/// Events on transitions of these conditions.
+const TRANSITIONS: Transitions = Transitions {
+    types: &[ROLE_ASSUMABLE, READY, STALLED],
+    action: "Verify",
+};
 
 /// Settings of the controller.
 #[derive(Clone, Debug)]
@@ -94,7 +95,7 @@ pub struct Context {
 /// only costs one early verification).
 #[derive(Clone, Debug, Default)]
 struct Memory {
-    /// Consecutive retry attempts (backoff), reset when a verdict settles.
+    /// Consecutive verdicts that retry (backoff), reset when a verdict settles.
     attempt: u32,
     /// Generation and Secret version of the last verification.
     verified: Option<(Option<i64>, String)>,
@@ -148,26 +149,14 @@ impl Context {
     }
 }
 
-/// Errors that end a reconcile early; the object is retried with backoff.
+/// Errors that end a reconcile early; the object is retried with backoff. (AWS answers are
+/// verdicts written to status, never errors.)
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error(transparent)]
     ExternalId(#[from] Unavailable),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-}
-
-impl Error {
-    /// A bounded label for metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Kube(_) => "kubernetes",
-            Self::ExternalId(_) => "external_id",
-            Self::Finalizer(_) => "finalizer",
-        }
-    }
 }
 
 /// The role ARN a LinkedAccount verifies.
@@ -191,99 +180,78 @@ pub fn parse_interval(text: &str) -> Duration {
         .unwrap_or(Duration::from_secs(1800))
 }
 
+impl Reconciler for Context {
+    type Object = LinkedAccount;
+    type Error = Error;
+    const NAME: &'static str = CONTROLLER;
+    const FINALIZER: &'static str = labels::LINKED_ACCOUNT_FINALIZER;
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn apply(&self, link: &LinkedAccount) -> Result<Action, Error> {
+        apply(link, self).await
+    }
+
+    async fn cleanup(&self, link: &LinkedAccount) -> Result<Action, Error> {
+        // Nothing lives in AWS for a LinkedAccount; the generated Secret is garbage-collected
+        // through its owner reference.
+        self.forget(&ObjectRef::from_obj(link));
+        Ok(Action::await_change())
+    }
+
+    fn classify(_: &Error) -> Failure {
+        Failure::Other
+    }
+}
+
 /// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
 pub async fn run(
     ctx: Arc<Context>,
     links: Api<LinkedAccount>,
     secrets: Api<Secret>,
     concurrency: u16,
-    readiness: Readiness,
+    readiness: ControllerReadiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let owned = watcher::Config::default().labels(&format!(
         "{}={}",
-        external_id::MANAGED_BY_LABEL,
-        external_id::MANAGED_BY
+        labels::MANAGED_BY_LABEL,
+        labels::MANAGED_BY
     ));
     let controller = Controller::new(links, watcher::Config::default().any_semantic())
         .owns(secrets, owned)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
-    let gauge_ctx = ctx.clone();
-    let gauges = tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            readiness.set_ready(true);
-            info!(controller = CONTROLLER, "cache synced");
-        }
-        loop {
-            let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
-            for link in store.state() {
-                let conds = link
-                    .status
-                    .as_ref()
-                    .map(|s| s.conditions.as_slice())
-                    .unwrap_or_default();
-                match conditions::find(conds, READY).map(|c| c.status.as_str()) {
-                    Some("True") => ready += 1,
-                    Some("False") => not_ready += 1,
-                    _ => unknown += 1,
-                }
-            }
-            gauge_ctx
-                .metrics
-                .set_linked_accounts(ready, not_ready, unknown);
-            tokio::time::sleep(Duration::from_secs(10)).await;
-        }
-    });
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "reconcile ended with an error");
-            }
-        })
-        .await;
+    let gauges = tokio::spawn(count_ready(controller.store(), ctx.clone()));
+    runner::run(controller, ctx, readiness, shutdown).await;
     gauges.abort();
 }
 
-async fn reconcile(link: Arc<LinkedAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let ns = link.namespace().unwrap_or_default();
-    let api: Api<LinkedAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, link, |event| async {
-        match event {
-            FinalizerEvent::Apply(link) => apply(&link, &ctx).await,
-            FinalizerEvent::Cleanup(link) => cleanup(&link, &ctx).await,
+/// Refreshes the LinkedAccount readiness gauge from the cache every 10 s.
+async fn count_ready(store: kube::runtime::reflector::Store<LinkedAccount>, ctx: Arc<Context>) {
+    let _ = store.wait_until_ready().await;
+    loop {
+        let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
+        for link in store.state() {
+            let conds = link
+                .status
+                .as_ref()
+                .map(|s| s.conditions.as_slice())
+                .unwrap_or_default();
+            match conditions::find(conds, READY).map(|c| c.status.as_str()) {
+                Some("True") => ready += 1,
+                Some("False") => not_ready += 1,
+                _ => unknown += 1,
+            }
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let outcome = if result.is_ok() {
-        ReconcileResult::Success
-    } else {
-        ReconcileResult::Error
-    };
-    ctx.metrics
-        .reconcile(CONTROLLER, outcome, started.elapsed());
-    result
-}
-
-fn error_policy(link: Arc<LinkedAccount>, err: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(&*link);
-    let mut memory = ctx.memory(&key);
-    memory.attempt = memory.attempt.saturating_add(1);
-    let delay = verdict::backoff(memory.attempt, Timestamp::now());
-    ctx.remember(key, memory);
-    warn!(name = %link.name_any(), namespace = ?link.namespace(), error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-async fn cleanup(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
-    // Nothing lives in AWS for a LinkedAccount; the generated Secret is garbage-collected
-    // through its owner reference.
-    ctx.forget(&ObjectRef::from_obj(link));
-    Ok(Action::await_change())
+        ctx.metrics.set_linked_accounts(ready, not_ready, unknown);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    }
 }
 
 async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
@@ -315,9 +283,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
         attempt: memory.attempt,
     };
 
-    let managed = link
-        .labels()
-        .contains_key(crate::controller::bulk_registration::CHILD_LABEL);
+    let managed = link.labels().contains_key(labels::BULK_REGISTRATION_LABEL);
     let deployment = verdict::deployment(managed, current.stack_instance.as_ref());
     let verdict = if link.spec.suspend {
         verdict::blocked(&Blocked::Suspended, &clock(None))
@@ -361,7 +327,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                         generation,
                         now,
                     );
-                    write_status(&links, link, &starting).await?;
+                    status::patch_status(&links, link, &starting).await?;
                     next.conditions = starting.conditions;
                 }
                 next.account_name = Some(account_name(link, ctx).await);
@@ -538,70 +504,20 @@ async fn apply_verdict(
     ctx: &Context,
     links: &Api<LinkedAccount>,
     current: LinkedAccountStatus,
-    mut next: LinkedAccountStatus,
+    next: LinkedAccountStatus,
     verdict: &Verdict,
     now: Timestamp,
 ) -> Result<(), Error> {
-    if let Some(desired) = &verdict.conditions {
-        next.observed_generation = link.meta().generation;
-        next.conditions =
-            conditions::merge(&next.conditions, desired, &[], link.meta().generation, now);
-    }
-    let unchanged = conditions::same_ignoring_timestamps(&current.conditions, &next.conditions)
-        && LinkedAccountStatus {
-            conditions: Vec::new(),
-            ..current.clone()
-        } == LinkedAccountStatus {
-            conditions: Vec::new(),
-            ..next.clone()
-        };
-    if unchanged {
-        return Ok(());
-    }
-    write_status(links, link, &next).await?;
-    publish_transitions(link, ctx, &current, &next).await;
-    Ok(())
-}
-
-async fn write_status(
-    links: &Api<LinkedAccount>,
-    link: &LinkedAccount,
-    status: &LinkedAccountStatus,
-) -> Result<(), Error> {
-    // stackInstance belongs to the owning BulkRegistration (its own field manager); leaving
-    // it out keeps this writer from ever taking it over with a stale value.
-    let status = LinkedAccountStatus {
-        stack_instance: None,
-        ..status.clone()
-    };
-    let patch = serde_json::json!({
-        "apiVersion": "accountlinker.dev/v1alpha1",
-        "kind": "LinkedAccount",
-        "status": status,
-    });
-    links
-        .patch_status(
-            &link.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
-}
-
-/// One Event per condition transition of RoleAssumable, Ready and Stalled.
-async fn publish_transitions(
-    link: &LinkedAccount,
-    ctx: &Context,
-    before: &LinkedAccountStatus,
-    after: &LinkedAccountStatus,
-) {
-    let changed = conditions::transitions(
-        &before.conditions,
-        &after.conditions,
-        &[ROLE_ASSUMABLE, READY, STALLED],
+    let generation = link.meta().generation;
+    let next = status::next(
+        &current,
+        next,
+        verdict.conditions.as_deref(),
+        generation,
+        now,
     );
-    events::publish_transitions(&ctx.recorder, &link.object_ref(&()), &changed, "Verify").await;
+    status::write(links, &ctx.recorder, &TRANSITIONS, link, &current, next).await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,28 +6,10 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::{READY, RECONCILING, ROLE_ASSUMABLE, ROLE_DEPLOYED, STALLED};
-use crate::api::linked_account::StackInstanceRef;
+use crate::api::linked_account::{StackInstanceRef, reason};
 use crate::aws::{AwsError, CallerIdentity, ErrorClass};
 use crate::controller::conditions::{Desired, Status};
-
-/// Condition reasons of LinkedAccount (CamelCase constants).
-pub mod reason {
-    pub const VERIFIED: &str = "Verified";
-    pub const VERIFYING: &str = "Verifying";
-    pub const SUSPENDED: &str = "Suspended";
-    pub const ACCESS_DENIED: &str = "AccessDenied";
-    pub const REGION_DISABLED: &str = "RegionDisabled";
-    pub const EXPIRED_TOKEN: &str = "ExpiredToken";
-    pub const INVALID_IDENTITY_TOKEN: &str = "InvalidIdentityToken";
-    pub const ACCOUNT_MISMATCH: &str = "AccountMismatch";
-    pub const AWS_REJECTED: &str = "AwsRejected";
-    pub const EXTERNAL_ID_SECRET_NOT_FOUND: &str = "ExternalIdSecretNotFound";
-    pub const EXTERNAL_ID_KEY_NOT_FOUND: &str = "ExternalIdKeyNotFound";
-    pub const INVALID_EXTERNAL_ID: &str = "InvalidExternalId";
-    pub const STACK_INSTANCE_SUCCEEDED: &str = "StackInstanceSucceeded";
-    pub const STACK_INSTANCE_PENDING: &str = "StackInstancePending";
-    pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";
-}
+use crate::controller::runner::{backoff, jitter};
 
 /// The result of one AssumeRole + GetCallerIdentity, classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,21 +355,9 @@ fn stalled(assumable: Option<Status>, reason: &str, message: &str) -> Vec<Desire
     out
 }
 
-/// Exponential backoff, 2 s doubling to 5 min, with ±20 % jitter seeded by the clock.
-pub fn backoff(attempt: u32, now: Timestamp) -> Duration {
-    let base = Duration::from_secs(2).saturating_mul(1u32 << attempt.min(8));
-    spread(base.min(Duration::from_secs(300)), 0.2, now)
-}
-
 /// The verify interval spread by ±10 %, so accounts created together drift apart.
 pub fn jittered(interval: Duration, now: Timestamp) -> Duration {
-    spread(interval, 0.1, now)
-}
-
-fn spread(d: Duration, fraction: f64, now: Timestamp) -> Duration {
-    // Sub-second clock bits are a cheap, well-spread source; jitter needs no CSPRNG.
-    let unit = f64::from(now.subsec_nanosecond().unsigned_abs() % 1_000_000) / 1_000_000.0;
-    d.mul_f64(1.0 - fraction + 2.0 * fraction * unit)
+    jitter(interval, 0.1, now)
 }
 
 #[cfg(test)]
@@ -588,13 +558,5 @@ mod tests {
         );
         assert!(find(&v, READY).message.contains("payments-external-id"));
         assert_kstatus(&v);
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let now = Timestamp::from_second(1_800_000_000).unwrap();
-        assert!(backoff(0, now) <= Duration::from_millis(2400));
-        assert!(backoff(3, now) >= Duration::from_millis(12800));
-        assert!(backoff(40, now) <= Duration::from_secs(360));
     }
 }

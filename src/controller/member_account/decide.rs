@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use kube::runtime::controller::Action;
 
+use crate::api::labels::OWNER_TAG;
+
 /// How the creation step ended.
 #[derive(Debug)]
 pub enum Creation {
@@ -51,16 +53,6 @@ fn camel(code: &str) -> String {
         .collect()
 }
 
-/// The tag naming the MemberAccount (`<namespace>/<name>`) an account was created for. It is set
-/// by CreateAccount itself, so an account found by e-mail after a crash proves it is this
-/// object's, and an account someone else made with that e-mail is never taken over silently.
-pub const OWNER_TAG: &str = "accountlinker.dev/member-account";
-
-/// The owner tag's value for a MemberAccount.
-pub fn owner(namespace: &str, name: &str) -> String {
-    format!("{namespace}/{name}")
-}
-
 /// The tags an account should carry: the spec's, and the owner tag.
 pub fn wanted_tags(spec: &BTreeMap<String, String>, owner: &str) -> BTreeMap<String, String> {
     let mut tags = spec.clone();
@@ -101,6 +93,7 @@ pub fn tag_changes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::labels::owner;
 
     #[test]
     fn failure_reasons_become_condition_reasons() {

@@ -26,22 +26,22 @@ use tracing::{debug, info, warn};
 
 use self::decide::{Creation, classify_failure};
 use crate::api::conditions::{ACCOUNT_CREATED, READY, RECONCILING, STALLED};
+use crate::api::labels;
 use crate::api::member_account::{BillingAccess, MemberDeletionPolicy};
 use crate::api::{LinkedAccount, MemberAccount, MemberAccountStatus};
 use crate::aws::accounts::NewAccount;
 use crate::aws::{Accounts, AwsError, ErrorClass};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
-use crate::controller::linked_account::verdict::backoff;
-use crate::runtime::Readiness;
-use crate::runtime::metrics::{Metrics, ReconcileResult};
+use crate::controller::runner::backoff;
+use crate::runtime::readiness::ControllerReadiness;
+use crate::telemetry::{Metrics, ReconcileResult};
 
 pub const CONTROLLER: &str = "memberaccount";
-const FINALIZER: &str = "accountlinker.dev/member-account";
-/// Label on the child LinkedAccount, naming its MemberAccount.
-pub const CHILD_LABEL: &str = "accountlinker.dev/member-account";
-const FIELD_MANAGER: &str = "account-linker";
-const CHILD_MANAGER: &str = "account-linker-memberaccount";
+const FINALIZER: &str = labels::MEMBER_ACCOUNT_FINALIZER;
+const CHILD_LABEL: &str = labels::MEMBER_ACCOUNT_LABEL;
+const FIELD_MANAGER: &str = labels::STATUS_MANAGER;
+const CHILD_MANAGER: &str = labels::MEMBER_ACCOUNT_CHILD_MANAGER;
 
 /// Condition reasons of MemberAccount.
 pub mod reason {
@@ -67,7 +67,7 @@ const UNOWNED_RECHECK: Duration = Duration::from_secs(60);
 
 /// The owner tag's value for this object.
 fn owner_of(member: &MemberAccount) -> String {
-    decide::owner(&member.namespace().unwrap_or_default(), &member.name_any())
+    labels::owner(&member.namespace().unwrap_or_default(), &member.name_any())
 }
 
 /// The account with the spec's e-mail, if there is one, and whether it carries this object's
@@ -182,7 +182,7 @@ pub async fn run(
     members: Api<MemberAccount>,
     children: Api<LinkedAccount>,
     concurrency: u16,
-    readiness: Readiness,
+    readiness: ControllerReadiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let controller = Controller::new(members, watcher::Config::default().any_semantic())
@@ -191,7 +191,7 @@ pub async fn run(
     let store = controller.store();
     let ready = tokio::spawn(async move {
         if store.wait_until_ready().await.is_ok() {
-            readiness.set_ready(true);
+            readiness.synced();
             info!(controller = CONTROLLER, "cache synced");
         }
     });
@@ -616,7 +616,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                 let message = format!(
                     "account {found} already has the e-mail {} and was not created for this MemberAccount (it lacks the tag {tag}={owner}); use another e-mail, or tag that account to manage it here: aws organizations tag-resource --resource-id {found} --tags Key={tag},Value={owner}",
                     spec.email,
-                    tag = decide::OWNER_TAG,
+                    tag = labels::OWNER_TAG,
                 );
                 pass.write(stalled(
                     reason::EMAIL_IN_USE,

@@ -1,0 +1,340 @@
+//! How every controller runs: the finalizer dispatch to `apply` / `cleanup`, the error policy
+//! (per-object backoff, reset on success; waiting is not failing), reconcile metrics and the
+//! one log line per failure, and readiness once the cache has synced. A controller builds its
+//! own `kube::runtime::Controller` (what it owns and watches) and implements [`Reconciler`];
+//! the rest is here, once.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{debug, info, warn};
+
+use crate::runtime::readiness::ControllerReadiness;
+use crate::telemetry::metrics::{Metrics, ReconcileResult};
+
+/// One controller's reconcile logic; the runner supplies everything around it.
+pub trait Reconciler: Send + Sync + 'static {
+    /// The kind reconciled (namespaced).
+    type Object: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + Debug
+        + DeserializeOwned
+        + Serialize
+        + Send
+        + Sync
+        + 'static;
+    /// What ends a pass early; [`Reconciler::classify`] says how the runner treats it.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The controller's name in metrics and logs (a bounded label value).
+    const NAME: &'static str;
+    /// The finalizer that keeps an object until [`Reconciler::cleanup`] succeeded.
+    const FINALIZER: &'static str;
+
+    /// The client the finalizer is added and removed with.
+    fn client(&self) -> Client;
+    /// Where reconciles and retries are counted.
+    fn metrics(&self) -> &Metrics;
+    /// Brings the world in line with a live object. Must be idempotent.
+    fn apply(
+        &self,
+        object: &Self::Object,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+    /// Undoes what `apply` did before the finalizer goes. Must be idempotent, and must work
+    /// when `apply` never ran.
+    fn cleanup(
+        &self,
+        object: &Self::Object,
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+    /// How a failure is retried.
+    fn classify(error: &Self::Error) -> Failure;
+}
+
+/// How the runner treats an error of a reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Not a failure: work under way elsewhere (a cleanup in AWS) that a finalizer can only
+    /// express as an error. Looked at again after this long, without backoff; counts as a
+    /// success.
+    Waiting(Duration),
+    /// AWS failed or throttled: backoff, and counted in `account_linker_aws_retries_total`.
+    Aws,
+    /// Anything else (Kubernetes API, unreadable input): backoff.
+    Other,
+}
+
+/// A reconcile's error as the runner sees it: the controller's own, or the finalizer's
+/// bookkeeping failing.
+pub type ReconcileError<E> = finalizer::Error<E>;
+
+/// Exponential backoff, 2 s doubling to 5 min, with ±20 % jitter seeded by the clock: a
+/// burst of failures (an AWS outage) does not come back in lockstep.
+pub fn backoff(attempt: u32, now: Timestamp) -> Duration {
+    let base = Duration::from_secs(2).saturating_mul(1u32 << attempt.min(8));
+    jitter(base.min(Duration::from_secs(300)), 0.2, now)
+}
+
+/// `d` spread by ±`fraction`, seeded by the clock's sub-second bits (a cheap, well-spread
+/// source; jitter needs no CSPRNG).
+pub fn jitter(d: Duration, fraction: f64, now: Timestamp) -> Duration {
+    let unit = f64::from(now.subsec_nanosecond().unsigned_abs() % 1_000_000) / 1_000_000.0;
+    d.mul_f64(1.0 - fraction + 2.0 * fraction * unit)
+}
+
+/// The failure class of a reconcile error: the controller's own errors are classified by the
+/// controller, the finalizer's own (adding or removing it) are Kubernetes failures.
+pub fn classify<R: Reconciler>(error: &ReconcileError<R::Error>) -> Failure {
+    match error {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => R::classify(e),
+        _ => Failure::Other,
+    }
+}
+
+/// Consecutive failures per object: the backoff exponent. Reset by a success, so a fixed
+/// problem is not followed by long waits, and so deleted objects do not linger here.
+#[derive(Debug)]
+pub struct Attempts<Key>(Mutex<HashMap<Key, u32>>);
+
+impl<Key> Default for Attempts<Key> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<Key: Eq + Hash> Attempts<Key> {
+    /// Counts one more failure; returns how many in a row.
+    pub fn failed(&self, key: Key) -> u32 {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key).or_default();
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// Forgets the failures of `key`.
+    pub fn succeeded(&self, key: &Key) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// The error policy as a decision: when to look again after `failure`, given the failures in a
+/// row so far (`attempt` counts this one).
+pub fn retry_after(failure: Failure, attempt: u32, now: Timestamp) -> Duration {
+    match failure {
+        Failure::Waiting(wait) => wait,
+        Failure::Aws | Failure::Other => backoff(attempt, now),
+    }
+}
+
+/// What the kube runtime hands every reconcile: the controller and the runner's memory.
+struct Shared<R: Reconciler> {
+    reconciler: Arc<R>,
+    attempts: Attempts<ObjectRef<R::Object>>,
+}
+
+/// Runs `controller` with `reconciler` until `shutdown` resolves. `readiness` is marked once the
+/// controller's cache has synced.
+pub async fn run<R: Reconciler>(
+    controller: Controller<R::Object>,
+    reconciler: Arc<R>,
+    readiness: ControllerReadiness,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let store = controller.store();
+    let synced = tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            readiness.synced();
+            info!(controller = R::NAME, "cache synced");
+        }
+    });
+    let shared = Arc::new(Shared {
+        reconciler,
+        attempts: Attempts::default(),
+    });
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<R>, error_policy::<R>, shared)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                debug!(controller = R::NAME, error = %err, "reconcile ended with an error");
+            }
+        })
+        .await;
+    synced.abort();
+}
+
+async fn reconcile<R: Reconciler>(
+    object: Arc<R::Object>,
+    shared: Arc<Shared<R>>,
+) -> Result<Action, ReconcileError<R::Error>> {
+    let started = Instant::now();
+    let key = ObjectRef::from_obj(&*object);
+    let api: Api<R::Object> = Api::namespaced(
+        shared.reconciler.client(),
+        &object.namespace().unwrap_or_default(),
+    );
+    let reconciler = &shared.reconciler;
+    let result = finalizer::finalizer(&api, R::FINALIZER, object, |event| async move {
+        match event {
+            FinalizerEvent::Apply(object) => reconciler.apply(&object).await,
+            FinalizerEvent::Cleanup(object) => reconciler.cleanup(&object).await,
+        }
+    })
+    .await;
+    let succeeded = match &result {
+        Ok(_) => true,
+        Err(err) => matches!(classify::<R>(err), Failure::Waiting(_)),
+    };
+    if succeeded {
+        shared.attempts.succeeded(&key);
+    }
+    let outcome = if succeeded {
+        ReconcileResult::Success
+    } else {
+        ReconcileResult::Error
+    };
+    reconciler
+        .metrics()
+        .reconcile(R::NAME, outcome, started.elapsed());
+    result
+}
+
+fn error_policy<R: Reconciler>(
+    object: Arc<R::Object>,
+    err: &ReconcileError<R::Error>,
+    shared: Arc<Shared<R>>,
+) -> Action {
+    let name = object.name_any();
+    let namespace = object.namespace().unwrap_or_default();
+    let failure = classify::<R>(err);
+    if let Failure::Waiting(wait) = failure {
+        debug!(controller = R::NAME, name, namespace, reason = %err, "waiting");
+        return Action::requeue(wait);
+    }
+    let attempt = shared.attempts.failed(ObjectRef::from_obj(&*object));
+    let delay = retry_after(failure, attempt, Timestamp::now());
+    if failure == Failure::Aws {
+        shared.reconciler.metrics().aws_retry(R::NAME);
+    }
+    warn!(controller = R::NAME, name, namespace, error = %err, attempt, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::LinkedAccount;
+
+    #[derive(Debug, thiserror::Error)]
+    enum FakeError {
+        #[error("waiting")]
+        Waiting,
+        #[error("aws")]
+        Aws,
+        #[error("kube")]
+        Kube,
+    }
+
+    struct Fake;
+
+    impl Reconciler for Fake {
+        type Object = LinkedAccount;
+        type Error = FakeError;
+        const NAME: &'static str = "fake";
+        const FINALIZER: &'static str = "example.com/fake";
+
+        fn client(&self) -> Client {
+            unreachable!("not reconciled")
+        }
+        fn metrics(&self) -> &Metrics {
+            unreachable!("not reconciled")
+        }
+        async fn apply(&self, _: &LinkedAccount) -> Result<Action, FakeError> {
+            unreachable!("not reconciled")
+        }
+        async fn cleanup(&self, _: &LinkedAccount) -> Result<Action, FakeError> {
+            unreachable!("not reconciled")
+        }
+        fn classify(error: &FakeError) -> Failure {
+            match error {
+                FakeError::Waiting => Failure::Waiting(Duration::from_secs(7)),
+                FakeError::Aws => Failure::Aws,
+                FakeError::Kube => Failure::Other,
+            }
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn apply_and_cleanup_errors_are_classified_by_the_controller() {
+        let table = [
+            (finalizer::Error::ApplyFailed(FakeError::Aws), Failure::Aws),
+            (
+                finalizer::Error::CleanupFailed(FakeError::Waiting),
+                Failure::Waiting(Duration::from_secs(7)),
+            ),
+            (
+                finalizer::Error::CleanupFailed(FakeError::Kube),
+                Failure::Other,
+            ),
+            (finalizer::Error::UnnamedObject, Failure::Other),
+            (finalizer::Error::InvalidFinalizer, Failure::Other),
+        ];
+        for (error, want) in table {
+            assert_eq!(classify::<Fake>(&error), want, "{error}");
+        }
+    }
+
+    #[test]
+    fn waiting_requeues_without_backoff_and_failures_back_off() {
+        let wait = Failure::Waiting(Duration::from_secs(7));
+        assert_eq!(retry_after(wait, 9, now()), Duration::from_secs(7));
+        let first = retry_after(Failure::Other, 1, now());
+        let fifth = retry_after(Failure::Aws, 5, now());
+        assert!(first < fifth, "{first:?} {fifth:?}");
+    }
+
+    #[test]
+    fn attempts_count_per_object_and_reset_on_success() {
+        let attempts = Attempts::default();
+        assert_eq!(attempts.failed("a"), 1);
+        assert_eq!(attempts.failed("a"), 2);
+        assert_eq!(attempts.failed("b"), 1);
+        attempts.succeeded(&"a");
+        assert_eq!(attempts.failed("a"), 1);
+        assert_eq!(attempts.failed("b"), 2);
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0, now()) <= Duration::from_millis(2400));
+        assert!(backoff(3, now()) >= Duration::from_millis(12800));
+        assert!(backoff(40, now()) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        for nanos in [0, 250_000, 999_999] {
+            let t = Timestamp::new(1_800_000_000, nanos).unwrap();
+            let d = jitter(Duration::from_secs(100), 0.1, t);
+            assert!(
+                d >= Duration::from_secs(90) && d <= Duration::from_secs(110),
+                "{d:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! How every controller writes status: compute the next status, compare it with the current
+//! one ignoring condition timestamps, apply it (server-side, as [`STATUS_MANAGER`]) only when
+//! it says something new, and publish one Event per condition transition. Skipping the no-op
+//! writes keeps the API server quiet at 10,000 objects and keeps Events from repeating.
+
+use std::fmt::Debug;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::Recorder;
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::conditions::{self, Desired};
+use super::events;
+use crate::api::labels::STATUS_MANAGER;
+use crate::api::{BulkRegistrationStatus, LinkedAccountStatus, MemberAccountStatus};
+
+/// A kind's status as the writer needs it.
+pub trait ObjectStatus: Clone + PartialEq + Serialize {
+    fn conditions(&self) -> &[Condition];
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    fn observed_generation_mut(&mut self) -> &mut Option<i64>;
+    /// What the status writer applies: by default all of it. A field another writer owns
+    /// (under its own field manager) is left out, so a forced apply never takes it over with
+    /// a stale value.
+    fn to_apply(&self) -> Self {
+        self.clone()
+    }
+}
+
+macro_rules! object_status {
+    ($($kind:ty),*) => {$(
+        impl ObjectStatus for $kind {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+            fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+                &mut self.conditions
+            }
+            fn observed_generation_mut(&mut self) -> &mut Option<i64> {
+                &mut self.observed_generation
+            }
+        }
+    )*};
+}
+
+object_status!(BulkRegistrationStatus, MemberAccountStatus);
+
+impl ObjectStatus for LinkedAccountStatus {
+    fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+    fn conditions_mut(&mut self) -> &mut Vec<Condition> {
+        &mut self.conditions
+    }
+    fn observed_generation_mut(&mut self) -> &mut Option<i64> {
+        &mut self.observed_generation
+    }
+    /// `stackInstance` belongs to the owning BulkRegistration (its own field manager).
+    fn to_apply(&self) -> Self {
+        Self {
+            stack_instance: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Which condition transitions become Events, and the Event's action.
+#[derive(Clone, Copy, Debug)]
+pub struct Transitions {
+    pub types: &'static [&'static str],
+    pub action: &'static str,
+}
+
+/// The status to write, or `None` when it would differ from `current` only in timestamps.
+///
+/// With `desired` conditions, they are merged over `next`'s own conditions (start `next` from
+/// `current`), keeping `lastTransitionTime` where the status did not change, and
+/// `observedGeneration` becomes `generation`. Without, `next` keeps its conditions and
+/// `observedGeneration` (a transient failure says nothing new about this generation).
+pub fn next<S: ObjectStatus>(
+    current: &S,
+    mut next: S,
+    desired: Option<&[Desired]>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<S> {
+    if let Some(desired) = desired {
+        *next.observed_generation_mut() = generation;
+        let merged = conditions::merge(next.conditions(), desired, &[], generation, now);
+        *next.conditions_mut() = merged;
+    }
+    let without_conditions = |s: &S| {
+        let mut s = s.clone();
+        s.conditions_mut().clear();
+        s
+    };
+    let same = conditions::same_ignoring_timestamps(current.conditions(), next.conditions())
+        && without_conditions(current) == without_conditions(&next);
+    (!same).then_some(next)
+}
+
+/// Applies `status` to `object`'s status subresource, as it is (used to record a fact, such as
+/// an operation about to start, before acting on it).
+pub async fn patch_status<K, S>(api: &Api<K>, object: &K, status: &S) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    S: ObjectStatus,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status.to_apply(),
+    });
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::apply(STATUS_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Writes `next` (from [`next`]) when there is one, then publishes one Event per transition of
+/// `transitions.types` from `current`. Returns what was written.
+pub async fn write<K, S>(
+    api: &Api<K>,
+    recorder: &Recorder,
+    transitions: &Transitions,
+    object: &K,
+    current: &S,
+    next: Option<S>,
+) -> Result<Option<S>, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned,
+    S: ObjectStatus,
+{
+    let Some(next) = next else {
+        return Ok(None);
+    };
+    patch_status(api, object, &next).await?;
+    let changed =
+        conditions::transitions(current.conditions(), next.conditions(), transitions.types);
+    events::publish_transitions(
+        recorder,
+        &object.object_ref(&()),
+        &changed,
+        transitions.action,
+    )
+    .await;
+    Ok(Some(next))
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::api::conditions::{READY, STALLED};
+    use crate::controller::conditions::Status;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + second).unwrap()
+    }
+
+    fn ready(status: Status, message: &str) -> Vec<Desired> {
+        vec![
+            Desired::new(READY, status, "Verified", message),
+            Desired::new(STALLED, Status::False, "Verified", ""),
+        ]
+    }
+
+    /// A status as a previous pass wrote it at `at(0)`.
+    fn written(desired: &[Desired], generation: i64) -> LinkedAccountStatus {
+        LinkedAccountStatus {
+            observed_generation: Some(generation),
+            conditions: conditions::merge(&[], desired, &[], Some(generation), at(0)),
+            role_arn: Some("arn:aws:iam::123456789012:role/R".into()),
+            ..LinkedAccountStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_a_change_beyond_timestamps_is_written() {
+        let current = written(&ready(Status::True, "ok"), 1);
+        let other_arn = LinkedAccountStatus {
+            role_arn: Some("arn:aws:iam::123456789012:role/Other".into()),
+            ..current.clone()
+        };
+        let starting = LinkedAccountStatus {
+            conditions: Vec::new(),
+            ..current.clone()
+        };
+        // (what this pass wants, generation, whether a patch results)
+        type Case = (
+            &'static str,
+            LinkedAccountStatus,
+            Option<Vec<Desired>>,
+            i64,
+            bool,
+        );
+        let table: Vec<Case> = vec![
+            (
+                "same conditions later",
+                current.clone(),
+                Some(ready(Status::True, "ok")),
+                1,
+                false,
+            ),
+            ("no decision", current.clone(), None, 2, false),
+            (
+                "new message",
+                current.clone(),
+                Some(ready(Status::True, "ok again")),
+                1,
+                true,
+            ),
+            (
+                "new status",
+                current.clone(),
+                Some(ready(Status::False, "no")),
+                1,
+                true,
+            ),
+            (
+                "new generation",
+                current.clone(),
+                Some(ready(Status::True, "ok")),
+                2,
+                true,
+            ),
+            ("other field", other_arn, None, 1, true),
+            (
+                "conditions from scratch",
+                starting,
+                Some(ready(Status::True, "ok")),
+                1,
+                false,
+            ),
+        ];
+        for (case, next_status, desired, generation, patched) in table {
+            let out = next(
+                &current,
+                next_status,
+                desired.as_deref(),
+                Some(generation),
+                at(60),
+            );
+            assert_eq!(out.is_some(), patched, "{case}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn transition_times_move_only_with_the_status() {
+        let current = written(&ready(Status::True, "ok"), 1);
+        let reworded = next(
+            &current,
+            current.clone(),
+            Some(&ready(Status::True, "ok again")),
+            Some(1),
+            at(60),
+        )
+        .unwrap();
+        let time = |s: &LinkedAccountStatus, t| {
+            conditions::find(&s.conditions, t)
+                .unwrap()
+                .last_transition_time
+                .clone()
+        };
+        assert_eq!(time(&reworded, READY), Time(at(0)));
+        let flipped = next(
+            &current,
+            current.clone(),
+            Some(&ready(Status::False, "no")),
+            Some(1),
+            at(60),
+        )
+        .unwrap();
+        assert_eq!(time(&flipped, READY), Time(at(60)));
+        assert_eq!(time(&flipped, STALLED), Time(at(0)));
+    }
+
+    #[test]
+    fn a_decision_records_its_generation_and_no_decision_keeps_it() {
+        let current = written(&ready(Status::True, "ok"), 1);
+        let decided = next(
+            &current,
+            current.clone(),
+            Some(&ready(Status::True, "ok")),
+            Some(3),
+            at(60),
+        )
+        .unwrap();
+        assert_eq!(decided.observed_generation, Some(3));
+        assert!(
+            decided
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
+        let other = LinkedAccountStatus {
+            account_name: Some("payments".into()),
+            ..current.clone()
+        };
+        let kept = next(&current, other, None, Some(3), at(60)).unwrap();
+        assert_eq!(kept.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn the_linked_account_writer_leaves_the_stack_instance_to_its_owner() {
+        let status = LinkedAccountStatus {
+            stack_instance: Some(Default::default()),
+            ..LinkedAccountStatus::default()
+        };
+        assert_eq!(status.to_apply().stack_instance, None);
+        let bulk = BulkRegistrationStatus::default();
+        assert_eq!(bulk.to_apply(), bulk);
+    }
+}
