@@ -12,8 +12,8 @@ pub mod targets;
 pub mod template;
 pub mod token;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
@@ -23,13 +23,12 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio::sync::OnceCell;
-use tracing::{debug, info, warn};
+use tracing::info;
 
 use self::plan::{Desired, Step};
 use self::targets::TargetsError;
@@ -51,9 +50,9 @@ use crate::aws::stacksets::{
 use crate::aws::{AwsError, ErrorClass, HubIdentity, OrgUnits, StackSets};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
-use crate::controller::runner::backoff;
+use crate::controller::runner::{self, Failure, Reconciler};
 use crate::runtime::readiness::ControllerReadiness;
-use crate::telemetry::{Metrics, ReconcileResult};
+use crate::telemetry::Metrics;
 
 /// The controller's name in metrics and logs.
 pub const CONTROLLER: &str = "bulkregistration";
@@ -112,7 +111,6 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     hub_account: OnceCell<String>,
-    attempts: Mutex<HashMap<ObjectRef<BulkRegistration>, u32>>,
 }
 
 impl Context {
@@ -132,19 +130,6 @@ impl Context {
             settings,
             metrics,
             hub_account: OnceCell::new(),
-            attempts: Mutex::default(),
-        }
-    }
-
-    fn attempt(&self, key: &ObjectRef<BulkRegistration>, bump: bool) -> u32 {
-        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        if bump {
-            let n = map.entry(key.clone()).or_default();
-            *n = n.saturating_add(1);
-            *n
-        } else {
-            map.remove(key);
-            0
         }
     }
 }
@@ -156,25 +141,10 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Cleanup is under way in AWS: the finalizer stays until it finishes. (A finalizer
     /// cleanup that returns `Ok` is done, so waiting is expressed as this error.)
     #[error("waiting: {0}")]
     Waiting(String, Duration),
-}
-
-impl Error {
-    fn waiting(&self) -> Option<Duration> {
-        match self {
-            Self::Waiting(_, d) => Some(*d),
-            Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::CleanupFailed(e) => e.waiting(),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
 }
 
 impl From<TokenError> for Error {
@@ -231,6 +201,37 @@ fn stack_set_ref(bulk: &BulkRegistration, name: String) -> StackSetRef {
     }
 }
 
+impl Reconciler for Context {
+    type Object = BulkRegistration;
+    type Error = Error;
+    const NAME: &'static str = CONTROLLER;
+    const FINALIZER: &'static str = FINALIZER;
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn apply(&self, bulk: &BulkRegistration) -> Result<Action, Error> {
+        apply(bulk, self).await
+    }
+
+    async fn cleanup(&self, bulk: &BulkRegistration) -> Result<Action, Error> {
+        cleanup(bulk, self).await
+    }
+
+    fn classify(error: &Error) -> Failure {
+        match error {
+            Error::Waiting(_, wait) => Failure::Waiting(*wait),
+            Error::Aws(_) => Failure::Aws,
+            Error::Kube(_) => Failure::Other,
+        }
+    }
+}
+
 /// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
 pub async fn run(
     ctx: Arc<Context>,
@@ -257,22 +258,7 @@ pub async fn run(
             .map(|b| ObjectRef::from_obj(&*b))
             .collect::<Vec<_>>()
     });
-    let ready = tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            readiness.synced();
-            info!(controller = CONTROLLER, "cache synced");
-        }
-    });
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "reconcile ended with an error");
-            }
-        })
-        .await;
-    ready.abort();
+    runner::run(controller, ctx, readiness, shutdown).await;
 }
 
 /// Whether the registration reads ConfigMap `name` (account lists or the template).
@@ -288,45 +274,6 @@ fn references(bulk: &BulkRegistration, name: &str) -> bool {
             .config_map_ref
             .as_ref()
             .is_some_and(|r| r.name == name)
-}
-
-async fn reconcile(bulk: Arc<BulkRegistration>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let ns = bulk.namespace().unwrap_or_default();
-    let api: Api<BulkRegistration> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = ObjectRef::from_obj(&*bulk);
-    let result = finalizer(&api, FINALIZER, bulk, |event| async {
-        match event {
-            FinalizerEvent::Apply(bulk) => apply(&bulk, &ctx).await,
-            FinalizerEvent::Cleanup(bulk) => cleanup(&bulk, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let waiting = result.as_ref().err().and_then(Error::waiting).is_some();
-    let outcome = if result.is_ok() || waiting {
-        ctx.attempt(&key, false);
-        ReconcileResult::Success
-    } else {
-        ReconcileResult::Error
-    };
-    ctx.metrics
-        .reconcile(CONTROLLER, outcome, started.elapsed());
-    result
-}
-
-fn error_policy(bulk: Arc<BulkRegistration>, err: &Error, ctx: Arc<Context>) -> Action {
-    if let Some(wait) = err.waiting() {
-        debug!(name = %bulk.name_any(), %err, "cleanup in progress");
-        return Action::requeue(wait);
-    }
-    let attempt = ctx.attempt(&ObjectRef::from_obj(&*bulk), true);
-    let delay = backoff(attempt, Timestamp::now());
-    if matches!(err, Error::Aws(_)) {
-        ctx.metrics.aws_retry(CONTROLLER);
-    }
-    warn!(name = %bulk.name_any(), namespace = ?bulk.namespace(), error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 /// What a pass found, before conditions.
@@ -1345,7 +1292,6 @@ async fn cleanup(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error
             &ListParams::default().labels(&selector),
         )
         .await?;
-    ctx.attempt(&ObjectRef::from_obj(bulk), false);
     Ok(Action::await_change())
 }
 
