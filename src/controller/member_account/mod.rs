@@ -8,21 +8,17 @@
 
 pub mod decide;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{EventType, Recorder};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use self::decide::{Creation, classify_failure};
 use crate::api::conditions::{ACCOUNT_CREATED, READY, RECONCILING, STALLED};
@@ -33,9 +29,9 @@ use crate::aws::accounts::NewAccount;
 use crate::aws::{Accounts, AwsError, ErrorClass};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
-use crate::controller::runner::backoff;
+use crate::controller::runner::{self, Failure, Reconciler};
 use crate::runtime::readiness::ControllerReadiness;
-use crate::telemetry::{Metrics, ReconcileResult};
+use crate::telemetry::Metrics;
 
 pub const CONTROLLER: &str = "memberaccount";
 const FINALIZER: &str = labels::MEMBER_ACCOUNT_FINALIZER;
@@ -116,7 +112,6 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    attempts: Mutex<HashMap<ObjectRef<MemberAccount>, u32>>,
 }
 
 impl Context {
@@ -133,19 +128,6 @@ impl Context {
             recorder,
             settings,
             metrics,
-            attempts: Mutex::default(),
-        }
-    }
-
-    fn attempt(&self, key: &ObjectRef<MemberAccount>, bump: bool) -> u32 {
-        let mut map = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        if bump {
-            let n = map.entry(key.clone()).or_default();
-            *n = n.saturating_add(1);
-            *n
-        } else {
-            map.remove(key);
-            0
         }
     }
 }
@@ -156,22 +138,38 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     Aws(#[from] AwsError),
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Cleanup cannot finish yet; the finalizer stays and the object is looked at again later.
     #[error("waiting: {0}")]
     Waiting(String, Duration),
 }
 
-impl Error {
-    fn waiting(&self) -> Option<Duration> {
-        match self {
-            Self::Waiting(_, d) => Some(*d),
-            Self::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::CleanupFailed(e) => e.waiting(),
-                _ => None,
-            },
-            _ => None,
+impl Reconciler for Context {
+    type Object = MemberAccount;
+    type Error = Error;
+    const NAME: &'static str = CONTROLLER;
+    const FINALIZER: &'static str = FINALIZER;
+
+    fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn apply(&self, member: &MemberAccount) -> Result<Action, Error> {
+        apply(member, self).await
+    }
+
+    async fn cleanup(&self, member: &MemberAccount) -> Result<Action, Error> {
+        cleanup(member, self).await
+    }
+
+    fn classify(error: &Error) -> Failure {
+        match error {
+            Error::Waiting(_, wait) => Failure::Waiting(*wait),
+            Error::Aws(_) => Failure::Aws,
+            Error::Kube(_) => Failure::Other,
         }
     }
 }
@@ -188,64 +186,7 @@ pub async fn run(
     let controller = Controller::new(members, watcher::Config::default().any_semantic())
         .owns(children, watcher::Config::default().labels(CHILD_LABEL))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    let store = controller.store();
-    let ready = tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            readiness.synced();
-            info!(controller = CONTROLLER, "cache synced");
-        }
-    });
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(err) = result {
-                debug!(error = %err, "reconcile ended with an error");
-            }
-        })
-        .await;
-    ready.abort();
-}
-
-async fn reconcile(member: Arc<MemberAccount>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let ns = member.namespace().unwrap_or_default();
-    let api: Api<MemberAccount> = Api::namespaced(ctx.client.clone(), &ns);
-    let key = ObjectRef::from_obj(&*member);
-    let result = finalizer(&api, FINALIZER, member, |event| async {
-        match event {
-            FinalizerEvent::Apply(m) => apply(&m, &ctx).await,
-            FinalizerEvent::Cleanup(m) => cleanup(&m, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    let waiting = result.as_ref().err().and_then(Error::waiting).is_some();
-    let outcome = if result.is_ok() || waiting {
-        ReconcileResult::Success
-    } else {
-        ReconcileResult::Error
-    };
-    if result.is_ok() {
-        ctx.attempt(&key, false);
-    }
-    ctx.metrics
-        .reconcile(CONTROLLER, outcome, started.elapsed());
-    result
-}
-
-fn error_policy(member: Arc<MemberAccount>, err: &Error, ctx: Arc<Context>) -> Action {
-    if let Some(wait) = err.waiting() {
-        debug!(name = %member.name_any(), %err, "waiting");
-        return Action::requeue(wait);
-    }
-    let attempt = ctx.attempt(&ObjectRef::from_obj(&*member), true);
-    let delay = backoff(attempt, Timestamp::now());
-    if matches!(err, Error::Aws(_)) {
-        ctx.metrics.aws_retry(CONTROLLER);
-    }
-    warn!(name = %member.name_any(), namespace = ?member.namespace(), error = %err, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    runner::run(controller, ctx, readiness, shutdown).await;
 }
 
 /// One pass: the status as read, the status being built, and how to write it.
