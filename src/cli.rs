@@ -19,7 +19,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controllers.
-    Run(Box<crate::runtime::RunArgs>),
+    Run(Box<crate::config::RunArgs>),
     /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
     Crd {
         /// Write `<plural>.accountlinker.dev.yaml` files into this folder instead of printing.
@@ -81,7 +81,7 @@ pub enum CliError {
     #[error("cannot render CRD YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Operator(#[from] crate::operator::OperatorError),
     #[error("cannot start the async runtime: {0}")]
     Tokio(#[source] std::io::Error),
     #[error("cannot read {path}: {source}")]
@@ -112,7 +112,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
                 .enable_all()
                 .build()
                 .map_err(CliError::Tokio)?;
-            Ok(runtime.block_on(crate::runtime::run(*args))?)
+            Ok(runtime.block_on(crate::operator::run(*args))?)
         }
         Command::Crd { out_dir: None } => {
             print!("{}", crds_yaml()?);

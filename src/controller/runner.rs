@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use crate::runtime::readiness::ControllerReadiness;
+use crate::runtime::ControllerReadiness;
 use crate::telemetry::metrics::{Metrics, ReconcileResult};
 
 /// One controller's reconcile logic; the runner supplies everything around it.

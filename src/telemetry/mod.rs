@@ -1,5 +1,6 @@
-//! What the operator tells its operators: Prometheus metrics and logs.
+//! What the operator tells the people running it: Prometheus metrics and logs.
 
 pub mod metrics;
+pub mod tracing;
 
 pub use metrics::{Metrics, ReconcileResult};

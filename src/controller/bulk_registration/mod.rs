@@ -51,7 +51,7 @@ use crate::aws::{AwsError, ErrorClass, HubIdentity, OrgUnits, StackSets};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
 use crate::controller::runner::{self, Failure, Reconciler};
-use crate::runtime::readiness::ControllerReadiness;
+use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
 /// The controller's name in metrics and logs.

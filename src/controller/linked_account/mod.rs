@@ -36,7 +36,7 @@ use crate::aws::{AccountDirectory, ErrorClass, RoleVerifier, VerifyRequest, sts}
 use crate::controller::conditions::{self, Status};
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
-use crate::runtime::readiness::ControllerReadiness;
+use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
 /// The controller's name in metrics and logs.

@@ -30,7 +30,7 @@ use crate::aws::{Accounts, AwsError, ErrorClass};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
 use crate::controller::runner::{self, Failure, Reconciler};
-use crate::runtime::readiness::ControllerReadiness;
+use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
 pub const CONTROLLER: &str = "memberaccount";

@@ -1,0 +1,156 @@
+//! The flags of `account-linker run`. Every flag falls back to an environment variable (the
+//! chart sets them; `hack/chart-test.sh` checks each flag's variable), and each value is
+//! checked here, so a bad setting stops the operator before it touches anything.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Flags of `account-linker run`. Every flag falls back to an environment variable.
+#[derive(Clone, Debug, Args)]
+pub struct RunArgs {
+    /// AWS region of the hub; STS calls use its regional endpoint.
+    #[arg(long, env = "AWS_REGION")]
+    pub aws_region: Option<String>,
+
+    /// AWS endpoint override, for emulators such as moto or LocalStack.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+
+    /// Namespaces to watch (repeat the flag, or comma-separate); all namespaces when empty.
+    #[arg(
+        long = "watch-namespace",
+        env = "ACCOUNT_LINKER_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub watch_namespaces: Vec<String>,
+
+    /// `verifyInterval` of LinkedAccounts that do not set one (Go duration, at least 1m).
+    #[arg(long, env = "ACCOUNT_LINKER_DEFAULT_VERIFY_INTERVAL", default_value = "30m", value_parser = parse_interval_flag)]
+    pub default_verify_interval: Duration,
+
+    /// Global STS budget in requests per second (AssumeRole and GetCallerIdentity each count).
+    #[arg(long, env = "ACCOUNT_LINKER_STS_REQUESTS_PER_SECOND", default_value_t = NonZeroU32::new(10).expect("non-zero"))]
+    pub sts_requests_per_second: NonZeroU32,
+
+    /// Most role verifications in flight at once.
+    #[arg(long, env = "ACCOUNT_LINKER_STS_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub sts_concurrency: u16,
+
+    /// Most reconciles in flight per controller.
+    #[arg(long, env = "ACCOUNT_LINKER_MAX_CONCURRENT_RECONCILES", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
+
+    /// How long AccessDenied / RegionDisabled are retried after a role is (re)deployed before a
+    /// LinkedAccount is Stalled (IAM is eventually consistent). Go duration.
+    #[arg(long, env = "ACCOUNT_LINKER_ACCESS_DENIED_GRACE", default_value = "2m", value_parser = parse_duration)]
+    pub access_denied_grace: Duration,
+
+    /// How often a StackSet operation in flight is polled (Go duration). Reconciles never wait
+    /// on AWS; they look again after this long.
+    #[arg(long, env = "ACCOUNT_LINKER_STACKSET_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub stackset_poll_interval: Duration,
+
+    /// How often a settled BulkRegistration is compared with AWS again, to pick up accounts
+    /// that joined a target OU and instances changed outside the operator (Go duration).
+    #[arg(long, env = "ACCOUNT_LINKER_BULK_RESYNC_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub bulk_resync_interval: Duration,
+
+    /// How often a MemberAccount's CreateAccount request in progress is polled (Go duration).
+    #[arg(long, env = "ACCOUNT_LINKER_ACCOUNT_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub account_poll_interval: Duration,
+
+    /// Elect a leader through a coordination.k8s.io Lease, so only one replica writes.
+    #[arg(long, env = "ACCOUNT_LINKER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// Namespace of the Lease; defaults to the pod's namespace (POD_NAMESPACE) or `default`.
+    #[arg(long, env = "ACCOUNT_LINKER_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "ACCOUNT_LINKER_LEASE_NAME",
+        default_value = "account-linker"
+    )]
+    pub lease_name: String,
+
+    /// Identity of this replica in the Lease; defaults to POD_NAME, else hostname and PID.
+    #[arg(long, env = "ACCOUNT_LINKER_LEADER_IDENTITY")]
+    pub leader_identity: Option<String>,
+
+    /// Address of /metrics, /livez and /readyz.
+    #[arg(
+        long,
+        env = "ACCOUNT_LINKER_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_addr: SocketAddr,
+
+    /// Log format.
+    #[arg(long, env = "ACCOUNT_LINKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+
+    /// Log filter, e.g. `info` or `account_linker=debug,kube=info`.
+    #[arg(long, env = "ACCOUNT_LINKER_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+fn parse_interval_flag(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_secs(60) {
+        return Err("must be at least 1m".into());
+    }
+    Ok(d)
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    text.parse::<kube::core::Duration>()
+        .map(Duration::from)
+        .map_err(|e| format!("not a Go duration such as 30s or 2m: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn flags_parse_with_defaults() {
+        let cli =
+            Cli::try_parse_from(["x", "--watch-namespace", "a,b", "--leader-elect=false"]).unwrap();
+        assert_eq!(cli.run.watch_namespaces, ["a", "b"]);
+        assert!(!cli.run.leader_elect);
+        assert_eq!(cli.run.access_denied_grace, Duration::from_secs(120));
+        assert_eq!(cli.run.default_verify_interval, Duration::from_secs(1800));
+        assert_eq!(cli.run.lease_name, "account-linker");
+        assert_eq!(cli.run.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_a_reason() {
+        let err = Cli::try_parse_from(["x", "--access-denied-grace", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("Go duration"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--sts-requests-per-second", "0"]).is_err());
+        let err = Cli::try_parse_from(["x", "--default-verify-interval", "30s"]).unwrap_err();
+        assert!(err.to_string().contains("at least 1m"), "{err}");
+        assert!(Cli::try_parse_from(["x", "--max-concurrent-reconciles", "0"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--log-format", "xml"]).is_err());
+    }
+}
