@@ -3,18 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_organizations::types::{CreateAccountState, IamUserAccessToBilling, Tag};
+use aws_sdk_organizations::types::{IamUserAccessToBilling, Tag};
 use futures::future::BoxFuture;
 
 use super::AwsClients;
 use super::error::{AwsError, ErrorClass};
+pub use super::state::{AccountState, CreateAccountState};
 
 /// What a CreateAccount request says about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CreateRequest {
     pub id: String,
-    /// `IN_PROGRESS`, `SUCCEEDED` or `FAILED`.
-    pub state: String,
+    pub state: CreateAccountState,
     pub account_id: Option<String>,
     pub failure_reason: Option<String>,
     pub account_name: Option<String>,
@@ -26,8 +26,8 @@ pub struct AccountInfo {
     pub id: String,
     pub name: String,
     pub email: String,
-    /// `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, … (the `State`, else the older `Status`).
-    pub state: String,
+    /// The `State`, else the older `Status`; `None` when Organizations reports neither.
+    pub state: Option<AccountState>,
 }
 
 /// What CreateAccount is asked for.
@@ -73,8 +73,8 @@ pub trait Accounts: Send + Sync {
     fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
 }
 
-/// A `ConstraintViolationException` carries its reason in a field of its own; it becomes the
-/// error's code, and rate limits among them are throttling.
+/// A `ConstraintViolationException` carries its reason in a field of its own (only the typed
+/// error exposes it); the reason decides the class.
 macro_rules! org_error {
     ($operation:literal, $err:expr, $kind:path) => {{
         let err = $err;
@@ -82,36 +82,20 @@ macro_rules! org_error {
             Some($kind(c)) => c.reason().map(|r| r.as_str().to_string()),
             _ => None,
         };
-        with_reason(AwsError::from_sdk($operation, err), reason)
+        AwsError::from_sdk($operation, err).with_reason(reason.as_deref())
     }};
-}
-
-fn with_reason(mut err: AwsError, reason: Option<String>) -> AwsError {
-    if let Some(reason) = reason {
-        err.message = format!("{}: {}", reason, err.message);
-        err.class = if reason.contains("RATE_LIMIT") {
-            ErrorClass::Throttled
-        } else {
-            ErrorClass::Rejected
-        };
-        err.code = Some(reason);
-    }
-    err
 }
 
 fn sdk_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
     tags.iter()
         .map(|(k, v)| {
-            Tag::builder()
-                .key(k)
-                .value(v)
-                .build()
-                .map_err(|e| AwsError {
-                    operation: "organizations:TagResource",
-                    class: ErrorClass::Rejected,
-                    code: None,
-                    message: e.to_string(),
-                })
+            Tag::builder().key(k).value(v).build().map_err(|e| {
+                AwsError::new(
+                    "organizations:TagResource",
+                    ErrorClass::Rejected,
+                    e.to_string(),
+                )
+            })
         })
         .collect()
 }
@@ -121,7 +105,7 @@ fn request(status: &aws_sdk_organizations::types::CreateAccountStatus) -> Create
         id: status.id().unwrap_or_default().to_string(),
         state: status
             .state()
-            .map(|s| s.as_str().to_string())
+            .map(|s| CreateAccountState::from(s.as_str()))
             .unwrap_or_default(),
         account_id: status.account_id().map(str::to_string),
         failure_reason: status.failure_reason().map(|r| r.as_str().to_string()),
@@ -131,16 +115,15 @@ fn request(status: &aws_sdk_organizations::types::CreateAccountStatus) -> Create
 
 fn info(account: &aws_sdk_organizations::types::Account) -> AccountInfo {
     // Emulators and older endpoints answer `Status` only.
-    let legacy = account.status().map(|s| s.as_str().to_string());
+    let legacy = account.status().map(|s| AccountState::from(s.as_str()));
     AccountInfo {
         id: account.id().unwrap_or_default().to_string(),
         name: account.name().unwrap_or_default().to_string(),
         email: account.email().unwrap_or_default().to_string(),
         state: account
             .state()
-            .map(|s| s.as_str().to_string())
-            .or(legacy)
-            .unwrap_or_default(),
+            .map(|s| AccountState::from(s.as_str()))
+            .or(legacy),
     }
 }
 
@@ -181,14 +164,13 @@ impl Accounts for AwsClients {
                     aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException
                 )
             })?;
-            out.create_account_status()
-                .map(request)
-                .ok_or_else(|| AwsError {
-                    operation: "organizations:CreateAccount",
-                    class: ErrorClass::Transient,
-                    code: None,
-                    message: "CreateAccount answered without a request".into(),
-                })
+            out.create_account_status().map(request).ok_or_else(|| {
+                AwsError::new(
+                    "organizations:CreateAccount",
+                    ErrorClass::Transient,
+                    "CreateAccount answered without a request",
+                )
+            })
         })
     }
 
@@ -210,7 +192,7 @@ impl Accounts for AwsClients {
             let mut pages = self
                 .organizations
                 .list_create_account_status()
-                .states(CreateAccountState::InProgress)
+                .states(aws_sdk_organizations::types::CreateAccountState::InProgress)
                 .into_paginator()
                 .send();
             let mut found = Vec::new();

@@ -9,6 +9,7 @@ pub mod error;
 pub mod org_units;
 pub mod organizations;
 pub mod stacksets;
+pub mod state;
 pub mod sts;
 
 pub use accounts::Accounts;

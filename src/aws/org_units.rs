@@ -34,11 +34,12 @@ impl OrgUnits for AwsClients {
             out.roots()
                 .iter()
                 .find_map(|r| r.id().map(str::to_string))
-                .ok_or_else(|| AwsError {
-                    operation: "organizations:ListRoots",
-                    class: super::ErrorClass::NotFound,
-                    code: None,
-                    message: "the organization has no root".into(),
+                .ok_or_else(|| {
+                    AwsError::new(
+                        "organizations:ListRoots",
+                        super::ErrorClass::NotFound,
+                        "the organization has no root",
+                    )
                 })
         })
     }

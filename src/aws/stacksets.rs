@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 
 use super::AwsClients;
 use super::error::{AwsError, ErrorClass};
+pub use super::state::{DetailedStatus, InstanceStatus, OperationStatus, StackSetStatus};
 
 /// Whether the hub acts as the management account or as a delegated administrator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -66,11 +67,12 @@ pub struct StackSetDefinition {
     pub description: String,
 }
 
+
 /// What DescribeStackSet reports that the controller uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StackSetInfo {
     pub id: String,
-    pub status: String,
+    pub status: StackSetStatus,
 }
 
 /// One stack instance from ListStackInstances.
@@ -78,10 +80,9 @@ pub struct StackSetInfo {
 pub struct Instance {
     pub account: String,
     pub region: String,
-    /// `CURRENT`, `OUTDATED` or `INOPERABLE`.
-    pub status: String,
-    /// `PENDING`, `RUNNING`, `SUCCEEDED`, `FAILED`, `CANCELLED`, `INOPERABLE`, …
-    pub detailed_status: String,
+    pub status: InstanceStatus,
+    /// `None` when CloudFormation reports no detail.
+    pub detailed_status: Option<DetailedStatus>,
     pub reason: Option<String>,
     /// The OU it was deployed through (service-managed StackSets).
     pub organizational_unit: Option<String>,
@@ -124,15 +125,14 @@ pub struct InstanceOperation {
 /// An operation's state from DescribeStackSetOperation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OperationState {
-    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `STOPPING`, `STOPPED` or `QUEUED`.
-    pub status: String,
+    pub status: OperationStatus,
     pub reason: Option<String>,
 }
 
 impl OperationState {
     /// Whether the operation has finished, one way or another.
     pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "SUCCEEDED" | "FAILED" | "STOPPED")
+        self.status.finished()
     }
 }
 
@@ -334,8 +334,8 @@ impl StackSets for AwsClients {
             Ok(not_found_is_none(result)?.and_then(|out| {
                 let ss = out.stack_set()?;
                 // A deleted StackSet is reported by ID for a while; by name it is gone.
-                let status = ss.status().map(|s| s.as_str().to_string())?;
-                (status != "DELETED").then(|| StackSetInfo {
+                let status = StackSetStatus::from(ss.status()?.as_str());
+                (status != StackSetStatus::Deleted).then(|| StackSetInfo {
                     id: ss.stack_set_id().unwrap_or_default().to_string(),
                     status,
                 })
@@ -359,7 +359,7 @@ impl StackSets for AwsClients {
                 Ok(out) => Ok(out.stack_set_id().unwrap_or_default().to_string()),
                 Err(e) => {
                     let err = AwsError::from_sdk("cloudformation:CreateStackSet", e);
-                    if err.code.as_deref() == Some("NameAlreadyExistsException")
+                    if err.class == ErrorClass::AlreadyExists
                         && let Some(info) = self.describe(set).await?
                     {
                         return Ok(info.id);
@@ -430,13 +430,12 @@ impl StackSets for AwsClients {
                         region: s.region().unwrap_or_default().to_string(),
                         status: s
                             .status()
-                            .map(|x| x.as_str().to_string())
+                            .map(|x| InstanceStatus::from(x.as_str()))
                             .unwrap_or_default(),
                         detailed_status: s
                             .stack_instance_status()
                             .and_then(|c| c.detailed_status())
-                            .map(|x| x.as_str().to_string())
-                            .unwrap_or_default(),
+                            .map(|x| DetailedStatus::from(x.as_str())),
                         reason: s.status_reason().map(str::to_string),
                         organizational_unit: s.organizational_unit_id().map(str::to_string),
                         last_operation_id: s.last_operation_id().map(str::to_string),
@@ -536,10 +535,11 @@ impl StackSets for AwsClients {
             Ok(not_found_is_none(result)?.and_then(|out| {
                 let op = out.stack_set_operation()?;
                 Some(OperationState {
-                    status: op.status()?.as_str().to_string(),
+                    status: OperationStatus::from(op.status()?.as_str()),
                     reason: op.status_reason().map(str::to_string),
                 })
             }))
         })
     }
 }
+

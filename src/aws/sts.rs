@@ -69,11 +69,12 @@ impl RoleVerifier for AwsClients {
                 .send()
                 .await
                 .map_err(|e| AwsError::from_sdk("sts:AssumeRole", e))?;
-            let creds = assumed.credentials().ok_or_else(|| AwsError {
-                operation: "sts:AssumeRole",
-                class: super::ErrorClass::Transient,
-                code: None,
-                message: "response carried no credentials".into(),
+            let creds = assumed.credentials().ok_or_else(|| {
+                AwsError::new(
+                    "sts:AssumeRole",
+                    super::ErrorClass::Transient,
+                    "response carried no credentials",
+                )
             })?;
             let session = aws_sdk_sts::Client::from_conf(
                 aws_sdk_sts::config::Builder::from(&self.config)

@@ -44,8 +44,8 @@ use crate::api::labels;
 use crate::api::linked_account::{DEFAULT_ROLE_NAME, StackInstanceRef};
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use crate::aws::stacksets::{
-    CallAs, Instance, InstanceOperation, Permissions, Preferences, StackSetDefinition, StackSetRef,
-    TemplateBody,
+    CallAs, DetailedStatus, Instance, InstanceOperation, OperationStatus, Permissions, Preferences,
+    StackSetDefinition, StackSetRef, TemplateBody,
 };
 use crate::aws::{AwsError, ErrorClass, HubIdentity, OrgUnits, StackSets};
 use crate::controller::conditions::{self, Desired as Cond, Status};
@@ -152,12 +152,9 @@ impl From<TokenError> for Error {
         match e {
             TokenError::Kube(k) => Self::Kube(k),
             // Blocked tokens are handled before conversion; this keeps the type total.
-            TokenError::Blocked { message, .. } => Self::Aws(AwsError {
-                operation: "token",
-                class: ErrorClass::Rejected,
-                code: None,
-                message,
-            }),
+            TokenError::Blocked { message, .. } => {
+                Self::Aws(AwsError::new("token", ErrorClass::Rejected, message))
+            }
         }
     }
 }
@@ -497,7 +494,7 @@ async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> 
         match ctx.stacksets.operation(&set, &op.id).await? {
             Some(state) if !state.finished() => {
                 pass.next.operation = Some(StackSetOperation {
-                    status: Some(state.status.clone()),
+                    status: Some(state.status.to_string()),
                     ..op.clone()
                 });
                 let instances = ctx.stacksets.instances(&set).await?;
@@ -517,7 +514,7 @@ async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> 
                 return Ok(Action::requeue(ctx.settings.poll_interval));
             }
             Some(state) => {
-                let ok = state.status == "SUCCEEDED";
+                let ok = state.status == OperationStatus::Succeeded;
                 ctx.metrics
                     .stackset_operation(action_label(&op.action), outcome(ok));
                 let text = format!(
@@ -548,7 +545,7 @@ async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> 
                 )
                 .await;
                 pass.next.last_operation = Some(StackSetOperation {
-                    status: Some(state.status),
+                    status: Some(state.status.to_string()),
                     ended_at: Some(Time(pass.now)),
                     ..op
                 });
@@ -686,10 +683,10 @@ async fn start(
         Err(e) => {
             ctx.metrics
                 .aws_call("cloudformation", operation, e.class.as_label());
-            match e.code.as_deref() {
+            match e.class {
                 // Someone else's operation (automatic deployment, a console user) runs: wait for
                 // it, never fail.
-                Some("OperationInProgressException") => {
+                ErrorClass::InProgress => {
                     pass.next.operation = None;
                     let message = format!(
                         "another operation is running on StackSet {}; waiting for it to finish",
@@ -706,9 +703,8 @@ async fn start(
                     .await?;
                     Ok(Action::requeue(ctx.settings.poll_interval * 2))
                 }
-                Some("OperationIdAlreadyExistsException") => {
-                    Ok(Action::requeue(ctx.settings.poll_interval))
-                }
+                // The operation ID was used already (a retried start): nothing new began.
+                ErrorClass::AlreadyExists => Ok(Action::requeue(ctx.settings.poll_interval)),
                 _ if !e.class.is_retryable() => {
                     // Rejected: remember it as the last operation so the same batch is not sent
                     // again until something changes (a new generation or template).
@@ -972,8 +968,8 @@ async fn sync_children(
         let instance = by_account.get(account.as_str()).map(|i| StackInstanceRef {
             stack_set: set_name.clone(),
             region: i.region.clone(),
-            status: Some(i.status.clone()),
-            detailed_status: Some(i.detailed_status.clone()).filter(|s| !s.is_empty()),
+            status: Some(i.status.to_string()),
+            detailed_status: i.detailed_status.as_ref().map(ToString::to_string),
             reason: i.reason.clone(),
             last_operation_id: i.last_operation_id.clone(),
         });
@@ -994,8 +990,11 @@ async fn sync_children(
                 status,
             });
         }
-        let deployed =
-            instance.as_ref().and_then(|i| i.detailed_status.as_deref()) == Some("SUCCEEDED");
+        let deployed = instance
+            .as_ref()
+            .and_then(|i| i.detailed_status.as_deref())
+            .map(DetailedStatus::from)
+            == Some(DetailedStatus::Succeeded);
         let conds = child
             .and_then(|c| c.status.as_ref())
             .map(|s| s.conditions.as_slice())
@@ -1309,10 +1308,10 @@ async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<
             Some(state) => {
                 ctx.metrics.stackset_operation(
                     action_label(&op.action),
-                    outcome(state.status == "SUCCEEDED"),
+                    outcome(state.status == OperationStatus::Succeeded),
                 );
                 pass.next.last_operation = Some(StackSetOperation {
-                    status: Some(state.status),
+                    status: Some(state.status.to_string()),
                     ended_at: Some(Time(pass.now)),
                     ..op
                 });
@@ -1336,7 +1335,7 @@ async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<
                 .await;
                 Ok(None)
             }
-            Err(e) if e.code.as_deref() == Some("OperationInProgressException") => Ok(poll),
+            Err(e) if e.class == ErrorClass::InProgress => Ok(poll),
             Err(e) => Err(e.into()),
         };
     }
@@ -1401,7 +1400,7 @@ async fn delete_in_aws(pass: &mut Pass<'_>, set: &StackSetRef) -> Result<Option<
                 .await?;
             Ok(poll)
         }
-        Err(e) if e.code.as_deref() == Some("OperationInProgressException") => {
+        Err(e) if e.class == ErrorClass::InProgress => {
             pass.next.operation = None;
             pass.save().await?;
             Ok(poll)

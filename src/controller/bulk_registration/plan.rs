@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::bulk_registration::InstanceFailure;
-use crate::aws::stacksets::{Instance, Targets};
+use crate::aws::stacksets::{DetailedStatus, Instance, InstanceStatus, Targets};
 
 use super::template::fingerprint;
 
@@ -119,7 +119,7 @@ pub fn next_step(
     for retain_stacks in [false, true] {
         let pairs: Vec<(&str, &str)> = extra
             .iter()
-            .filter(|i| (i.status == "INOPERABLE") == retain_stacks)
+            .filter(|i| (i.status == InstanceStatus::Inoperable) == retain_stacks)
             .map(|i| (i.account.as_str(), i.region.as_str()))
             .collect();
         let instance_regions: Vec<String> = unique(pairs.iter().map(|(_, r)| r.to_string()));
@@ -163,10 +163,14 @@ pub fn next_step(
 /// when failure tolerance was exceeded, skipped, or outdated although its last operation
 /// succeeded.
 fn needs_update(instance: &Instance) -> bool {
-    instance.status == "OUTDATED"
+    instance.status == InstanceStatus::Outdated
         && matches!(
-            instance.detailed_status.as_str(),
-            "CANCELLED" | "SKIPPED_SUSPENDED_ACCOUNT" | "SUCCEEDED"
+            instance.detailed_status,
+            Some(
+                DetailedStatus::Cancelled
+                    | DetailedStatus::SkippedSuspendedAccount
+                    | DetailedStatus::Succeeded
+            )
         )
 }
 
@@ -277,10 +281,11 @@ pub enum Standing {
 
 /// Classifies one instance.
 pub fn standing(instance: &Instance) -> Standing {
-    match (instance.status.as_str(), instance.detailed_status.as_str()) {
-        ("CURRENT", "SUCCEEDED" | "") => Standing::Current,
-        (_, "PENDING" | "RUNNING") => Standing::Outdated,
-        ("OUTDATED", "SUCCEEDED") => Standing::Outdated,
+    use DetailedStatus::{Pending, Running, Succeeded};
+    match (&instance.status, &instance.detailed_status) {
+        (InstanceStatus::Current, Some(Succeeded) | None) => Standing::Current,
+        (_, Some(Pending | Running)) => Standing::Outdated,
+        (InstanceStatus::Outdated, Some(Succeeded)) => Standing::Outdated,
         _ => Standing::Failed,
     }
 }
@@ -322,11 +327,10 @@ pub fn observe(desired: &Desired, instances: &[Instance]) -> Observed {
                 observed.failures.push(InstanceFailure {
                     account: instance.account.clone(),
                     region: instance.region.clone(),
-                    detailed_status: if instance.detailed_status.is_empty() {
-                        instance.status.clone()
-                    } else {
-                        instance.detailed_status.clone()
-                    },
+                    detailed_status: instance
+                        .detailed_status
+                        .as_ref()
+                        .map_or_else(|| instance.status.to_string(), ToString::to_string),
                     reason: instance.reason.clone(),
                 });
             }
@@ -357,7 +361,7 @@ mod tests {
             account: account.into(),
             region: region.into(),
             status: status.into(),
-            detailed_status: detailed.into(),
+            detailed_status: (!detailed.is_empty()).then(|| detailed.into()),
             ..Instance::default()
         }
     }
@@ -411,7 +415,7 @@ mod tests {
         let mut instances = current(&desired);
         for i in &mut instances[..5] {
             i.status = "OUTDATED".into();
-            i.detailed_status = "FAILED".into();
+            i.detailed_status = Some("FAILED".into());
         }
         assert_eq!(
             next_step(&desired, &instances, true),
@@ -420,7 +424,7 @@ mod tests {
         );
         for i in &mut instances[40..70] {
             i.status = "OUTDATED".into();
-            i.detailed_status = "CANCELLED".into();
+            i.detailed_status = Some("CANCELLED".into());
         }
         let Some(Step::Update(batch)) = next_step(&desired, &instances, true) else {
             panic!("expected an update");
@@ -428,7 +432,7 @@ mod tests {
         assert_eq!(batch.targets.accounts, Vec::from_iter(accounts(40..70)));
         assert_eq!(batch.regions, ["eu-west-1"]);
         for i in &mut instances[40..70] {
-            i.detailed_status = "RUNNING".into();
+            i.detailed_status = Some("RUNNING".into());
         }
         assert_eq!(next_step(&desired, &instances, true), None, "in flight");
     }
@@ -449,7 +453,7 @@ mod tests {
         let after = self_managed(10..200);
         let mut instances = current(&before);
         instances[0].status = "INOPERABLE".into();
-        instances[0].detailed_status = "INOPERABLE".into();
+        instances[0].detailed_status = Some("INOPERABLE".into());
         let Some(Step::Delete {
             batch,
             retain_stacks: false,
@@ -497,7 +501,7 @@ mod tests {
         let desired = self_managed(0..3);
         let mut instances = current(&desired);
         instances[1].status = "OUTDATED".into();
-        instances[1].detailed_status = "FAILED".into();
+        instances[1].detailed_status = Some("FAILED".into());
         assert_eq!(next_step(&desired, &instances, true), None);
     }
 
@@ -574,10 +578,10 @@ mod tests {
         let mut instances = current(&desired);
         for i in instances.iter_mut().take(55) {
             i.status = "OUTDATED".into();
-            i.detailed_status = "FAILED".into();
+            i.detailed_status = Some("FAILED".into());
             i.reason = Some("boom".into());
         }
-        instances[55].detailed_status = "RUNNING".into();
+        instances[55].detailed_status = Some("RUNNING".into());
         instances[55].status = "OUTDATED".into();
         instances.pop();
         // An instance outside the targets is ignored.

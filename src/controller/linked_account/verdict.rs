@@ -375,10 +375,8 @@ mod tests {
 
     fn error(class: ErrorClass, code: &str) -> AwsError {
         AwsError {
-            operation: "sts:AssumeRole",
-            class,
             code: Some(code.into()),
-            message: "nope".into(),
+            ..AwsError::new("sts:AssumeRole", class, "nope")
         }
     }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use kube::runtime::controller::Action;
 
 use crate::api::labels::OWNER_TAG;
+use crate::aws::ErrorClass;
 
 /// How the creation step ended.
 #[derive(Debug)]
@@ -31,10 +32,10 @@ pub fn classify_failure(failure: &str) -> (String, bool) {
 }
 
 /// The condition reason of a refused CreateAccount call (not a FAILED request).
-pub fn rejection_reason(code: Option<&str>) -> &'static str {
-    match code {
-        Some("AWSOrganizationsNotInUseException") => super::reason::NOT_IN_USE,
-        Some(_) | None => super::reason::AWS_REJECTED,
+pub fn rejection_reason(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::OrganizationsNotInUse => super::reason::NOT_IN_USE,
+        _ => super::reason::AWS_REJECTED,
     }
 }
 
@@ -118,14 +119,11 @@ mod tests {
     #[test]
     fn organizations_not_in_use_is_named() {
         assert_eq!(
-            rejection_reason(Some("AWSOrganizationsNotInUseException")),
+            rejection_reason(ErrorClass::OrganizationsNotInUse),
             "OrganizationsNotInUse"
         );
-        assert_eq!(
-            rejection_reason(Some("AccessDeniedException")),
-            "AwsRejected"
-        );
-        assert_eq!(rejection_reason(None), "AwsRejected");
+        assert_eq!(rejection_reason(ErrorClass::AccessDenied), "AwsRejected");
+        assert_eq!(rejection_reason(ErrorClass::Rejected), "AwsRejected");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::api::conditions::{ACCOUNT_CREATED, READY, RECONCILING, STALLED};
 use crate::api::labels;
 use crate::api::member_account::{BillingAccess, MemberDeletionPolicy};
 use crate::api::{LinkedAccount, MemberAccount, MemberAccountStatus};
-use crate::aws::accounts::NewAccount;
+use crate::aws::accounts::{AccountState, CreateAccountState, NewAccount};
 use crate::aws::{Accounts, AwsError, ErrorClass};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 use crate::controller::events;
@@ -309,7 +309,7 @@ async fn apply(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
     let account = pass.next.account_id.clone().unwrap_or_default();
     let spec = &member.spec;
     let info = ctx.accounts.account(&account).await?;
-    pass.next.account_status = Some(info.state.clone()).filter(|s| !s.is_empty());
+    pass.next.account_status = info.state.as_ref().map(ToString::to_string);
 
     // Placement.
     let parent = ctx.accounts.parent_of(&account).await?;
@@ -377,14 +377,15 @@ async fn apply(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
             reason::CREATED,
             format!(
                 "account {account} is {} under {}",
-                info.state, spec.parent_id
+                info.state.clone().unwrap_or_default(),
+                spec.parent_id
             ),
         )
     };
-    if !matches!(info.state.as_str(), "ACTIVE" | "") {
+    if !matches!(info.state, None | Some(AccountState::Active)) {
         let message = format!(
             "account {account} is {} in Organizations; it cannot be used",
-            info.state
+            info.state.clone().unwrap_or_default()
         );
         pass.write(stalled(reason::NOT_ACTIVE, &message, created))
             .await?;
@@ -477,7 +478,12 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
     let poll = ctx.settings.poll_interval;
 
     // A request that failed for good is retried only for a new generation of the spec.
-    if pass.next.create_account_state.as_deref() == Some("FAILED")
+    if pass
+        .next
+        .create_account_state
+        .as_deref()
+        .map(CreateAccountState::from)
+        == Some(CreateAccountState::Failed)
         && pass.current.observed_generation < pass.generation()
     {
         pass.next.create_account_request_id = None;
@@ -486,9 +492,9 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
 
     if let Some(id) = pass.next.create_account_request_id.clone() {
         let request = ctx.accounts.create_request(&id).await?;
-        pass.next.create_account_state = Some(request.state.clone());
-        match request.state.as_str() {
-            "SUCCEEDED" => {
+        pass.next.create_account_state = Some(request.state.to_string());
+        match request.state {
+            CreateAccountState::Succeeded => {
                 if let Some(account) = request.account_id {
                     // A request followed by name (recovery) proves itself by the e-mail.
                     if made_for(ctx, pass.member, &account).await? {
@@ -500,7 +506,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                     pass.next.create_account_state = None;
                 }
             }
-            "FAILED" => {
+            CreateAccountState::Failed => {
                 let failure = request.failure_reason.unwrap_or_default();
                 let (reason, transient) = classify_failure(&failure);
                 let message = format!(
@@ -568,7 +574,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                 return Ok(Creation::Wait(Action::requeue(UNOWNED_RECHECK)));
             }
             info!(name = %pass.member.name_any(), account = %found, "recovered the account with this e-mail and owner tag");
-            pass.next.create_account_state = Some("SUCCEEDED".into());
+            pass.next.create_account_state = Some(CreateAccountState::Succeeded.to_string());
             return Ok(Creation::Done(found));
         }
         let pending = ctx.accounts.requests_in_progress().await?;
@@ -578,7 +584,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
         {
             info!(name = %pass.member.name_any(), request = %request.id, "resumed a CreateAccount request in progress");
             pass.next.create_account_request_id = Some(request.id.clone());
-            pass.next.create_account_state = Some(request.state);
+            pass.next.create_account_state = Some(request.state.to_string());
             let message = format!("CreateAccount request {} is in progress", request.id);
             pass.write(progressing(reason::CREATING, &message, creating(&message)))
                 .await?;
@@ -596,7 +602,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                 ctx.metrics.aws_call("organizations", "CreateAccount", "ok");
                 // Recorded before anything waits on it.
                 pass.next.create_account_request_id = Some(request.id.clone());
-                pass.next.create_account_state = Some(request.state.clone());
+                pass.next.create_account_state = Some(request.state.to_string());
                 pass.save().await?;
                 info!(name = %pass.member.name_any(), request = %request.id, "CreateAccount requested");
                 let message = format!("CreateAccount request {} is in progress", request.id);
@@ -620,7 +626,7 @@ async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
                 if e.class.is_retryable() {
                     return Err(e.into());
                 }
-                let reason = decide::rejection_reason(e.code.as_deref());
+                let reason = decide::rejection_reason(e.class);
                 pass.write(stalled(reason, &message, not_created(reason, &message)))
                     .await?;
                 return Ok(Creation::Wait(Action::requeue(Duration::from_secs(600))));
@@ -650,7 +656,7 @@ async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error>
         None => match &status.create_account_request_id {
             Some(id) => {
                 let request = ctx.accounts.create_request(id).await?;
-                if request.state == "IN_PROGRESS" {
+                if request.state == CreateAccountState::InProgress {
                     return Err(Error::Waiting(
                         format!("CreateAccount request {id} is still in progress"),
                         ctx.settings.poll_interval,
@@ -678,15 +684,16 @@ async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error>
         return Ok(Action::await_change());
     };
     let info = ctx.accounts.account(&account).await?;
-    if matches!(
-        info.state.as_str(),
-        "PENDING_CLOSURE" | "SUSPENDED" | "CLOSED"
-    ) {
+    if info
+        .state
+        .as_ref()
+        .is_some_and(AccountState::closing_or_closed)
+    {
         return Ok(Action::await_change());
     }
     match ctx.accounts.close_account(&account).await {
         Ok(()) => {
-            pass.next.account_status = Some("PENDING_CLOSURE".into());
+            pass.next.account_status = Some(AccountState::PendingClosure.to_string());
             pass.save().await?;
             publish(
                 member,
@@ -701,11 +708,9 @@ async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error>
             info!(%name, %account, "account closed");
             Ok(Action::await_change())
         }
-        Err(e) if e.code.as_deref() == Some("AccountAlreadyClosedException") => {
-            Ok(Action::await_change())
-        }
+        Err(e) if e.class == ErrorClass::AlreadyClosed => Ok(Action::await_change()),
         Err(e) if !e.class.is_retryable() => {
-            let reason = if e.code.as_deref() == Some("CLOSE_ACCOUNT_QUOTA_EXCEEDED") {
+            let reason = if e.class == ErrorClass::QuotaExceeded {
                 reason::CLOSE_QUOTA
             } else {
                 reason::AWS_REJECTED
