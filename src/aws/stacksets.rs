@@ -57,16 +57,33 @@ pub enum Permissions {
 }
 
 /// Everything a StackSet is created or updated with.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StackSetDefinition {
     pub template: TemplateBody,
-    /// Parameter name and value pairs (the StackSet defaults).
+    /// Parameter name and value pairs (the StackSet defaults). Values are never printed: one
+    /// is the ExternalId, and templates may mark others `NoEcho`.
     pub parameters: Vec<(String, String)>,
     pub permissions: Permissions,
     pub managed_execution: bool,
     pub description: String,
 }
 
+impl std::fmt::Debug for StackSetDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parameters: Vec<String> = self
+            .parameters
+            .iter()
+            .map(|(name, _)| format!("{name}=<redacted>"))
+            .collect();
+        f.debug_struct("StackSetDefinition")
+            .field("template", &self.template)
+            .field("parameters", &parameters)
+            .field("permissions", &self.permissions)
+            .field("managed_execution", &self.managed_execution)
+            .field("description", &self.description)
+            .finish()
+    }
+}
 
 /// What DescribeStackSet reports that the controller uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -543,3 +560,29 @@ impl StackSets for AwsClients {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_never_print_parameter_values() {
+        let definition = StackSetDefinition {
+            template: TemplateBody::Body("Resources: {}".into()),
+            parameters: vec![
+                ("ExternalId".into(), "s3cr3t-external-id".into()),
+                ("Team".into(), "payments-noecho".into()),
+            ],
+            permissions: Permissions::SelfManaged {
+                administration_role_arn: None,
+                execution_role_name: None,
+            },
+            managed_execution: true,
+            description: "d".into(),
+        };
+        let printed = format!("{definition:?}");
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(!printed.contains("payments-noecho"), "{printed}");
+        assert!(printed.contains("ExternalId=<redacted>"), "{printed}");
+        assert!(format!("{definition:#?}").contains("Resources: {}"));
+    }
+}
