@@ -6,6 +6,8 @@
 pub mod accounts;
 pub mod client;
 pub mod error;
+#[cfg(test)]
+pub mod fake;
 pub mod org_units;
 pub mod organizations;
 pub mod stacksets;
