@@ -13,6 +13,49 @@ use super::common::{DURATION_PATTERN, ROLE_NAME_PATTERN};
 /// The access role Organizations creates in new accounts unless told otherwise.
 pub const DEFAULT_ACCESS_ROLE_NAME: &str = "OrganizationAccountAccessRole";
 
+/// Condition and Event reasons of MemberAccount: the contract `kubectl wait`, alerts and the
+/// user guide rely on, so they live with the kind rather than with the controller.
+/// docs/memberaccount.md lists every one.
+pub mod reason {
+    /// The account exists, is ACTIVE, and its access role is assumable (or linking is off).
+    pub const READY: &str = "Ready";
+    /// A CreateAccount request is in progress (`AccountCreated=Unknown`).
+    pub const CREATING: &str = "Creating";
+    /// The account exists (`AccountCreated=True`).
+    pub const CREATED: &str = "Created";
+    /// The child LinkedAccount has not verified the access role yet.
+    pub const VERIFYING: &str = "Verifying";
+    /// The child LinkedAccount is Stalled.
+    pub const NOT_ASSUMABLE: &str = "AccessRoleNotAssumable";
+    /// Organizations throttled CreateAccount.
+    pub const RATE_LIMITED: &str = "RateLimited";
+    /// The hub's account is not in an organization.
+    pub const NOT_IN_USE: &str = "OrganizationsNotInUse";
+    /// CreateAccount or CloseAccount was refused for another reason; the message has AWS's
+    /// code and message.
+    pub const AWS_REJECTED: &str = "AwsRejected";
+    /// A FAILED CreateAccount request without a `FailureReason` (with one, the reason is AWS's
+    /// `FailureReason` in CamelCase, e.g. `EmailAlreadyExists`).
+    pub const CREATE_ACCOUNT_FAILED: &str = "CreateAccountFailed";
+    /// `accountName` changed after creation; Organizations cannot rename through its API.
+    pub const NAME_NOT_APPLIED: &str = "AccountNameNotApplied";
+    /// The account is SUSPENDED, PENDING_CLOSURE or CLOSED.
+    pub const NOT_ACTIVE: &str = "AccountNotActive";
+    /// CloseAccount's quota is spent; the account stays.
+    pub const CLOSE_QUOTA: &str = "CloseAccountQuotaExceeded";
+    /// The e-mail belongs to an account this object did not create (AWS's own reason for it).
+    pub const EMAIL_IN_USE: &str = "EmailAlreadyExists";
+
+    /// Event: deletion with `Close` closed the account (PENDING_CLOSURE).
+    pub const CLOSING: &str = "Closing";
+    /// Event: deletion with `Retain` left the account in the organization.
+    pub const RETAINED: &str = "Retained";
+    /// Event: deletion with `Close` found no account provably this object's.
+    pub const NOTHING_TO_CLOSE: &str = "NothingToClose";
+    /// Event: the account was moved to `parentId`.
+    pub const MOVED: &str = "Moved";
+}
+
 /// A MemberAccount creates one AWS account in the organization (exactly once), places it under
 /// `parentId`, and by default links it with a child LinkedAccount for its access role.
 #[expect(

@@ -1,0 +1,315 @@
+//! Deletion: which account, if any, this object may close, as a pure step function like
+//! [`super::creation`]. Only an account provably the object's is ever closed: the one in status,
+//! the one its recorded request made for its e-mail, or the one with its e-mail and its owner
+//! tag. Anything else is an Event and nothing is closed.
+
+use std::time::Duration;
+
+use super::Identity;
+use super::{Found, Health, Lookup, Report, Seen, created, request_account};
+use crate::api::member_account::{MemberDeletionPolicy, reason};
+use crate::aws::accounts::{AccountState, CreateAccountState};
+use crate::aws::{AwsError, ErrorClass};
+
+/// How often a refused CloseAccount is tried again without a change to the object.
+pub const CLOSE_RECHECK: Duration = Duration::from_secs(3600);
+
+/// What status recorded that deletion needs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub policy: MemberDeletionPolicy,
+    pub account_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The next step of deletion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClosureStep {
+    /// Read this, then ask again.
+    Look(Lookup),
+    /// `Retain`: an Event with this note; the object goes.
+    Retain(String),
+    /// The recorded request is still running: wait for it (the finalizer stays).
+    WaitForRequest(String),
+    /// No account is provably this object's: an Event, nothing is closed, the object goes.
+    NothingToClose,
+    /// The account is already closing or closed: the object goes.
+    AlreadyClosed,
+    /// Call CloseAccount for this account.
+    Close(String),
+}
+
+pub fn closure(recorded: &Recorded, seen: &Seen, who: &Identity) -> ClosureStep {
+    if recorded.policy == MemberDeletionPolicy::Retain {
+        return ClosureStep::Retain(match &recorded.account_id {
+            Some(id) => format!("deletionPolicy is Retain: account {id} stays in the organization"),
+            None => "deletionPolicy is Retain; no account was created".to_string(),
+        });
+    }
+    let account = match (&recorded.account_id, &recorded.request_id) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(id)) => {
+            let Some(request) = &seen.request else {
+                return ClosureStep::Look(Lookup::Request(id.clone()));
+            };
+            if request.state == CreateAccountState::InProgress {
+                return ClosureStep::WaitForRequest(format!(
+                    "CreateAccount request {id} is still in progress"
+                ));
+            }
+            match request_account(request, seen, who) {
+                Err(lookup) => return ClosureStep::Look(lookup),
+                Ok(account) => account,
+            }
+        }
+        (None, None) => match &seen.by_email {
+            None => return ClosureStep::Look(Lookup::ByEmail),
+            Some(Some(Found { id, owned: true })) => Some(id.clone()),
+            Some(_) => None,
+        },
+    };
+    let Some(account) = account else {
+        return ClosureStep::NothingToClose;
+    };
+    match seen.accounts.get(&account) {
+        None => ClosureStep::Look(Lookup::Account(account)),
+        Some(info)
+            if info
+                .state
+                .as_ref()
+                .is_some_and(AccountState::closing_or_closed) =>
+        {
+            ClosureStep::AlreadyClosed
+        }
+        Some(_) => ClosureStep::Close(account),
+    }
+}
+
+/// What to do with CloseAccount's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseAnswer {
+    /// Record PENDING_CLOSURE, an Event with this note; the object goes.
+    Closed(String),
+    /// Someone closed it first: the object goes.
+    AlreadyClosed,
+    /// Refused for good: write the report, keep the finalizer, look again after
+    /// [`CLOSE_RECHECK`] or on any change.
+    Refused(Report),
+    /// Back off and try again.
+    Retry(AwsError),
+}
+
+pub fn close_answered(account: &str, result: Result<(), AwsError>) -> CloseAnswer {
+    let e = match result {
+        Ok(()) => {
+            return CloseAnswer::Closed(format!(
+                "deletionPolicy is Close: account {account} is PENDING_CLOSURE (reinstatable for 90 days)"
+            ));
+        }
+        Err(e) => e,
+    };
+    if e.class == ErrorClass::AlreadyClosed {
+        return CloseAnswer::AlreadyClosed;
+    }
+    if e.class.is_retryable() {
+        return CloseAnswer::Retry(e);
+    }
+    let reason = if e.class == ErrorClass::QuotaExceeded {
+        reason::CLOSE_QUOTA
+    } else {
+        reason::AWS_REJECTED
+    };
+    let message = format!(
+        "CloseAccount {account}: {}; the account stays until this is resolved (retried hourly, or on any change to this object)",
+        super::aws_text(&e)
+    );
+    CloseAnswer::Refused(Report::new(
+        Health::Stalled,
+        reason,
+        message,
+        created(reason::CREATED, ""),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::{account, described, failed, found, request, who};
+    use super::*;
+
+    fn close(account: Option<&str>, request: Option<&str>) -> Recorded {
+        Recorded {
+            policy: MemberDeletionPolicy::Close,
+            account_id: account.map(Into::into),
+            request_id: request.map(Into::into),
+        }
+    }
+
+    fn active(id: &str) -> Seen {
+        Seen {
+            accounts: described(&[account(id, "dev@example.com", "ACTIVE")]),
+            ..Seen::default()
+        }
+    }
+
+    // docs/memberaccount.md, "Deletion".
+
+    #[test]
+    fn retain_leaves_every_account_and_says_so() {
+        let retain = Recorded {
+            account_id: Some("111".into()),
+            ..Recorded::default()
+        };
+        assert_eq!(
+            closure(&retain, &Seen::default(), &who()),
+            ClosureStep::Retain(
+                "deletionPolicy is Retain: account 111 stays in the organization".into()
+            )
+        );
+        assert_eq!(
+            closure(&Recorded::default(), &Seen::default(), &who()),
+            ClosureStep::Retain("deletionPolicy is Retain; no account was created".into())
+        );
+    }
+
+    #[test]
+    fn the_account_in_status_is_described_then_closed() {
+        let rec = close(Some("111"), Some("car-1"));
+        assert_eq!(
+            closure(&rec, &Seen::default(), &who()),
+            ClosureStep::Look(Lookup::Account("111".into()))
+        );
+        assert_eq!(
+            closure(&rec, &active("111"), &who()),
+            ClosureStep::Close("111".into())
+        );
+    }
+
+    #[test]
+    fn an_account_already_closing_is_not_closed_again() {
+        for state in ["PENDING_CLOSURE", "SUSPENDED", "CLOSED"] {
+            let seen = Seen {
+                accounts: described(&[account("111", "dev@example.com", state)]),
+                ..Seen::default()
+            };
+            assert_eq!(
+                closure(&close(Some("111"), None), &seen, &who()),
+                ClosureStep::AlreadyClosed,
+                "{state}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_recorded_request_decides_by_its_state_and_its_account_s_e_mail() {
+        let rec = close(None, Some("car-1"));
+        assert_eq!(
+            closure(&rec, &Seen::default(), &who()),
+            ClosureStep::Look(Lookup::Request("car-1".into()))
+        );
+        let running = Seen {
+            request: Some(request("car-1", "IN_PROGRESS", None)),
+            ..Seen::default()
+        };
+        assert!(matches!(
+            closure(&rec, &running, &who()),
+            ClosureStep::WaitForRequest(_)
+        ));
+        let mut made = Seen {
+            request: Some(request("car-1", "SUCCEEDED", Some("222"))),
+            ..Seen::default()
+        };
+        assert_eq!(
+            closure(&rec, &made, &who()),
+            ClosureStep::Look(Lookup::Account("222".into()))
+        );
+        made.accounts = described(&[account("222", "dev@example.com", "ACTIVE")]);
+        assert_eq!(
+            closure(&rec, &made, &who()),
+            ClosureStep::Close("222".into())
+        );
+        made.accounts = described(&[account("222", "other@example.com", "ACTIVE")]);
+        assert_eq!(closure(&rec, &made, &who()), ClosureStep::NothingToClose);
+        let failed = Seen {
+            request: Some(failed("car-1", "EMAIL_ALREADY_EXISTS")),
+            ..Seen::default()
+        };
+        assert_eq!(closure(&rec, &failed, &who()), ClosureStep::NothingToClose);
+    }
+
+    #[test]
+    fn without_status_only_an_account_with_the_e_mail_and_the_owner_tag_is_closed() {
+        let rec = close(None, None);
+        assert_eq!(
+            closure(&rec, &Seen::default(), &who()),
+            ClosureStep::Look(Lookup::ByEmail)
+        );
+        let mut seen = active("111");
+        seen.by_email = found("111", true);
+        assert_eq!(
+            closure(&rec, &seen, &who()),
+            ClosureStep::Close("111".into())
+        );
+        seen.by_email = found("111", false);
+        assert_eq!(closure(&rec, &seen, &who()), ClosureStep::NothingToClose);
+        seen.by_email = Some(None);
+        assert_eq!(closure(&rec, &seen, &who()), ClosureStep::NothingToClose);
+    }
+
+    fn refused(class: ErrorClass, code: &str) -> Result<(), AwsError> {
+        Err(AwsError {
+            operation: "organizations:CloseAccount",
+            class,
+            code: Some(code.into()),
+            reason: None,
+            message: format!("{code}: no"),
+        })
+    }
+
+    #[test]
+    fn close_account_s_answer() {
+        assert!(
+            matches!(close_answered("111", Ok(())), CloseAnswer::Closed(n) if n.contains("PENDING_CLOSURE"))
+        );
+        assert_eq!(
+            close_answered(
+                "111",
+                refused(ErrorClass::AlreadyClosed, "AccountAlreadyClosedException")
+            ),
+            CloseAnswer::AlreadyClosed
+        );
+        assert!(matches!(
+            close_answered(
+                "111",
+                refused(ErrorClass::Throttled, "TooManyRequestsException")
+            ),
+            CloseAnswer::Retry(_)
+        ));
+        for (class, code, reason) in [
+            (
+                ErrorClass::QuotaExceeded,
+                "CLOSE_ACCOUNT_QUOTA_EXCEEDED",
+                "CloseAccountQuotaExceeded",
+            ),
+            (
+                ErrorClass::AccessDenied,
+                "AccessDeniedException",
+                "AwsRejected",
+            ),
+            (ErrorClass::Rejected, "ValidationException", "AwsRejected"),
+        ] {
+            let CloseAnswer::Refused(report) = close_answered("111", refused(class, code)) else {
+                panic!("{code} is refused for good")
+            };
+            assert_eq!(
+                (report.health, report.reason.as_str()),
+                (Health::Stalled, reason)
+            );
+            assert!(
+                report
+                    .message
+                    .starts_with(&format!("CloseAccount 111: {code}: no;"))
+            );
+            assert_eq!(report.created.reason, "Created");
+        }
+    }
+}
