@@ -32,11 +32,19 @@ pub mod reason {
     /// The hub's account is not in an organization.
     pub const NOT_IN_USE: &str = "OrganizationsNotInUse";
     /// CreateAccount or CloseAccount was refused for another reason; the message has AWS's
-    /// code and message.
+    /// code and message. (Refusals of the calls after creation have reasons naming the step.)
     pub const AWS_REJECTED: &str = "AwsRejected";
     /// A FAILED CreateAccount request without a `FailureReason` (with one, the reason is AWS's
     /// `FailureReason` in CamelCase, e.g. `EmailAlreadyExists`).
     pub const CREATE_ACCOUNT_FAILED: &str = "CreateAccountFailed";
+    /// DescribeAccount, ListParents or ListTagsForResource of the account was refused for good.
+    pub const DESCRIBE_REJECTED: &str = "DescribeRejected";
+    /// MoveAccount to `parentId` was refused for good (a bad `parentId`, permissions).
+    pub const MOVE_REJECTED: &str = "MoveRejected";
+    /// TagResource or UntagResource was refused for good (a tag policy, permissions).
+    pub const TAG_REJECTED: &str = "TagRejected";
+    /// A LinkedAccount with this object's name exists and is not this object's child.
+    pub const LINKED_ACCOUNT_NAME_TAKEN: &str = "LinkedAccountNameTaken";
     /// `accountName` changed after creation; Organizations cannot rename through its API.
     pub const NAME_NOT_APPLIED: &str = "AccountNameNotApplied";
     /// The account is SUSPENDED, PENDING_CLOSURE or CLOSED.

@@ -24,21 +24,50 @@ pub enum Call {
     UntagResource,
 }
 
-/// The report for a refusal of `call` that will not go away by itself, or `None` when it may
-/// (throttling, server errors): then the error policy backs off.
+impl Call {
+    /// The operation as AWS names it.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Self::DescribeAccount => "DescribeAccount",
+            Self::ListParents => "ListParents",
+            Self::ListTags => "ListTagsForResource",
+            Self::MoveAccount => "MoveAccount",
+            Self::TagResource => "TagResource",
+            Self::UntagResource => "UntagResource",
+        }
+    }
+
+    /// The reason a refusal for good is reported with: it names the step, so `kubectl get`
+    /// already says what to look at.
+    fn reason(self) -> &'static str {
+        match self {
+            Self::DescribeAccount | Self::ListParents | Self::ListTags => reason::DESCRIBE_REJECTED,
+            Self::MoveAccount => reason::MOVE_REJECTED,
+            Self::TagResource | Self::UntagResource => reason::TAG_REJECTED,
+        }
+    }
+}
+
+/// The report for a refusal of `call` on `account` (moving it `to`) that will not go away by
+/// itself: access denied, a bad parent, a tag policy, an account gone. `None` when it may
+/// (throttling, server errors, a concurrent change): then the error policy backs off. The
+/// driver looks again on the slow resync, so a refusal whose cause is fixed clears by itself.
 pub fn refused(call: Call, account: &str, to: &str, e: &AwsError) -> Option<Report> {
     if e.class.is_retryable() {
         return None;
     }
-    let reason = match call {
-        Call::MoveAccount => reason::AWS_REJECTED,
-        _ => return None,
+    let target = match call {
+        Call::MoveAccount => format!("{account} to {to}"),
+        _ => account.to_string(),
     };
-    let message = format!("MoveAccount to {to}: {}", aws_text(e));
-    let _ = account;
+    let message = format!(
+        "{} {target}: {}; looked at again periodically and on any change to this object",
+        call.operation(),
+        aws_text(e)
+    );
     Some(Report::new(
         Health::Stalled,
-        reason,
+        call.reason(),
         message,
         created(reason::CREATED, ""),
     ))
@@ -169,7 +198,7 @@ pub fn link(enabled: bool, account: &str, name: &str, child: &Child, created: Co
         Child::Foreign => {
             return LinkStep::NameTaken(Report::new(
                 Health::Stalled,
-                reason::AWS_REJECTED,
+                reason::LINKED_ACCOUNT_NAME_TAKEN,
                 format!(
                     "LinkedAccount {name:?} exists and is not owned by this MemberAccount; delete or rename it"
                 ),
@@ -395,6 +424,79 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_linked_account_of_the_same_name_that_is_not_the_child_has_its_own_reason() {
+        let LinkStep::NameTaken(report) = link(true, "111", "dev", &Child::Foreign, created_cond())
+        else {
+            panic!("a foreign LinkedAccount is never overwritten")
+        };
+        assert_eq!(
+            (report.health, report.reason.as_str()),
+            (Health::Stalled, "LinkedAccountNameTaken")
+        );
+        assert!(report.message.contains("\"dev\""), "{}", report.message);
+        assert_eq!(report.created, created_cond());
+    }
+
+    #[test]
+    fn refusals_for_good_of_every_call_stall_with_a_reason_naming_the_step() {
+        let table = [
+            (
+                Call::DescribeAccount,
+                "DescribeAccount 111",
+                "DescribeRejected",
+            ),
+            (Call::ListParents, "ListParents 111", "DescribeRejected"),
+            (
+                Call::ListTags,
+                "ListTagsForResource 111",
+                "DescribeRejected",
+            ),
+            (
+                Call::MoveAccount,
+                "MoveAccount 111 to ou-ab12-bbbbbbbb",
+                "MoveRejected",
+            ),
+            (Call::TagResource, "TagResource 111", "TagRejected"),
+            (Call::UntagResource, "UntagResource 111", "TagRejected"),
+        ];
+        for (call, names, reason) in table {
+            for (class, code) in [
+                (ErrorClass::AccessDenied, "AccessDeniedException"),
+                (ErrorClass::Rejected, "TargetNotFoundException"),
+                (ErrorClass::NotFound, "AccountNotFoundException"),
+                (ErrorClass::QuotaExceeded, "TAG_POLICY_VIOLATION"),
+            ] {
+                let report = refused(call, "111", "ou-ab12-bbbbbbbb", &aws(class, code))
+                    .unwrap_or_else(|| panic!("{call:?} {code} is reported"));
+                assert_eq!(
+                    (report.health, report.reason.as_str()),
+                    (Health::Stalled, reason),
+                    "{call:?} {code}"
+                );
+                assert!(
+                    report.message.starts_with(&format!("{names}: {code}: no")),
+                    "{}",
+                    report.message
+                );
+                assert_eq!(report.created.status, Status::True);
+            }
+            // Passing trouble backs off and retries; the next pass finds the call working.
+            for class in [
+                ErrorClass::Throttled,
+                ErrorClass::Transient,
+                ErrorClass::Conflict,
+                ErrorClass::InProgress,
+            ] {
+                assert_eq!(
+                    refused(call, "111", "ou", &aws(class, "X")),
+                    None,
+                    "{call:?}"
+                );
+            }
+        }
+    }
+
     fn aws(class: ErrorClass, code: &str) -> AwsError {
         AwsError {
             operation: "organizations:MoveAccount",
@@ -417,7 +519,7 @@ mod tests {
         assert_eq!(report.health, Health::Stalled);
         assert_eq!(
             report.message,
-            "MoveAccount to ou-ab12-bbbbbbbb: ParentNotFoundException: no"
+            "MoveAccount 111 to ou-ab12-bbbbbbbb: ParentNotFoundException: no; looked at again periodically and on any change to this object"
         );
         assert_eq!(report.created.status, Status::True);
         for class in [ErrorClass::Throttled, ErrorClass::Transient] {
