@@ -3,6 +3,7 @@
 //! the process stops: on SIGTERM/SIGINT (gracefully), when the lease is lost, or when a
 //! controller stops.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::{self, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -38,6 +39,8 @@ pub enum OperatorError {
     Leader(#[from] leader::LeaderError),
     #[error("lost the leader lease; exiting so that only one replica writes")]
     LostLeadership,
+    #[error("{0}; exiting so that the replica is restarted")]
+    ControllerStopped(ControllerStopped),
 }
 
 /// How long in-flight reconciles (and their status writes) get to finish on shutdown.
@@ -87,33 +90,19 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     let mut controllers = start_controllers(&args, &client, aws, &metrics, &readiness, &stop);
     info!("controllers started");
 
-    let outcome = tokio::select! {
-        _ = &mut signal => { info!("shutdown signal received"); Ok(()) }
-        () = async {
-            match lease.as_mut() {
-                Some(l) => l.wait_until_lost().await,
-                None => std::future::pending().await,
-            }
-        } => {
-            error!("lost the leader lease");
-            Err(OperatorError::LostLeadership)
-        }
-        _ = async { while controllers.join_next().await.is_some() {} } => {
-            warn!("controllers stopped on their own");
-            Ok(())
+    let lease_lost = async {
+        match lease.as_mut() {
+            Some(l) => l.wait_until_lost().await,
+            None => std::future::pending().await,
         }
     };
+    let outcome = supervise(&mut controllers, &mut signal, lease_lost).await;
 
     // Stop taking work, let in-flight reconciles (and their status writes) finish, then hand
     // the lease over.
     readiness.shutting_down();
     stop.cancel();
-    if tokio::time::timeout(DRAIN, async {
-        while controllers.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
+    if !controllers.drain(DRAIN).await {
         warn!("controllers did not stop within 30s");
     }
     if let Some(lease) = lease {
@@ -123,6 +112,86 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     let _ = http_task.await;
     info!("stopped");
     outcome
+}
+
+/// What ends the operator's run: a shutdown signal (Ok), the lease lost, or any controller
+/// stopping — a replica missing one controller would otherwise look healthy (`/livez` and
+/// `/readyz` green) while one kind goes unreconciled.
+async fn supervise(
+    controllers: &mut Controllers,
+    signal: impl Future<Output = ()>,
+    lease_lost: impl Future<Output = ()>,
+) -> Result<(), OperatorError> {
+    tokio::select! {
+        () = signal => { info!("shutdown signal received"); Ok(()) }
+        () = lease_lost => {
+            error!("lost the leader lease");
+            Err(OperatorError::LostLeadership)
+        }
+        stopped = controllers.first_stopped() => {
+            error!(controller = stopped.controller, cause = stopped.cause, "a controller stopped");
+            Err(OperatorError::ControllerStopped(stopped))
+        }
+    }
+}
+
+/// The controller tasks, each under its name so that a stop can say which one.
+#[derive(Default)]
+pub struct Controllers {
+    tasks: JoinSet<()>,
+    names: HashMap<task::Id, String>,
+}
+
+impl Controllers {
+    /// Runs `task` as the controller `name`.
+    pub fn spawn(&mut self, name: String, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = self.tasks.spawn(task);
+        self.names.insert(handle.id(), name);
+    }
+
+    /// Resolves when the first task ends — returning or panicking — naming it. Never resolves
+    /// while all run.
+    pub async fn first_stopped(&mut self) -> ControllerStopped {
+        let Some(joined) = self.tasks.join_next_with_id().await else {
+            return std::future::pending().await;
+        };
+        let (id, cause) = match joined {
+            Ok((id, ())) => (id, "ended on its own".to_string()),
+            Err(err) if err.is_panic() => (err.id(), format!("panicked: {}", panic_text(err))),
+            Err(err) => (err.id(), "was cancelled".to_string()),
+        };
+        let controller = self.names.remove(&id).unwrap_or_else(|| "unknown".into());
+        ControllerStopped { controller, cause }
+    }
+
+    async fn all_stopped(&mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits up to `within` for every task to end; whether they all did.
+    pub async fn drain(&mut self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.all_stopped())
+            .await
+            .is_ok()
+    }
+}
+
+/// A controller task that ended while the operator was meant to run.
+#[derive(Debug, thiserror::Error)]
+#[error("controller {controller} {cause}")]
+pub struct ControllerStopped {
+    pub controller: String,
+    pub cause: String,
+}
+
+/// The message a panic was raised with.
+fn panic_text(err: task::JoinError) -> String {
+    let payload = err.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
 }
 
 /// Binds `/metrics`, `/livez` and `/readyz` and serves them until `stop`.
@@ -254,7 +323,7 @@ fn start_controllers(
     metrics: &Arc<Metrics>,
     readiness: &Readiness,
     stop: &CancellationToken,
-) -> JoinSet<()> {
+) -> Controllers {
     let ctx = contexts(args, client, aws, metrics);
     let namespaces: Vec<Option<&str>> = if args.watch_namespaces.is_empty() {
         vec![None]
@@ -285,33 +354,42 @@ fn start_controllers(
         let token = stop.clone();
         async move { token.cancelled().await }
     };
-    let mut controllers = JoinSet::new();
+    let mut controllers = Controllers::default();
     for (ns, [bulk_ready, member_ready, link_ready]) in namespaces.into_iter().zip(ready) {
-        controllers.spawn(bulk_registration::run(
-            ctx.bulks.clone(),
-            api::<BulkRegistration>(client, ns),
-            api::<LinkedAccount>(client, ns),
-            api::<ConfigMap>(client, ns),
-            concurrency,
-            bulk_ready,
-            stopped(),
-        ));
-        controllers.spawn(member_account::run(
-            ctx.members.clone(),
-            api::<MemberAccount>(client, ns),
-            api::<LinkedAccount>(client, ns),
-            concurrency,
-            member_ready,
-            stopped(),
-        ));
-        controllers.spawn(linked_account::run(
-            ctx.links.clone(),
-            api::<LinkedAccount>(client, ns),
-            api::<Secret>(client, ns),
-            concurrency,
-            link_ready,
-            stopped(),
-        ));
+        controllers.spawn(
+            name(bulk_registration::CONTROLLER, ns),
+            bulk_registration::run(
+                ctx.bulks.clone(),
+                api::<BulkRegistration>(client, ns),
+                api::<LinkedAccount>(client, ns),
+                api::<ConfigMap>(client, ns),
+                concurrency,
+                bulk_ready,
+                stopped(),
+            ),
+        );
+        controllers.spawn(
+            name(member_account::CONTROLLER, ns),
+            member_account::run(
+                ctx.members.clone(),
+                api::<MemberAccount>(client, ns),
+                api::<LinkedAccount>(client, ns),
+                concurrency,
+                member_ready,
+                stopped(),
+            ),
+        );
+        controllers.spawn(
+            name(linked_account::CONTROLLER, ns),
+            linked_account::run(
+                ctx.links.clone(),
+                api::<LinkedAccount>(client, ns),
+                api::<Secret>(client, ns),
+                concurrency,
+                link_ready,
+                stopped(),
+            ),
+        );
     }
     controllers
 }
@@ -328,6 +406,52 @@ fn partition_of(region: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A controller that runs until the test ends.
+    fn running() -> impl Future<Output = ()> + Send + 'static {
+        std::future::pending()
+    }
+
+    async fn supervised(controllers: &mut Controllers) -> Result<(), OperatorError> {
+        let never = std::future::pending::<()>;
+        tokio::time::timeout(
+            Duration::from_secs(5),
+            supervise(controllers, never(), never()),
+        )
+        .await
+        .expect("the supervisor noticed within 5s")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_controller_stops_the_operator_with_its_name() {
+        let mut controllers = Controllers::default();
+        controllers.spawn("bulkregistration".into(), running());
+        controllers.spawn("linkedaccount/team-a".into(), async {
+            panic!("burst is at least 2");
+        });
+        let err = supervised(&mut controllers).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("linkedaccount/team-a"), "{text}");
+        assert!(text.contains("panicked: burst is at least 2"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_controller_ending_on_its_own_stops_the_operator() {
+        let mut controllers = Controllers::default();
+        controllers.spawn("linkedaccount".into(), running());
+        controllers.spawn("memberaccount".into(), async {});
+        let err = supervised(&mut controllers).await.unwrap_err();
+        assert!(err.to_string().contains("memberaccount"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_signal_stops_the_operator_cleanly() {
+        let mut controllers = Controllers::default();
+        controllers.spawn("linkedaccount".into(), running());
+        let outcome = supervise(&mut controllers, async {}, std::future::pending()).await;
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert!(!controllers.drain(Duration::from_millis(10)).await);
+    }
 
     #[test]
     fn partitions_follow_regions() {

@@ -77,6 +77,16 @@ impl Default for Settings {
 
 type RateLimiter = governor::DefaultDirectRateLimiter;
 
+/// STS calls one verification takes from the budget: AssumeRole and GetCallerIdentity.
+const VERIFY_COST: NonZeroU32 = NonZeroU32::new(2).expect("non-zero");
+
+/// The global STS budget: `rate` calls per second, with a burst of at least [`VERIFY_COST`] —
+/// a verification takes its two calls at once, and a burst below that could never admit it
+/// (`--sts-requests-per-second 1` is allowed).
+pub fn sts_quota(rate: NonZeroU32) -> governor::Quota {
+    governor::Quota::per_second(rate).allow_burst(rate.max(VERIFY_COST))
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -110,9 +120,8 @@ impl Context {
         settings: Settings,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let quota = governor::Quota::per_second(settings.sts_requests_per_second);
         Self {
-            limiter: RateLimiter::direct(quota),
+            limiter: RateLimiter::direct(sts_quota(settings.sts_requests_per_second)),
             in_flight: Semaphore::new(settings.sts_concurrency.max(1)),
             client,
             verifier,
@@ -427,9 +436,9 @@ async fn verify(
         .expect("semaphore is never closed");
     // AssumeRole and GetCallerIdentity each take one token of the global STS budget.
     ctx.limiter
-        .until_n_ready(NonZeroU32::new(2).expect("non-zero"))
+        .until_n_ready(VERIFY_COST)
         .await
-        .expect("burst is at least 2");
+        .expect("the quota's burst is at least VERIFY_COST");
     let session_name = sts::session_name(&link.namespace().unwrap_or_default(), &link.name_any());
     let result = ctx
         .verifier
@@ -543,6 +552,19 @@ mod tests {
         let arn = "arn:aws:iam::123456789012:role/path/Ops";
         let by_arn = link(serde_json::json!({"accountId": "123456789012", "roleArn": arn}));
         assert_eq!(role_arn(&by_arn, "aws"), arn);
+    }
+
+    #[test]
+    fn the_sts_budget_admits_a_verification_at_every_rate_and_keeps_the_rate() {
+        for rate in [1, 2, 10] {
+            let quota = sts_quota(NonZeroU32::new(rate).unwrap());
+            let limiter = RateLimiter::direct(quota);
+            assert!(
+                matches!(limiter.check_n(VERIFY_COST), Ok(Ok(()))),
+                "{rate}/s cannot admit AssumeRole + GetCallerIdentity"
+            );
+            assert_eq!(quota.replenish_interval(), Duration::from_secs(1) / rate);
+        }
     }
 
     #[test]
