@@ -18,7 +18,9 @@ pub enum LogFormat {
 /// Flags of `account-linker run`. Every flag falls back to an environment variable.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
-    /// AWS region of the hub; STS calls use its regional endpoint.
+    /// AWS region of the hub; STS calls use its regional endpoint. Unset, the SDK's chain
+    /// decides (profile, instance metadata). The ARN partition (aws, aws-cn, aws-us-gov) and the
+    /// Organizations endpoint follow from the region resolved either way.
     #[arg(long, env = "AWS_REGION")]
     pub aws_region: Option<String>,
 

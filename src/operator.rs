@@ -255,11 +255,9 @@ fn contexts(
                 .or_else(|| std::env::var("POD_NAME").ok()),
         },
     );
-    let region = aws
-        .config
-        .region()
-        .map_or_else(|| "us-east-1".to_string(), ToString::to_string);
-    let partition = partition_of(args.aws_region.as_deref());
+    // Region and partition both come from the region the SDK resolved.
+    let region = aws.region.clone();
+    let partition = aws.partition.as_str().to_string();
     let bulks = Arc::new(bulk_registration::Context::new(
         client.clone(),
         aws.clone(),
@@ -394,15 +392,6 @@ fn start_controllers(
     controllers
 }
 
-/// The ARN partition of a region.
-fn partition_of(region: Option<&str>) -> String {
-    match region {
-        Some(r) if r.starts_with("cn-") => "aws-cn".into(),
-        Some(r) if r.starts_with("us-gov-") => "aws-us-gov".into(),
-        _ => "aws".into(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,13 +440,5 @@ mod tests {
         let outcome = supervise(&mut controllers, async {}, std::future::pending()).await;
         assert!(outcome.is_ok(), "{outcome:?}");
         assert!(!controllers.drain(Duration::from_millis(10)).await);
-    }
-
-    #[test]
-    fn partitions_follow_regions() {
-        assert_eq!(partition_of(Some("eu-west-1")), "aws");
-        assert_eq!(partition_of(Some("cn-north-1")), "aws-cn");
-        assert_eq!(partition_of(Some("us-gov-west-1")), "aws-us-gov");
-        assert_eq!(partition_of(None), "aws");
     }
 }

@@ -1,10 +1,16 @@
-//! AWS SDK clients, built once from the standard provider chain and shared.
+//! AWS SDK clients, built once from the standard provider chain and shared. The region comes
+//! from the chain (the `--aws-region` flag, `AWS_REGION`, a profile, instance metadata — whatever
+//! set it), and everything that depends on where the hub is (the ARN partition, the home of the
+//! global Organizations endpoint) is derived from that one resolved region.
 
 use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// The region assumed when the provider chain resolves none.
+pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// Where and how the operator talks to AWS.
 #[derive(Clone, Debug, Default)]
@@ -15,10 +21,53 @@ pub struct AwsSettings {
     pub endpoint_url: Option<String>,
 }
 
+/// An AWS partition: ARNs name it, and global services have one home region in each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Partition {
+    Aws,
+    AwsCn,
+    AwsUsGov,
+}
+
+impl Partition {
+    /// The partition a region belongs to.
+    pub fn of(region: &str) -> Self {
+        if region.starts_with("cn-") {
+            Self::AwsCn
+        } else if region.starts_with("us-gov-") {
+            Self::AwsUsGov
+        } else {
+            Self::Aws
+        }
+    }
+
+    /// The partition as ARNs spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Aws => "aws",
+            Self::AwsCn => "aws-cn",
+            Self::AwsUsGov => "aws-us-gov",
+        }
+    }
+
+    /// Where the partition's Organizations endpoint lives.
+    pub fn organizations_region(self) -> &'static str {
+        match self {
+            Self::Aws => "us-east-1",
+            Self::AwsCn => "cn-northwest-1",
+            Self::AwsUsGov => "us-gov-west-1",
+        }
+    }
+}
+
 /// The SDK clients the controllers use.
 #[derive(Clone, Debug)]
 pub struct AwsClients {
     pub config: SdkConfig,
+    /// The hub's region: where StackSets live and STS is called.
+    pub region: String,
+    /// The partition of [`AwsClients::region`].
+    pub partition: Partition,
     pub sts: aws_sdk_sts::Client,
     pub organizations: aws_sdk_organizations::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
@@ -50,17 +99,87 @@ impl AwsClients {
 
     /// Builds the clients from an already loaded configuration.
     pub fn from_config(config: SdkConfig) -> Self {
-        // Organizations is a global service homed in us-east-1 (aws partition).
+        let region = config
+            .region()
+            .map_or_else(|| DEFAULT_REGION.to_string(), ToString::to_string);
+        let partition = Partition::of(&region);
+        // Organizations is a global service with one home per partition.
         let organizations = aws_sdk_organizations::Client::from_conf(
             aws_sdk_organizations::config::Builder::from(&config)
-                .region(Region::from_static("us-east-1"))
+                .region(Region::from_static(partition.organizations_region()))
                 .build(),
         );
         Self {
             sts: aws_sdk_sts::Client::new(&config),
             cloudformation: aws_sdk_cloudformation::Client::new(&config),
             organizations,
+            region,
+            partition,
             config,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients(region: Option<&'static str>) -> AwsClients {
+        let mut config = SdkConfig::builder().behavior_version(BehaviorVersion::latest());
+        if let Some(region) = region {
+            config = config.region(Region::from_static(region));
+        }
+        AwsClients::from_config(config.build())
+    }
+
+    fn organizations_region(clients: &AwsClients) -> Option<String> {
+        clients
+            .organizations
+            .config()
+            .region()
+            .map(ToString::to_string)
+    }
+
+    #[test]
+    fn the_aws_partition_calls_organizations_in_us_east_1() {
+        let c = clients(Some("eu-west-1"));
+        assert_eq!(
+            (c.region.as_str(), c.partition),
+            ("eu-west-1", Partition::Aws)
+        );
+        assert_eq!(c.partition.as_str(), "aws");
+        assert_eq!(organizations_region(&c).as_deref(), Some("us-east-1"));
+    }
+
+    #[test]
+    fn the_china_partition_calls_organizations_in_cn_northwest_1() {
+        let c = clients(Some("cn-north-1"));
+        assert_eq!(
+            (c.region.as_str(), c.partition),
+            ("cn-north-1", Partition::AwsCn)
+        );
+        assert_eq!(c.partition.as_str(), "aws-cn");
+        assert_eq!(organizations_region(&c).as_deref(), Some("cn-northwest-1"));
+    }
+
+    #[test]
+    fn the_govcloud_partition_calls_organizations_in_us_gov_west_1() {
+        let c = clients(Some("us-gov-east-1"));
+        assert_eq!(
+            (c.region.as_str(), c.partition),
+            ("us-gov-east-1", Partition::AwsUsGov)
+        );
+        assert_eq!(c.partition.as_str(), "aws-us-gov");
+        assert_eq!(organizations_region(&c).as_deref(), Some("us-gov-west-1"));
+    }
+
+    #[test]
+    fn no_region_anywhere_means_us_east_1() {
+        let c = clients(None);
+        assert_eq!(
+            (c.region.as_str(), c.partition),
+            ("us-east-1", Partition::Aws)
+        );
+        assert_eq!(organizations_region(&c).as_deref(), Some("us-east-1"));
     }
 }
