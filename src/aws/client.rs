@@ -140,46 +140,41 @@ mod tests {
             .map(ToString::to_string)
     }
 
+    /// The clients built for `region` (None: no region anywhere) resolve this region and
+    /// partition, and call Organizations in `organizations`.
+    fn assert_homes(
+        region: Option<&'static str>,
+        want: (&str, Partition, &str),
+        organizations: &str,
+    ) {
+        let c = clients(region);
+        assert_eq!((c.region.as_str(), c.partition, c.partition.as_str()), want);
+        assert_eq!(organizations_region(&c).as_deref(), Some(organizations));
+    }
+
     #[test]
     fn the_aws_partition_calls_organizations_in_us_east_1() {
-        let c = clients(Some("eu-west-1"));
-        assert_eq!(
-            (c.region.as_str(), c.partition),
-            ("eu-west-1", Partition::Aws)
+        assert_homes(
+            Some("eu-west-1"),
+            ("eu-west-1", Partition::Aws, "aws"),
+            "us-east-1",
         );
-        assert_eq!(c.partition.as_str(), "aws");
-        assert_eq!(organizations_region(&c).as_deref(), Some("us-east-1"));
     }
 
     #[test]
     fn the_china_partition_calls_organizations_in_cn_northwest_1() {
-        let c = clients(Some("cn-north-1"));
-        assert_eq!(
-            (c.region.as_str(), c.partition),
-            ("cn-north-1", Partition::AwsCn)
-        );
-        assert_eq!(c.partition.as_str(), "aws-cn");
-        assert_eq!(organizations_region(&c).as_deref(), Some("cn-northwest-1"));
+        let want = ("cn-north-1", Partition::AwsCn, "aws-cn");
+        assert_homes(Some("cn-north-1"), want, "cn-northwest-1");
     }
 
     #[test]
     fn the_govcloud_partition_calls_organizations_in_us_gov_west_1() {
-        let c = clients(Some("us-gov-east-1"));
-        assert_eq!(
-            (c.region.as_str(), c.partition),
-            ("us-gov-east-1", Partition::AwsUsGov)
-        );
-        assert_eq!(c.partition.as_str(), "aws-us-gov");
-        assert_eq!(organizations_region(&c).as_deref(), Some("us-gov-west-1"));
+        let want = ("us-gov-east-1", Partition::AwsUsGov, "aws-us-gov");
+        assert_homes(Some("us-gov-east-1"), want, "us-gov-west-1");
     }
 
     #[test]
     fn no_region_anywhere_means_us_east_1() {
-        let c = clients(None);
-        assert_eq!(
-            (c.region.as_str(), c.partition),
-            ("us-east-1", Partition::Aws)
-        );
-        assert_eq!(organizations_region(&c).as_deref(), Some("us-east-1"));
+        assert_homes(None, ("us-east-1", Partition::Aws, "aws"), "us-east-1");
     }
 }
