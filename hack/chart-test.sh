@@ -50,8 +50,8 @@ if grep -qE "^kind: (Role|ClusterRole)$" "$OUT/minimal.yaml"; then fail "rbac.cr
 
 # Every `account-linker run` flag must be settable through the chart: its env var is rendered
 # when every feature is on (a new flag without a chart value fails here).
-flags="$(grep -oE 'env = "[A-Z_]+"' src/runtime/mod.rs | cut -d'"' -f2)"
-[[ -n "$flags" ]] || fail "found no flags in src/runtime/mod.rs"
+flags="$(grep -oE 'env = "[A-Z_]+"' src/config.rs | cut -d'"' -f2)"
+[[ -n "$flags" ]] || fail "found no flags in src/config.rs"
 for var in $flags; do expect all-features.yaml "name: $var"; done
 
 log "values.schema.json rejects bad values"
