@@ -85,7 +85,8 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
             region: args.aws_region.clone(),
             endpoint_url: args.aws_endpoint_url.clone(),
         })
-        .await,
+        .await
+        .with_observer(metrics.clone()),
     );
     let mut controllers = start_controllers(&args, &client, aws, &metrics, &readiness, &stop);
     info!("controllers started");

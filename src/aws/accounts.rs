@@ -149,7 +149,7 @@ impl Accounts for AwsClients {
             }
             // Never retried by the SDK: a retry after a lost answer would be a second
             // account. The controller recovers by e-mail instead.
-            let out = call
+            let answer = call
                 .customize()
                 .config_override(
                     aws_sdk_organizations::config::Builder::default()
@@ -163,7 +163,8 @@ impl Accounts for AwsClients {
                     e,
                     aws_sdk_organizations::operation::create_account::CreateAccountError::ConstraintViolationException
                 )
-            })?;
+            });
+            let out = self.record("organizations:CreateAccount", answer)?;
             out.create_account_status().map(request).ok_or_else(|| {
                 AwsError::new(
                     "organizations:CreateAccount",
@@ -177,12 +178,14 @@ impl Accounts for AwsClients {
     fn create_request<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<CreateRequest, AwsError>> {
         Box::pin(async move {
             let out = self
-                .organizations
-                .describe_create_account_status()
-                .create_account_request_id(id)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:DescribeCreateAccountStatus", e))?;
+                .call(
+                    "organizations:DescribeCreateAccountStatus",
+                    self.organizations
+                        .describe_create_account_status()
+                        .create_account_request_id(id)
+                        .send(),
+                )
+                .await?;
             Ok(out.create_account_status().map(request).unwrap_or_default())
         })
     }
@@ -197,8 +200,7 @@ impl Accounts for AwsClients {
                 .send();
             let mut found = Vec::new();
             while let Some(page) = pages.next().await {
-                let page = page
-                    .map_err(|e| AwsError::from_sdk("organizations:ListCreateAccountStatus", e))?;
+                let page = self.observe("organizations:ListCreateAccountStatus", page)?;
                 found.extend(page.create_account_statuses().iter().map(request));
             }
             Ok(found)
@@ -212,7 +214,7 @@ impl Accounts for AwsClients {
         Box::pin(async move {
             let mut pages = self.organizations.list_accounts().into_paginator().send();
             while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| AwsError::from_sdk("organizations:ListAccounts", e))?;
+                let page = self.observe("organizations:ListAccounts", page)?;
                 if let Some(found) = page
                     .accounts()
                     .iter()
@@ -228,12 +230,11 @@ impl Accounts for AwsClients {
     fn account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<AccountInfo, AwsError>> {
         Box::pin(async move {
             let out = self
-                .organizations
-                .describe_account()
-                .account_id(id)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:DescribeAccount", e))?;
+                .call(
+                    "organizations:DescribeAccount",
+                    self.organizations.describe_account().account_id(id).send(),
+                )
+                .await?;
             Ok(out.account().map(info).unwrap_or_default())
         })
     }
@@ -241,12 +242,11 @@ impl Accounts for AwsClients {
     fn parent_of<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<String, AwsError>> {
         Box::pin(async move {
             let out = self
-                .organizations
-                .list_parents()
-                .child_id(id)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:ListParents", e))?;
+                .call(
+                    "organizations:ListParents",
+                    self.organizations.list_parents().child_id(id).send(),
+                )
+                .await?;
             Ok(out
                 .parents()
                 .first()
@@ -263,14 +263,16 @@ impl Accounts for AwsClients {
         to: &'a str,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            self.organizations
-                .move_account()
-                .account_id(id)
-                .source_parent_id(from)
-                .destination_parent_id(to)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:MoveAccount", e))?;
+            self.call(
+                "organizations:MoveAccount",
+                self.organizations
+                    .move_account()
+                    .account_id(id)
+                    .source_parent_id(from)
+                    .destination_parent_id(to)
+                    .send(),
+            )
+            .await?;
             Ok(())
         })
     }
@@ -288,8 +290,7 @@ impl Accounts for AwsClients {
                 .send();
             let mut tags = BTreeMap::new();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| AwsError::from_sdk("organizations:ListTagsForResource", e))?;
+                let page = self.observe("organizations:ListTagsForResource", page)?;
                 for tag in page.tags() {
                     tags.insert(tag.key().to_string(), tag.value().to_string());
                 }
@@ -304,7 +305,7 @@ impl Accounts for AwsClients {
         tags: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            self.organizations
+            let answer = self.organizations
                 .tag_resource()
                 .resource_id(id)
                 .set_tags(Some(sdk_tags(tags)?))
@@ -316,27 +317,30 @@ impl Accounts for AwsClients {
                         e,
                         aws_sdk_organizations::operation::tag_resource::TagResourceError::ConstraintViolationException
                     )
-                })?;
+                });
+            self.record("organizations:TagResource", answer)?;
             Ok(())
         })
     }
 
     fn untag<'a>(&'a self, id: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            self.organizations
-                .untag_resource()
-                .resource_id(id)
-                .set_tag_keys(Some(keys.to_vec()))
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:UntagResource", e))?;
+            self.call(
+                "organizations:UntagResource",
+                self.organizations
+                    .untag_resource()
+                    .resource_id(id)
+                    .set_tag_keys(Some(keys.to_vec()))
+                    .send(),
+            )
+            .await?;
             Ok(())
         })
     }
 
     fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
-            self.organizations
+            let answer = self.organizations
                 .close_account()
                 .account_id(id)
                 .send()
@@ -347,7 +351,8 @@ impl Accounts for AwsClients {
                         e,
                         aws_sdk_organizations::operation::close_account::CloseAccountError::ConstraintViolationException
                     )
-                })?;
+                });
+            self.record("organizations:CloseAccount", answer)?;
             Ok(())
         })
     }

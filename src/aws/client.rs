@@ -71,6 +71,8 @@ pub struct AwsClients {
     pub sts: aws_sdk_sts::Client,
     pub organizations: aws_sdk_organizations::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    /// Who counts the calls (see [`super::metered`]).
+    pub(crate) observer: super::metered::Observer,
 }
 
 impl AwsClients {
@@ -116,6 +118,7 @@ impl AwsClients {
             region,
             partition,
             config,
+            observer: super::metered::Observer::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 #[cfg(test)]
 pub mod fake;
+pub mod metered;
 pub mod org_units;
 pub mod organizations;
 pub mod stacksets;
@@ -17,6 +18,7 @@ pub mod sts;
 pub use accounts::Accounts;
 pub use client::{AwsClients, AwsSettings};
 pub use error::{AwsError, ErrorClass};
+pub use metered::CallObserver;
 pub use org_units::OrgUnits;
 pub use organizations::AccountDirectory;
 pub use stacksets::StackSets;

@@ -26,11 +26,11 @@ impl OrgUnits for AwsClients {
     fn root(&self) -> BoxFuture<'_, Result<String, AwsError>> {
         Box::pin(async move {
             let out = self
-                .organizations
-                .list_roots()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:ListRoots", e))?;
+                .call(
+                    "organizations:ListRoots",
+                    self.organizations.list_roots().send(),
+                )
+                .await?;
             out.roots()
                 .iter()
                 .find_map(|r| r.id().map(str::to_string))
@@ -50,11 +50,12 @@ impl OrgUnits for AwsClients {
     ) -> BoxFuture<'a, Result<BTreeMap<String, String>, AwsError>> {
         Box::pin(async move {
             let org = &self.organizations;
-            let management = org
-                .describe_organization()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("organizations:DescribeOrganization", e))?
+            let management = self
+                .call(
+                    "organizations:DescribeOrganization",
+                    org.describe_organization().send(),
+                )
+                .await?
                 .organization()
                 .and_then(|o| o.master_account_id())
                 .map(str::to_string);
@@ -69,8 +70,7 @@ impl OrgUnits for AwsClients {
                         .into_paginator()
                         .send();
                     while let Some(page) = children.next().await {
-                        let page =
-                            page.map_err(|e| AwsError::from_sdk("organizations:ListChildren", e))?;
+                        let page = self.observe("organizations:ListChildren", page)?;
                         queue.extend(
                             page.children()
                                 .iter()
@@ -83,9 +83,7 @@ impl OrgUnits for AwsClients {
                         .into_paginator()
                         .send();
                     while let Some(page) = accounts.next().await {
-                        let page = page.map_err(|e| {
-                            AwsError::from_sdk("organizations:ListAccountsForParent", e)
-                        })?;
+                        let page = self.observe("organizations:ListAccountsForParent", page)?;
                         for account in page.accounts() {
                             let Some(id) = account.id() else { continue };
                             let active =

@@ -20,16 +20,14 @@ impl AccountDirectory for AwsClients {
         account_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
-            match self
+            let request = self
                 .organizations
                 .describe_account()
                 .account_id(account_id)
-                .send()
-                .await
-            {
+                .send();
+            match self.call("organizations:DescribeAccount", request).await {
                 Ok(out) => Ok(out.account().and_then(|a| a.name()).map(str::to_string)),
-                Err(e) => {
-                    let err = AwsError::from_sdk("organizations:DescribeAccount", e);
+                Err(err) => {
                     if err.class == super::ErrorClass::NotFound {
                         Ok(None)
                     } else {

@@ -325,12 +325,14 @@ impl StackSets for AwsClients {
     fn trusted_access(&self, call_as: CallAs) -> BoxFuture<'_, Result<bool, AwsError>> {
         Box::pin(async move {
             let out = self
-                .cloudformation
-                .describe_organizations_access()
-                .call_as(call_as.sdk())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:DescribeOrganizationsAccess", e))?;
+                .call(
+                    "cloudformation:DescribeOrganizationsAccess",
+                    self.cloudformation
+                        .describe_organizations_access()
+                        .call_as(call_as.sdk())
+                        .send(),
+                )
+                .await?;
             Ok(out.status() == Some(&OrganizationStatus::Enabled))
         })
     }
@@ -341,13 +343,15 @@ impl StackSets for AwsClients {
     ) -> BoxFuture<'a, Result<Option<StackSetInfo>, AwsError>> {
         Box::pin(async move {
             let result = self
-                .cloudformation
-                .describe_stack_set()
-                .stack_set_name(&set.name)
-                .call_as(set.call_as.sdk())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:DescribeStackSet", e));
+                .call(
+                    "cloudformation:DescribeStackSet",
+                    self.cloudformation
+                        .describe_stack_set()
+                        .stack_set_name(&set.name)
+                        .call_as(set.call_as.sdk())
+                        .send(),
+                )
+                .await;
             Ok(not_found_is_none(result)?.and_then(|out| {
                 let ss = out.stack_set()?;
                 // A deleted StackSet is reported by ID for a while; by name it is gone.
@@ -372,10 +376,12 @@ impl StackSets for AwsClients {
                 .stack_set_name(&set.name)
                 .call_as(set.call_as.sdk());
             let call = with_definition!(call, definition);
-            match call.send().await {
+            match self
+                .call("cloudformation:CreateStackSet", call.send())
+                .await
+            {
                 Ok(out) => Ok(out.stack_set_id().unwrap_or_default().to_string()),
-                Err(e) => {
-                    let err = AwsError::from_sdk("cloudformation:CreateStackSet", e);
+                Err(err) => {
                     if err.class == ErrorClass::AlreadyExists
                         && let Some(info) = self.describe(set).await?
                     {
@@ -403,10 +409,9 @@ impl StackSets for AwsClients {
                 .operation_id(operation_id)
                 .operation_preferences(preferences(prefs));
             let call = with_definition!(call, definition);
-            let out = call
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:UpdateStackSet", e))?;
+            let out = self
+                .call("cloudformation:UpdateStackSet", call.send())
+                .await?;
             Ok(out.operation_id().unwrap_or(operation_id).to_string())
         })
     }
@@ -414,13 +419,15 @@ impl StackSets for AwsClients {
     fn delete<'a>(&'a self, set: &'a StackSetRef) -> BoxFuture<'a, Result<(), AwsError>> {
         Box::pin(async move {
             let result = self
-                .cloudformation
-                .delete_stack_set()
-                .stack_set_name(&set.name)
-                .call_as(set.call_as.sdk())
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:DeleteStackSet", e));
+                .call(
+                    "cloudformation:DeleteStackSet",
+                    self.cloudformation
+                        .delete_stack_set()
+                        .stack_set_name(&set.name)
+                        .call_as(set.call_as.sdk())
+                        .send(),
+                )
+                .await;
             not_found_is_none(result).map(|_| ())
         })
     }
@@ -439,8 +446,7 @@ impl StackSets for AwsClients {
                 .send();
             let mut out = Vec::new();
             while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| AwsError::from_sdk("cloudformation:ListStackInstances", e))?;
+                let page = self.observe("cloudformation:ListStackInstances", page)?;
                 for s in page.summaries() {
                     out.push(Instance {
                         account: s.account().unwrap_or_default().to_string(),
@@ -478,10 +484,9 @@ impl StackSets for AwsClients {
                 .set_regions(Some(op.regions.clone()))
                 .operation_preferences(preferences(&op.preferences));
             let call = with_targets!(call, op);
-            let out = call
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:CreateStackInstances", e))?;
+            let out = self
+                .call("cloudformation:CreateStackInstances", call.send())
+                .await?;
             Ok(out.operation_id().unwrap_or(&op.operation_id).to_string())
         })
     }
@@ -501,10 +506,9 @@ impl StackSets for AwsClients {
                 .set_regions(Some(op.regions.clone()))
                 .operation_preferences(preferences(&op.preferences));
             let call = with_targets!(call, op);
-            let out = call
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:UpdateStackInstances", e))?;
+            let out = self
+                .call("cloudformation:UpdateStackInstances", call.send())
+                .await?;
             Ok(out.operation_id().unwrap_or(&op.operation_id).to_string())
         })
     }
@@ -526,10 +530,9 @@ impl StackSets for AwsClients {
                 .set_regions(Some(op.regions.clone()))
                 .operation_preferences(preferences(&op.preferences));
             let call = with_targets!(call, op);
-            let out = call
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:DeleteStackInstances", e))?;
+            let out = self
+                .call("cloudformation:DeleteStackInstances", call.send())
+                .await?;
             Ok(out.operation_id().unwrap_or(&op.operation_id).to_string())
         })
     }
@@ -541,14 +544,16 @@ impl StackSets for AwsClients {
     ) -> BoxFuture<'a, Result<Option<OperationState>, AwsError>> {
         Box::pin(async move {
             let result = self
-                .cloudformation
-                .describe_stack_set_operation()
-                .stack_set_name(&set.name)
-                .call_as(set.call_as.sdk())
-                .operation_id(operation_id)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("cloudformation:DescribeStackSetOperation", e));
+                .call(
+                    "cloudformation:DescribeStackSetOperation",
+                    self.cloudformation
+                        .describe_stack_set_operation()
+                        .stack_set_name(&set.name)
+                        .call_as(set.call_as.sdk())
+                        .operation_id(operation_id)
+                        .send(),
+                )
+                .await;
             Ok(not_found_is_none(result)?.and_then(|out| {
                 let op = out.stack_set_operation()?;
                 Some(OperationState {

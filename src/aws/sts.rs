@@ -1,6 +1,6 @@
 //! Role verification: AssumeRole with an ExternalId, then GetCallerIdentity with the session.
 
-use aws_sdk_sts::config::Credentials;
+use aws_sdk_sts::config::{Credentials, IdentityCache};
 use futures::future::BoxFuture;
 
 use super::AwsClients;
@@ -60,15 +60,17 @@ impl RoleVerifier for AwsClients {
     ) -> BoxFuture<'a, Result<CallerIdentity, AwsError>> {
         Box::pin(async move {
             let assumed = self
-                .sts
-                .assume_role()
-                .role_arn(req.role_arn)
-                .role_session_name(req.session_name)
-                .external_id(req.external_id.expose())
-                .duration_seconds(req.duration_seconds)
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("sts:AssumeRole", e))?;
+                .call(
+                    "sts:AssumeRole",
+                    self.sts
+                        .assume_role()
+                        .role_arn(req.role_arn)
+                        .role_session_name(req.session_name)
+                        .external_id(req.external_id.expose())
+                        .duration_seconds(req.duration_seconds)
+                        .send(),
+                )
+                .await?;
             let creds = assumed.credentials().ok_or_else(|| {
                 AwsError::new(
                     "sts:AssumeRole",
@@ -76,8 +78,14 @@ impl RoleVerifier for AwsClients {
                     "response carried no credentials",
                 )
             })?;
+            // The session client is the hub's STS client with the assumed credentials: same
+            // endpoint, retries, timeouts and interceptors. Static credentials need no identity
+            // cache (a shared one would keep an entry for every session).
             let session = aws_sdk_sts::Client::from_conf(
-                aws_sdk_sts::config::Builder::from(&self.config)
+                self.sts
+                    .config()
+                    .to_builder()
+                    .identity_cache(IdentityCache::no_cache())
                     .credentials_provider(Credentials::new(
                         creds.access_key_id(),
                         creds.secret_access_key(),
@@ -87,11 +95,12 @@ impl RoleVerifier for AwsClients {
                     ))
                     .build(),
             );
-            let identity = session
-                .get_caller_identity()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+            let identity = self
+                .call(
+                    "sts:GetCallerIdentity",
+                    session.get_caller_identity().send(),
+                )
+                .await?;
             Ok(CallerIdentity {
                 account: identity.account().unwrap_or_default().to_string(),
                 arn: identity.arn().unwrap_or_default().to_string(),
@@ -110,11 +119,11 @@ impl HubIdentity for AwsClients {
     fn hub_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
         Box::pin(async move {
             let identity = self
-                .sts
-                .get_caller_identity()
-                .send()
-                .await
-                .map_err(|e| AwsError::from_sdk("sts:GetCallerIdentity", e))?;
+                .call(
+                    "sts:GetCallerIdentity",
+                    self.sts.get_caller_identity().send(),
+                )
+                .await?;
             Ok(identity.account().unwrap_or_default().to_string())
         })
     }

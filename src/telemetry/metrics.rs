@@ -185,6 +185,13 @@ impl Metrics {
     }
 }
 
+/// Every AWS call the adapters make is counted here, reads included.
+impl crate::aws::CallObserver for Metrics {
+    fn aws_call(&self, service: &'static str, operation: &'static str, outcome: &'static str) {
+        Metrics::aws_call(self, service, operation, outcome);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -460,8 +460,6 @@ async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> 
         pass.next.operation = None;
         match ctx.stacksets.create(&set, &definition).await {
             Ok(id) => {
-                ctx.metrics
-                    .aws_call("cloudformation", "CreateStackSet", "ok");
                 pass.next.stack_set_id = Some(id);
                 pass.next.template_hash = Some(hash.clone());
                 publish(
@@ -647,15 +645,8 @@ async fn start(
                 .await
         }
     };
-    let operation = match &step {
-        Step::UpdateStackSet => "UpdateStackSet",
-        Step::Create(_) => "CreateStackInstances",
-        Step::Delete { .. } => "DeleteStackInstances",
-        Step::Update(_) => "UpdateStackInstances",
-    };
     match result {
         Ok(_) => {
-            ctx.metrics.aws_call("cloudformation", operation, "ok");
             if matches!(step, Step::UpdateStackSet) {
                 // The StackSet holds the new template from now on, whatever the instances do.
                 pass.next.template_hash = Some(hash.to_string());
@@ -681,8 +672,6 @@ async fn start(
             Ok(Action::requeue(ctx.settings.poll_interval))
         }
         Err(e) => {
-            ctx.metrics
-                .aws_call("cloudformation", operation, e.class.as_label());
             match e.class {
                 // Someone else's operation (automatic deployment, a console user) runs: wait for
                 // it, never fail.

@@ -449,22 +449,6 @@ async fn verify(
             duration_seconds: link.spec.session_duration_seconds,
         })
         .await;
-    match &result {
-        Ok(_) => {
-            ctx.metrics.aws_call("sts", "AssumeRole", "ok");
-            ctx.metrics.aws_call("sts", "GetCallerIdentity", "ok");
-        }
-        Err(err) => {
-            let operation = match err.operation {
-                "sts:GetCallerIdentity" => {
-                    ctx.metrics.aws_call("sts", "AssumeRole", "ok");
-                    "GetCallerIdentity"
-                }
-                _ => "AssumeRole",
-            };
-            ctx.metrics.aws_call("sts", operation, err.class.as_label());
-        }
-    }
     VerifyOutcome::classify(&link.spec.account_id, result)
 }
 

@@ -111,11 +111,6 @@ async fn start(pass: &mut Pass<'_>) -> Result<Creation, Error> {
     let who = identity(pass.member);
     let new = creation::new_account(&pass.member.spec, &who.owner);
     let result = ctx.accounts.create_account(&new).await;
-    let outcome = result
-        .as_ref()
-        .map_or_else(|e| e.class.as_label(), |_| "ok");
-    ctx.metrics
-        .aws_call("organizations", "CreateAccount", outcome);
     match creation::answered(result) {
         CreateAnswer::Recorded(request) => {
             pass.next.create_account_request_id = Some(request.id.clone());
