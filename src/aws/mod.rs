@@ -9,6 +9,8 @@ pub mod error;
 #[cfg(test)]
 pub mod fake;
 pub mod metered;
+#[cfg(test)]
+mod mocks;
 pub mod org_units;
 pub mod organizations;
 pub mod stacksets;
