@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .identity import ACCOUNT_ID_RE
+from moto.iam.models import iam_backends
+
+from .identity import ACCOUNT_ID_RE, PARTITION, find_role_by_name
 from .protocol import Reply
 from .stacksets.engine import ACTIONS
 from .stacksets.plan import Timing
@@ -52,6 +55,7 @@ class ControlApi:
             },
             "/_strict/sts": {"GET": self.get_sts, "PUT": self.put_sts},
             "/_strict/organizations": {"GET": self.get_organizations, "PUT": self.put_organizations},
+            "/_strict/iam/roles": {"GET": self.get_role, "PUT": self.put_role, "DELETE": self.delete_role},
         }
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
@@ -67,7 +71,7 @@ class ControlApi:
                 start_response
             )
         try:
-            body = _read_json(environ) if method in ("PUT", "POST") else None
+            body = _read_json(environ) if method in ("PUT", "POST") else _read_query(environ)
             with self.app.lock:
                 status, payload = route(body)
         except BadRequest as err:
@@ -219,6 +223,79 @@ class ControlApi:
                 values["role_propagation_seconds"], "role_propagation_seconds", low=0.0
             )
         return self.get_sts(None)
+
+    # --- IAM roles in any account (what an administrator deploys by hand) --------------------
+
+    def get_role(self, query: Any) -> tuple[int, Any]:
+        account, name = _role_key(query)
+        role = find_role_by_name(account, name)
+        if role is None:
+            return 200, {"exists": False}
+        return 200, _describe_role(role)
+
+    def put_role(self, body: Any) -> tuple[int, Any]:
+        """Creates the role, or gives an existing one the new trust policy (and session limit)."""
+        values = _object(body, allowed={"account", "name", "trust_policy", "max_session_duration"})
+        account, name = _role_key(values)
+        policy = values.get("trust_policy")
+        if not isinstance(policy, dict):
+            raise BadRequest('"trust_policy" must be a JSON object (a policy document)')
+        document = json.dumps(policy)
+        duration = values.get("max_session_duration")
+        if duration is not None:
+            duration = int(_number(duration, "max_session_duration", low=3600))
+            if duration > 43200:
+                raise BadRequest('"max_session_duration" must be at most 43200')
+        role = find_role_by_name(account, name)
+        if role is None:
+            role = iam_backends[account][PARTITION].create_role(
+                role_name=name, assume_role_policy_document=document, path="/",
+                permissions_boundary=None, description="", tags=[],
+                max_session_duration=str(duration or 3600),
+            )
+        else:
+            role.assume_role_policy_document = document
+            if duration is not None:
+                role.max_session_duration = str(duration)
+        return 200, _describe_role(role)
+
+    def delete_role(self, query: Any) -> tuple[int, Any]:
+        account, name = _role_key(query)
+        role = find_role_by_name(account, name)
+        if role is None:
+            return 200, {"deleted": False}
+        del iam_backends[account][PARTITION].roles[role.id]
+        return 200, {"deleted": True}
+
+
+def _role_key(values: dict[str, Any]) -> tuple[str, str]:
+    account, name = values.get("account"), values.get("name")
+    if not isinstance(account, str) or not ACCOUNT_ID_RE.fullmatch(account):
+        raise BadRequest('"account" must be a 12-digit account id')
+    if not isinstance(name, str) or not name:
+        raise BadRequest('"name" (the role name) is required')
+    return account, name
+
+
+def _describe_role(role: Any) -> dict[str, Any]:
+    policy = role.assume_role_policy_document
+    for decode in (lambda p: p, urllib.parse.unquote):
+        if not isinstance(policy, str):
+            break
+        try:
+            policy = json.loads(decode(policy))
+        except ValueError:
+            pass
+    return {
+        "exists": True,
+        "arn": role.arn,
+        "max_session_duration": int(role.max_session_duration or 3600),
+        "trust_policy": policy,
+    }
+
+
+def _read_query(environ: dict[str, Any]) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", "")))
 
 
 def _read_json(environ: dict[str, Any]) -> Any:
