@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What an AWS administrator does by hand, scripted against the emulator (or any endpoint
 in AWS_ENDPOINT_URL): create the organization, OUs and member accounts, and put or delete the
-hub's role in a member account. Used by the integration tests and `make demo`.
+hub's role in a member account. Used by `make demo` and by hand (the integration tests do the
+same from Rust: tests/support/aws.rs).
 
 Every command prints one JSON object on stdout.
 """

@@ -76,15 +76,10 @@ fn merge(base: &mut Value, patch: Value) {
     }
 }
 
-/// Creation must fail with HTTP 422 and a message containing `expected`.
-async fn expect_rejected(
-    api: &Api<DynamicObject>,
-    obj: &DynamicObject,
-    case: &str,
-    expected: &str,
-) {
-    match api.create(&PostParams::default(), obj).await {
-        Ok(_) => panic!("{case}: the API server accepted an invalid object"),
+/// A write must fail with HTTP 422 and a message containing `expected`.
+fn assert_invalid<T>(result: Result<T, kube::Error>, case: &str, expected: &str) {
+    match result {
+        Ok(_) => panic!("{case}: the API server accepted an invalid write"),
         Err(kube::Error::Api(status)) => {
             assert_eq!(status.code, 422, "{case}: unexpected status {status:?}");
             assert!(
@@ -100,12 +95,7 @@ async fn expect_rejected(
 #[tokio::test]
 async fn crds_are_established_with_names_and_categories() {
     let env = support::env();
-    let out = env
-        .kubectl()
-        .args(["get", "crd", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Established\")].status}{\"\\n\"}{end}"])
-        .output()
-        .expect("kubectl");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = env.kubectl_ok(&["get", "crd", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Established\")].status}{\"\\n\"}{end}"]);
     for crd in [
         LinkedAccount::crd(),
         BulkRegistration::crd(),
@@ -117,18 +107,13 @@ async fn crds_are_established_with_names_and_categories() {
             "{name} not Established: {text}"
         );
     }
-    let out = env
-        .kubectl()
-        .args([
-            "api-resources",
-            "--categories",
-            "accountlinker",
-            "-o",
-            "name",
-        ])
-        .output()
-        .expect("kubectl");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = env.kubectl_ok(&[
+        "api-resources",
+        "--categories",
+        "accountlinker",
+        "-o",
+        "name",
+    ]);
     for plural in ["linkedaccounts", "bulkregistrations", "memberaccounts"] {
         assert!(
             text.contains(plural),
@@ -154,18 +139,8 @@ async fn every_example_is_accepted() {
         "expected example manifests, found {files:?}"
     );
     for file in files {
-        let out = env
-            .kubectl()
-            .args(["apply", "--server-side", "-n", &ns.name, "-f"])
-            .arg(&file)
-            .output()
-            .expect("kubectl");
-        assert!(
-            out.status.success(),
-            "{} rejected: {}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let path = file.to_str().expect("UTF-8 path");
+        env.kubectl_ok(&["apply", "--server-side", "-n", &ns.name, "-f", path]);
     }
     ns.cleanup().await;
 }
@@ -448,7 +423,8 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
     for (i, (kind, case, spec, expected)) in cases.into_iter().enumerate() {
         let api = api_for_kind(&client, &ns.name, kind);
         let obj = object(kind, &format!("invalid-{i}"), spec);
-        expect_rejected(&api, &obj, &format!("{kind}: {case}"), expected).await;
+        let result = api.create(&PostParams::default(), &obj).await;
+        assert_invalid(result, &format!("{kind}: {case}"), expected);
     }
     ns.cleanup().await;
 }
@@ -504,21 +480,10 @@ async fn immutable_fields_cannot_change() {
             .await
             .unwrap_or_else(|e| panic!("{kind} #{i}: valid object rejected: {e}"));
         let patch = json!({"spec": change});
-        match api
+        let result = api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => panic!("{kind} #{i}: immutable change accepted: {patch}"),
-            Err(kube::Error::Api(status)) => {
-                assert_eq!(status.code, 422, "{kind} #{i}: {status:?}");
-                assert!(
-                    status.message.contains(expected),
-                    "{kind} #{i}: {}",
-                    status.message
-                );
-            }
-            Err(e) => panic!("{kind} #{i}: {e}"),
-        }
+            .await;
+        assert_invalid(result, &format!("{kind} #{i}: {patch}"), expected);
     }
     // A mutable field still changes.
     let api = api_for_kind(&client, &ns.name, "LinkedAccount");
@@ -577,16 +542,6 @@ async fn defaults_are_applied_by_the_api_server() {
     ns.cleanup().await;
 }
 
-fn kubectl_stdout(env: &support::TestEnv, args: &[&str]) -> String {
-    let out = env.kubectl().args(args).output().expect("kubectl");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test]
 async fn kubectl_shows_printer_columns_and_field_docs() {
     let env = support::env();
@@ -603,7 +558,7 @@ async fn kubectl_shows_printer_columns_and_field_docs() {
             .expect("create");
     }
     let header = |resource: &str| {
-        kubectl_stdout(&env, &["get", resource, "-n", &ns.name])
+        env.kubectl_ok(&["get", resource, "-n", &ns.name])
             .lines()
             .next()
             .unwrap_or_default()
@@ -648,10 +603,7 @@ async fn kubectl_shows_printer_columns_and_field_docs() {
             "AGE"
         ]
     );
-    let all = kubectl_stdout(
-        &env,
-        &["get", "accountlinker", "-n", &ns.name, "-o", "name"],
-    );
+    let all = env.kubectl_ok(&["get", "accountlinker", "-n", &ns.name, "-o", "name"]);
     for expected in [
         "linkedaccount.accountlinker.dev/shown",
         "bulkregistration.accountlinker.dev/shown",
@@ -665,7 +617,7 @@ async fn kubectl_shows_printer_columns_and_field_docs() {
 
     // kubectl wraps descriptions: compare with whitespace folded.
     let explain = |field: &str| {
-        kubectl_stdout(&env, &["explain", field])
+        env.kubectl_ok(&["explain", field])
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")

@@ -6,23 +6,23 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Once;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::{Value, json};
-use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::sync::{OnceCell, RwLock};
 
 use account_linker::api::{BulkRegistration, LinkedAccount};
-use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually, gone};
+use support::{
+    Context, Running, Share, Share::Exclusive, Share::Shared, condition, create, eventually, gone,
+    message, unique, wait_for, wait_ready,
+};
 
-static SETUP: Once = Once::new();
+static SETUP: OnceCell<()> = OnceCell::const_new();
 /// Trusted access is organization-wide: the test that turns it off holds this for writing.
 static TRUSTED_ACCESS: RwLock<()> = RwLock::const_new(());
-static SEQ: AtomicU32 = AtomicU32::new(0);
 /// The emulator's injected StackSet failures are global: tests that set them take turns.
 static FAILURE_INJECTION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -40,135 +40,43 @@ const FLAGS: &[&str] = &[
     "--access-denied-grace",
     "20s",
 ];
+const ACCESS_DENIED_GRACE: Duration = Duration::from_secs(20);
+/// `maxConcurrentCount` of [`service_managed`] registrations.
+const CONCURRENCY: usize = 50;
 
-/// The organization, trusted access and operation latency, once per test binary.
-fn setup(env: &TestEnv) {
-    SETUP.call_once(|| {
-        aws_admin(env, &["ensure-org"]);
-        aws_admin(env, &["activate-trusted-access"]);
-        emulator(
-            env,
-            "PUT",
-            "/stacksets/timing",
-            Some(json!({"base_seconds": 0.5, "seconds_per_wave": 0.2})),
-        );
-    });
+/// A test's operator; [`Share::Exclusive`] for a test that changes emulator-wide settings.
+async fn fixture(prefix: &str, share: Share) -> Running {
+    // The organization, trusted access and operation latency, once per test binary.
+    let setup = async |ctx: &Context| {
+        ctx.aws.ensure_org().await;
+        ctx.aws.set_trusted_access(true).await;
+        ctx.emulator
+            .put(
+                "/stacksets/timing",
+                json!({"base_seconds": 0.5, "seconds_per_wave": 0.2}),
+            )
+            .await;
+    };
+    Running::start(prefix, FLAGS, (&TRUSTED_ACCESS, share), (&SETUP, setup)).await
 }
 
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A new OU (under `parent`, else the root) holding `count` new accounts.
-fn ou_with_accounts(env: &TestEnv, count: usize, parent: Option<&str>) -> (String, Vec<String>) {
-    let name = unique("ou");
-    let mut args = vec!["create-ou", "--name", &name];
-    if let Some(p) = parent {
-        args.extend(["--parent", p]);
-    }
-    let ou = aws_admin(env, &args)["ouId"]
-        .as_str()
-        .expect("ou id")
-        .to_string();
-    let accounts = accounts_in(env, count, &ou);
-    (ou, accounts)
-}
-
-fn accounts_in(env: &TestEnv, count: usize, parent: &str) -> Vec<String> {
-    if count == 0 {
-        return Vec::new();
-    }
-    let prefix = unique("acct");
-    let count = count.to_string();
-    let out = aws_admin(
-        env,
-        &[
-            "create-accounts",
-            "--prefix",
-            &prefix,
-            "--count",
-            &count,
-            "--parent",
-            parent,
-        ],
-    );
-    out["accountIds"]
-        .as_array()
-        .expect("account ids")
-        .iter()
-        .map(|v| v.as_str().expect("id").to_string())
-        .collect()
-}
-
-/// StackSet operations the emulator ran for `stack_set`, oldest first.
-fn operations(env: &TestEnv, stack_set: &str) -> Vec<Value> {
-    emulator(env, "GET", "/stacksets/operations", None)["operations"]
-        .as_array()
-        .expect("operations")
-        .iter()
-        .filter(|op| op["stack_set_name"] == stack_set)
-        .cloned()
-        .collect()
-}
-
-/// Held for the life of a fixture: shared, or exclusive for a test that changes
-/// organization-wide settings.
-struct OrgGuard {
-    _shared: Option<RwLockReadGuard<'static, ()>>,
-    _exclusive: Option<RwLockWriteGuard<'static, ()>>,
-}
-
-struct Fixture {
-    env: TestEnv,
-    client: Client,
-    ns: TestNamespace,
-    operator: Operator,
-    _org: OrgGuard,
-}
-
-impl Fixture {
-    async fn new(prefix: &str) -> Self {
-        let guard = OrgGuard {
-            _shared: Some(TRUSTED_ACCESS.read().await),
-            _exclusive: None,
-        };
-        Self::start(prefix, guard).await
-    }
-
-    /// A fixture that may change organization-wide settings.
-    async fn exclusive(prefix: &str) -> Self {
-        let guard = OrgGuard {
-            _shared: None,
-            _exclusive: Some(TRUSTED_ACCESS.write().await),
-        };
-        Self::start(prefix, guard).await
-    }
-
-    async fn start(prefix: &str, org: OrgGuard) -> Self {
-        let env = support::env();
-        setup(&env);
-        let client = env.client().await;
-        let ns = TestNamespace::create(&client, prefix).await;
-        let operator = Operator::start(&env, &ns.name, FLAGS);
-        Self {
-            env,
-            client,
-            ns,
-            operator,
-            _org: org,
-        }
-    }
-
+/// What the tests of this file do with their operator.
+impl Running {
     fn bulks(&self) -> Api<BulkRegistration> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
+        self.api()
     }
 
-    fn links(&self) -> Api<LinkedAccount> {
-        Api::namespaced(self.client.clone(), &self.ns.name)
+    /// A new OU (under `parent`, else the root) holding `count` new accounts.
+    async fn ou_with_accounts(&self, count: usize, parent: Option<&str>) -> (String, Vec<String>) {
+        let ou = self.aws.create_ou(&unique("ou"), parent).await;
+        let accounts = self.accounts_in(count, &ou).await;
+        (ou, accounts)
+    }
+
+    async fn accounts_in(&self, count: usize, parent: &str) -> Vec<String> {
+        self.aws
+            .create_accounts(&unique("acct"), count, Some(parent))
+            .await
     }
 
     /// Creates a BulkRegistration named `name`; returns its StackSet name.
@@ -176,15 +84,7 @@ impl Fixture {
         let stack_set = unique("ss");
         let mut spec = spec;
         spec["stackSet"]["name"] = json!(stack_set);
-        let bulk: BulkRegistration = serde_json::from_value(json!({
-            "apiVersion": "accountlinker.dev/v1alpha1", "kind": "BulkRegistration",
-            "metadata": {"name": name}, "spec": spec,
-        }))
-        .expect("valid BulkRegistration");
-        self.bulks()
-            .create(&PostParams::default(), &bulk)
-            .await
-            .expect("create BulkRegistration");
+        create(&self.bulks(), name, spec).await;
         stack_set
     }
 
@@ -207,40 +107,22 @@ impl Fixture {
         timeout: Duration,
         check: impl Fn(&BulkRegistration) -> bool,
     ) -> BulkRegistration {
-        let api = self.bulks();
-        let check = &check;
-        eventually(timeout, &format!("{name}: {what}"), || {
-            let api = api.clone();
-            async move {
-                let bulk = api.get_opt(name).await.ok()??;
-                check(&bulk).then_some(bulk)
-            }
-        })
-        .await
+        wait_for(&self.bulks(), name, what, timeout, check).await
     }
 
     async fn wait_ready(&self, name: &str, timeout: Duration) -> BulkRegistration {
-        let generation = self
-            .bulks()
-            .get(name)
-            .await
-            .expect("get")
-            .metadata
-            .generation;
-        self.wait(
-            name,
-            "Ready=True for the current generation",
-            timeout,
-            |b| {
-                condition(b, "Ready").is_some_and(|(s, _, _)| s == "True")
-                    && b.status.as_ref().and_then(|s| s.observed_generation) >= generation
-            },
-        )
-        .await
+        wait_ready(&self.bulks(), name, timeout).await
+    }
+
+    /// Ready over `accounts` accounts of a [`service_managed`] registration, after at most
+    /// `operations` StackSet operations.
+    fn ready_within(&self, accounts: usize, operations: u32) -> Duration {
+        self.budget
+            .registration_ready(accounts, CONCURRENCY, operations)
     }
 
     async fn children(&self, bulk: &str) -> BTreeMap<String, LinkedAccount> {
-        self.links()
+        self.api::<LinkedAccount>()
             .list(
                 &ListParams::default()
                     .labels(&format!("accountlinker.dev/bulk-registration={bulk}")),
@@ -251,32 +133,11 @@ impl Fixture {
             .map(|c| (c.spec.account_id.clone(), c))
             .collect()
     }
-
-    async fn cleanup(self) {
-        let Self {
-            ns, mut operator, ..
-        } = self;
-        operator.terminate(Duration::from_secs(10));
-        ns.cleanup().await;
-    }
 }
 
-fn condition<'a>(bulk: &'a BulkRegistration, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
-    bulk.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
-}
-
-fn link_condition<'a>(link: &'a LinkedAccount, type_: &str) -> Option<(&'a str, &'a str)> {
-    link.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
+/// Whether condition `type_` is `status` with `reason`.
+fn is(bulk: &BulkRegistration, type_: &str, status: &str, reason: &str) -> bool {
+    support::has(bulk, type_, status, Some(reason))
 }
 
 fn summary(bulk: &BulkRegistration) -> (i32, i32, i32, i32) {
@@ -295,7 +156,7 @@ fn service_managed(targets: Value) -> Value {
         "targets": targets,
         "regions": ["us-east-1"],
         "operationPreferences": {
-            "maxConcurrentCount": 50,
+            "maxConcurrentCount": CONCURRENCY,
             "failureToleranceCount": 10,
             "concurrencyMode": "SoftFailureTolerance"
         },
@@ -304,8 +165,8 @@ fn service_managed(targets: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_accounts_reach_ready_in_at_most_three_operations() {
-    let f = Fixture::new("bulk-200").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 200, None);
+    let f = fixture("bulk-200", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(200, None).await;
     let started = Instant::now();
     let stack_set = f
         .create(
@@ -313,10 +174,10 @@ async fn two_hundred_accounts_reach_ready_in_at_most_three_operations() {
             service_managed(json!({"organizationalUnitIds": [ou]})),
         )
         .await;
-    let bulk = f.wait_ready("fleet", Duration::from_secs(240)).await;
+    let bulk = f.wait_ready("fleet", f.ready_within(200, 3)).await;
     let took = started.elapsed();
     assert_eq!(summary(&bulk), (200, 200, 0, 200));
-    let ops = operations(&f.env, &stack_set);
+    let ops = f.emulator.operations(&stack_set).await;
     println!(
         "200 accounts Ready in {:.1}s with {} StackSet operation(s): {:?}",
         took.as_secs_f64(),
@@ -336,9 +197,9 @@ async fn two_hundred_accounts_reach_ready_in_at_most_three_operations() {
         BTreeSet::from_iter(accounts)
     );
     for child in children.values() {
-        assert_eq!(link_condition(child, "Ready"), Some(("True", "Verified")));
+        assert_eq!(condition(child, "Ready"), Some(("True", "Verified")));
         assert_eq!(
-            link_condition(child, "RoleDeployed"),
+            condition(child, "RoleDeployed"),
             Some(("True", "StackInstanceSucceeded"))
         );
         let owner = &child.metadata.owner_references.as_ref().expect("owner")[0];
@@ -349,29 +210,26 @@ async fn two_hundred_accounts_reach_ready_in_at_most_three_operations() {
     }
     // Settled: nothing more is started.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(operations(&f.env, &stack_set).len(), ops.len());
+    assert_eq!(f.emulator.operations(&stack_set).await.len(), ops.len());
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_accounts_are_listed_and_the_rest_become_ready() {
     let _injecting = FAILURE_INJECTION.lock().await;
-    let f = Fixture::new("bulk-fail").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 20, None);
+    let f = fixture("bulk-fail", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(20, None).await;
     let failing: BTreeMap<String, String> = accounts[..5]
         .iter()
         .map(|a| (a.clone(), format!("injected failure for {a}")))
         .collect();
-    let mut current = emulator(&f.env, "GET", "/stacksets/failures", None)["accounts"].clone();
+    let mut current = f.emulator.get("/stacksets/failures").await["accounts"].clone();
     for (a, r) in &failing {
         current[a] = json!(r);
     }
-    emulator(
-        &f.env,
-        "PUT",
-        "/stacksets/failures",
-        Some(json!({"accounts": current})),
-    );
+    f.emulator
+        .put("/stacksets/failures", json!({"accounts": current}))
+        .await;
     let stack_set = f
         .create(
             "partial",
@@ -382,11 +240,8 @@ async fn failed_accounts_are_listed_and_the_rest_become_ready() {
         .wait(
             "partial",
             "5 failures listed and Stalled",
-            Duration::from_secs(120),
-            |b| {
-                summary(b) == (20, 15, 5, 15)
-                    && condition(b, "Stalled").is_some_and(|(s, _, _)| s == "True")
-            },
+            f.ready_within(20, 1),
+            |b| summary(b) == (20, 15, 5, 15) && support::has(b, "Stalled", "True", None),
         )
         .await;
     let status = bulk.status.as_ref().expect("status");
@@ -406,20 +261,20 @@ async fn failed_accounts_are_listed_and_the_rest_become_ready() {
         Some("InstancesFailed")
     );
     // Tolerance 10 was respected: one operation, which succeeded despite 5 failures.
-    let ops = operations(&f.env, &stack_set);
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 1, "{ops:?}");
     assert_eq!(ops[0]["status"], "SUCCEEDED");
     let children = f.children("partial").await;
     for account in &accounts {
         let child = &children[account];
         if failing.contains_key(account) {
-            assert_eq!(link_condition(child, "Ready").map(|c| c.0), Some("False"));
+            assert_eq!(condition(child, "Ready").map(|c| c.0), Some("False"));
             assert_eq!(
-                link_condition(child, "RoleDeployed"),
+                condition(child, "RoleDeployed"),
                 Some(("False", "StackInstanceFailed"))
             );
         } else {
-            assert_eq!(link_condition(child, "Ready"), Some(("True", "Verified")));
+            assert_eq!(condition(child, "Ready"), Some(("True", "Verified")));
         }
     }
     f.cleanup().await;
@@ -428,20 +283,20 @@ async fn failed_accounts_are_listed_and_the_rest_become_ready() {
 #[tokio::test(flavor = "multi_thread")]
 async fn instances_cancelled_by_failure_tolerance_are_finished_by_one_update() {
     let _injecting = FAILURE_INJECTION.lock().await;
-    let f = Fixture::new("bulk-cancel").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 6, None);
+    let f = fixture("bulk-cancel", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(6, None).await;
     // Every account would fail a create; one at a time with no tolerance, the first failure
     // cancels the other five. Updates are not made to fail.
     let failing: serde_json::Map<String, Value> = accounts
         .iter()
         .map(|a| (a.clone(), json!("injected create failure")))
         .collect();
-    emulator(
-        &f.env,
-        "PUT",
-        "/stacksets/failures",
-        Some(json!({"accounts": failing, "actions": ["CREATE"]})),
-    );
+    f.emulator
+        .put(
+            "/stacksets/failures",
+            json!({"accounts": failing, "actions": ["CREATE"]}),
+        )
+        .await;
     let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
     spec["operationPreferences"] = json!({
         "maxConcurrentCount": 1,
@@ -453,12 +308,12 @@ async fn instances_cancelled_by_failure_tolerance_are_finished_by_one_update() {
         .wait(
             "cancel",
             "one failed, five finished by the update",
-            Duration::from_secs(120),
+            f.budget.registration_ready(6, 1, 2),
             |b| summary(b) == (6, 5, 1, 5),
         )
         .await;
-    emulator(&f.env, "DELETE", "/stacksets/failures", None);
-    let ops = operations(&f.env, &stack_set);
+    f.emulator.delete("/stacksets/failures").await;
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 2, "{ops:?}");
     assert_eq!(
         (&ops[0]["action"], &ops[0]["status"]),
@@ -492,29 +347,29 @@ async fn instances_cancelled_by_failure_tolerance_are_finished_by_one_update() {
     );
     // Nothing more is attempted: the failed instance is not retried in a loop.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(operations(&f.env, &stack_set).len(), 2);
+    assert_eq!(f.emulator.operations(&stack_set).await.len(), 2);
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn adding_and_removing_accounts_is_one_operation_each() {
-    let f = Fixture::new("bulk-delta").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 30, None);
+    let f = fixture("bulk-delta", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(30, None).await;
     let _ = ou;
     let first: Vec<&String> = accounts[..20].iter().collect();
     let stack_set = f
         .create("delta", service_managed(json!({"accounts": first})))
         .await;
-    f.wait_ready("delta", Duration::from_secs(120)).await;
-    let before = operations(&f.env, &stack_set);
+    f.wait_ready("delta", f.ready_within(20, 1)).await;
+    let before = f.emulator.operations(&stack_set).await;
     assert_eq!(before.len(), 1, "{before:?}");
 
     // Add 10: one create for exactly those 10.
     f.patch_spec("delta", json!({"targets": {"accounts": accounts}}))
         .await;
-    let bulk = f.wait_ready("delta", Duration::from_secs(120)).await;
+    let bulk = f.wait_ready("delta", f.ready_within(30, 1)).await;
     assert_eq!(summary(&bulk), (30, 30, 0, 30));
-    let ops = operations(&f.env, &stack_set);
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 2, "{ops:?}");
     assert_eq!(ops[1]["action"], "CREATE");
     let created: BTreeSet<String> = ops[1]["results"]
@@ -532,14 +387,14 @@ async fn adding_and_removing_accounts_is_one_operation_each() {
     let kept: Vec<&String> = accounts[10..].iter().collect();
     f.patch_spec("delta", json!({"targets": {"accounts": kept}}))
         .await;
-    let bulk = f.wait_ready("delta", Duration::from_secs(120)).await;
+    let bulk = f.wait_ready("delta", f.ready_within(30, 1)).await;
     assert_eq!(summary(&bulk).0, 20);
-    let ops = operations(&f.env, &stack_set);
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 3, "{ops:?}");
     assert_eq!(ops[2]["action"], "DELETE");
     assert_eq!(ops[2]["results"].as_object().expect("results").len(), 10);
     let removed: BTreeSet<String> = accounts[..10].iter().cloned().collect();
-    eventually(Duration::from_secs(30), "removed children gone", || async {
+    eventually(f.budget.react(), "removed children gone", || async {
         let children = f.children("delta").await;
         (children.len() == 20 && children.keys().all(|a| !removed.contains(a))).then_some(())
     })
@@ -549,13 +404,13 @@ async fn adding_and_removing_accounts_is_one_operation_each() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_ous_are_resolved_and_auto_deployed_accounts_get_linked() {
-    let f = Fixture::new("bulk-ou").await;
-    let (parent, top) = ou_with_accounts(&f.env, 2, None);
-    let (_child_ou, nested) = ou_with_accounts(&f.env, 2, Some(&parent));
+    let f = fixture("bulk-ou", Shared).await;
+    let (parent, top) = f.ou_with_accounts(2, None).await;
+    let (_child_ou, nested) = f.ou_with_accounts(2, Some(&parent)).await;
     let mut spec = service_managed(json!({"organizationalUnitIds": [parent], "exclude": [top[0]]}));
     spec["autoDeployment"] = json!({"enabled": true});
     let stack_set = f.create("org", spec).await;
-    let bulk = f.wait_ready("org", Duration::from_secs(120)).await;
+    let bulk = f.wait_ready("org", f.ready_within(4, 1)).await;
     assert_eq!(summary(&bulk).0, 3, "2 nested + 2 top - 1 excluded");
     let children = f.children("org").await;
     assert!(
@@ -566,28 +421,23 @@ async fn nested_ous_are_resolved_and_auto_deployed_accounts_get_linked() {
 
     // An account that joins the nested OU later is deployed by CloudFormation's automatic
     // deployment and linked by the next resync.
-    let (_, _) = (&stack_set, ());
-    let nested_ou = aws_admin(
-        &f.env,
-        &["create-ou", "--name", &unique("late"), "--parent", &parent],
-    )["ouId"]
-        .as_str()
-        .expect("ou")
-        .to_string();
-    let late = accounts_in(&f.env, 1, &nested_ou).remove(0);
+    let nested_ou = f.aws.create_ou(&unique("late"), Some(&parent)).await;
+    let late = f.accounts_in(1, &nested_ou).await.remove(0);
     let bulk = f
         .wait(
             "org",
             "the late account linked",
-            Duration::from_secs(120),
+            f.ready_within(4, 2),
             |b| summary(b) == (4, 4, 0, 4),
         )
         .await;
     assert_eq!(condition(&bulk, "Ready").map(|c| c.0), Some("True"));
     let child = &f.children("org").await[&late];
-    assert_eq!(link_condition(child, "Ready"), Some(("True", "Verified")));
+    assert_eq!(condition(child, "Ready"), Some(("True", "Verified")));
     assert!(
-        operations(&f.env, &stack_set)
+        f.emulator
+            .operations(&stack_set)
+            .await
             .iter()
             .any(|op| op["auto_deployment"] == true),
         "the late account came through automatic deployment"
@@ -597,8 +447,8 @@ async fn nested_ous_are_resolved_and_auto_deployed_accounts_get_linked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_csv_line_is_named_and_nothing_is_deployed_until_fixed() {
-    let f = Fixture::new("bulk-csv").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 3, None);
+    let f = fixture("bulk-csv", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(3, None).await;
     let _ = ou;
     let csv = format!(
         "account,name\n{},a\n12345,b\n{},c\n",
@@ -609,7 +459,7 @@ async fn a_malformed_csv_line_is_named_and_nothing_is_deployed_until_fixed() {
         "metadata": {"name": "accounts"}, "data": {"accounts.csv": csv},
     }))
     .expect("configmap");
-    let cms: Api<ConfigMap> = Api::namespaced(f.client.clone(), &f.ns.name);
+    let cms: Api<ConfigMap> = f.api();
     cms.create(&PostParams::default(), &cm)
         .await
         .expect("create cm");
@@ -623,23 +473,17 @@ async fn a_malformed_csv_line_is_named_and_nothing_is_deployed_until_fixed() {
         )
         .await;
     let bulk = f
-        .wait(
-            "csv",
-            "Stalled naming line 3",
-            Duration::from_secs(60),
-            |b| {
-                condition(b, "Stalled")
-                    .is_some_and(|(s, r, _)| s == "True" && r == "InvalidAccountList")
-            },
-        )
+        .wait("csv", "Stalled naming line 3", f.budget.react(), |b| {
+            is(b, "Stalled", "True", "InvalidAccountList")
+        })
         .await;
-    let (_, _, message) = condition(&bulk, "Stalled").expect("stalled");
+    let text = message(&bulk, "Stalled");
     assert!(
-        message.contains("line 3") && message.contains("\"12345\""),
-        "{message}"
+        text.contains("line 3") && text.contains("\"12345\""),
+        "{text}"
     );
     assert!(
-        operations(&f.env, &stack_set).is_empty(),
+        f.emulator.operations(&stack_set).await.is_empty(),
         "nothing deployed from a broken list"
     );
 
@@ -651,22 +495,22 @@ async fn a_malformed_csv_line_is_named_and_nothing_is_deployed_until_fixed() {
     )
     .await
     .expect("fix cm");
-    let bulk = f.wait_ready("csv", Duration::from_secs(120)).await;
+    let bulk = f.wait_ready("csv", f.ready_within(3, 1)).await;
     assert_eq!(summary(&bulk), (3, 3, 0, 3));
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_template_change_is_one_update_and_children_verify_again() {
-    let f = Fixture::new("bulk-tpl").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 3, None);
+    let f = fixture("bulk-tpl", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(3, None).await;
     let stack_set = f
         .create(
             "tpl",
             service_managed(json!({"organizationalUnitIds": [ou]})),
         )
         .await;
-    f.wait_ready("tpl", Duration::from_secs(120)).await;
+    f.wait_ready("tpl", f.ready_within(3, 1)).await;
     let verified_before: BTreeMap<String, String> = f
         .children("tpl")
         .await
@@ -691,63 +535,56 @@ async fn a_template_change_is_one_update_and_children_verify_again() {
         json!({"template": {"builtin": {"maxSessionDuration": 7200}}}),
     )
     .await;
-    let bulk = f.wait_ready("tpl", Duration::from_secs(120)).await;
+    let bulk = f.wait_ready("tpl", f.ready_within(3, 1)).await;
     assert_ne!(
         bulk.status.as_ref().and_then(|s| s.template_hash.clone()),
         hash_before
     );
-    let ops = operations(&f.env, &stack_set);
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 2, "{ops:?}");
     assert_eq!(ops[1]["action"], "UPDATE");
-    let role = aws_admin(&f.env, &["get-role", "--account", &accounts[0]]);
+    let role = f.aws.access_role(&accounts[0]).await;
     assert_eq!(
-        role["maxSessionDuration"], 7200,
+        role["max_session_duration"], 7200,
         "the role was updated in place"
     );
-    eventually(
-        Duration::from_secs(60),
-        "every child verified again",
-        || async {
-            let children = f.children("tpl").await;
-            children
-                .iter()
-                .all(|(a, c)| {
-                    let now = format!(
-                        "{:?}",
-                        c.status.as_ref().and_then(|s| s.last_verified_time.clone())
-                    );
-                    verified_before.get(a) != Some(&now)
-                        && link_condition(c, "Ready") == Some(("True", "Verified"))
-                })
-                .then_some(())
-        },
-    )
+    eventually(f.budget.react(), "every child verified again", || async {
+        let children = f.children("tpl").await;
+        children
+            .iter()
+            .all(|(a, c)| {
+                let now = format!(
+                    "{:?}",
+                    c.status.as_ref().and_then(|s| s.last_verified_time.clone())
+                );
+                verified_before.get(a) != Some(&now)
+                    && condition(c, "Ready") == Some(("True", "Verified"))
+            })
+            .then_some(())
+    })
     .await;
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the_new_token() {
-    let f = Fixture::new("bulk-rotate").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 2, None);
+    let f = fixture("bulk-rotate", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(2, None).await;
     let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
     spec["externalId"] = json!({"rotateEvery": "1h"});
     let stack_set = f.create("rot", spec).await;
-    let bulk = f.wait_ready("rot", Duration::from_secs(120)).await;
+    let bulk = f.wait_ready("rot", f.ready_within(2, 1)).await;
     let status = bulk.status.clone().expect("status");
     let secret_name = status.external_id_secret.clone().expect("token Secret");
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(f.client.clone(), &f.ns.name);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = f.api();
     let token = |s: k8s_openapi::api::core::v1::Secret| {
         String::from_utf8(s.data.expect("data").into_values().next().expect("key").0)
             .expect("utf-8")
     };
     let old_token = token(secrets.get(&secret_name).await.expect("Secret"));
-    let trusts = |account: &str| {
-        aws_admin(&f.env, &["get-role", "--account", account])["trustPolicy"].to_string()
-    };
-    assert!(trusts(&accounts[0]).contains(&old_token));
-    assert_eq!(operations(&f.env, &stack_set).len(), 1);
+    let trusts = async |account: &str| f.aws.access_role(account).await["trust_policy"].to_string();
+    assert!(trusts(&accounts[0]).await.contains(&old_token));
+    assert_eq!(f.emulator.operations(&stack_set).await.len(), 1);
 
     // Two hours pass, as far as the registration knows: the token is due.
     let two_hours_ago =
@@ -760,7 +597,7 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         )
         .await
         .expect("backdate the rotation time");
-    let new_token = eventually(Duration::from_secs(60), "the token rotated", || async {
+    let new_token = eventually(f.budget.react(), "the token rotated", || async {
         let value = token(secrets.get(&secret_name).await.ok()?);
         (value != old_token).then_some(value)
     })
@@ -769,9 +606,9 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         .wait(
             "rot",
             "Ready after the rotation",
-            Duration::from_secs(120),
+            f.ready_within(2, 1),
             |b| {
-                condition(b, "Ready").is_some_and(|(s, _, _)| s == "True")
+                support::has(b, "Ready", "True", None)
                     && b.status
                         .as_ref()
                         .and_then(|s| s.external_id_rotated_time.as_ref())
@@ -781,11 +618,11 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
             },
         )
         .await;
-    let ops = operations(&f.env, &stack_set);
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 2, "one update for the new token: {ops:?}");
     assert_eq!(ops[1]["action"], "UPDATE");
     for account in &accounts {
-        let policy = trusts(account);
+        let policy = trusts(account).await;
         assert!(
             policy.contains(&new_token) && !policy.contains(&old_token),
             "{policy}"
@@ -797,7 +634,7 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         .and_then(|s| s.external_id_rotated_time.clone())
         .expect("rotation time");
     eventually(
-        Duration::from_secs(90),
+        f.budget.react(),
         "every child verified again, with the new token",
         || async {
             let children = f.children("rot").await;
@@ -807,7 +644,7 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
                         .as_ref()
                         .and_then(|s| s.last_verified_time.as_ref())
                         .is_some_and(|t| t.0 >= rotated.0)
-                        && link_condition(c, "Ready") == Some(("True", "Verified"))
+                        && condition(c, "Ready") == Some(("True", "Verified"))
                 }))
             .then_some(())
         },
@@ -824,33 +661,31 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deployed_role_that_cannot_be_assumed_stalls_the_registration_naming_the_child() {
-    let f = Fixture::new("bulk-stalled-child").await;
-    let (ou, accounts) = ou_with_accounts(&f.env, 2, None);
+    let f = fixture("bulk-stalled-child", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(2, None).await;
     let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
     spec["linkTemplate"] = json!({"verifyInterval": "1m"});
     f.create("roles", spec).await;
-    f.wait_ready("roles", Duration::from_secs(120)).await;
+    f.wait_ready("roles", f.ready_within(2, 1)).await;
 
     // The role disappears from one account behind the operator's back: its next verification
     // is refused, and after the grace period the child is Stalled, and so is the registration.
-    aws_admin(&f.env, &["delete-role", "--account", &accounts[0]]);
+    f.aws.delete_role(&accounts[0]).await;
     let bulk = f
         .wait(
             "roles",
             "Stalled RolesNotAssumable",
-            Duration::from_secs(180),
-            |b| {
-                condition(b, "Stalled")
-                    .is_some_and(|(s, r, _)| s == "True" && r == "RolesNotAssumable")
-            },
+            f.budget.next_verification(Duration::from_secs(60))
+                + f.budget.stall_after(ACCESS_DENIED_GRACE),
+            |b| is(b, "Stalled", "True", "RolesNotAssumable"),
         )
         .await;
-    let (_, _, message) = condition(&bulk, "Ready").expect("Ready");
+    let text = message(&bulk, "Ready");
     assert!(
-        message.starts_with("1 of 2 role(s) cannot be assumed")
-            && message.contains(&format!("roles-{}", accounts[0]))
-            && message.contains("AccessDenied"),
-        "{message}"
+        text.starts_with("1 of 2 role(s) cannot be assumed")
+            && text.contains(&format!("roles-{}", accounts[0]))
+            && text.contains("AccessDenied"),
+        "{text}"
     );
     assert_eq!(
         summary(&bulk),
@@ -858,45 +693,42 @@ async fn a_deployed_role_that_cannot_be_assumed_stalls_the_registration_naming_t
         "deployed everywhere, one assumable"
     );
     let healthy = &f.children("roles").await[&accounts[1]];
-    assert_eq!(link_condition(healthy, "Ready").map(|c| c.0), Some("True"));
+    assert_eq!(condition(healthy, "Ready").map(|c| c.0), Some("True"));
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_in_the_middle_of_an_operation_starts_no_duplicate() {
-    let mut f = Fixture::new("bulk-crash").await;
+    let mut f = fixture("bulk-crash", Shared).await;
     f.operator.kill();
     // Without leader election the replacement does not wait for the old lease to expire.
     let mut flags = FLAGS.to_vec();
     flags.push("--leader-elect=false");
-    f.operator = Operator::start(&f.env, &f.ns.name, &flags);
-    let (ou, _) = ou_with_accounts(&f.env, 30, None);
+    f.operator = f.ctx.operator(&flags);
+    let (ou, _) = f.ou_with_accounts(30, None).await;
     let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
     spec["operationPreferences"] = json!({"maxConcurrentCount": 1});
     let stack_set = f.create("crash", spec).await;
     let bulk = f
-        .wait(
-            "crash",
-            "an operation in flight",
-            Duration::from_secs(60),
-            |b| {
-                b.status
-                    .as_ref()
-                    .and_then(|s| s.operation.as_ref())
-                    .is_some_and(|o| o.status.as_deref() == Some("RUNNING"))
-            },
-        )
+        .wait("crash", "an operation in flight", f.budget.react(), |b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.operation.as_ref())
+                .is_some_and(|o| o.status.as_deref() == Some("RUNNING"))
+        })
         .await;
     let in_flight = bulk.status.and_then(|s| s.operation).expect("operation").id;
     f.operator.kill();
     assert_eq!(
-        operations(&f.env, &stack_set)[0]["status"],
+        f.emulator.operations(&stack_set).await[0]["status"],
         "RUNNING",
         "killed mid-operation"
     );
-    f.operator = Operator::start(&f.env, &f.ns.name, &flags);
-    let bulk = f.wait_ready("crash", Duration::from_secs(180)).await;
-    let ops = operations(&f.env, &stack_set);
+    f.operator = f.ctx.operator(&flags);
+    let bulk = f
+        .wait_ready("crash", f.budget.registration_ready(30, 1, 1))
+        .await;
+    let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 1, "no duplicate operation: {ops:?}");
     assert_eq!(ops[0]["operation_id"], in_flight.as_str());
     assert_eq!(
@@ -908,10 +740,10 @@ async fn a_restart_in_the_middle_of_an_operation_starts_no_duplicate() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn self_managed_without_the_execution_role_fails_that_account_with_the_reason() {
-    let f = Fixture::new("bulk-self").await;
-    let (_, accounts) = ou_with_accounts(&f.env, 3, None);
+    let f = fixture("bulk-self", Shared).await;
+    let (_, accounts) = f.ou_with_accounts(3, None).await;
     for account in &accounts[..2] {
-        aws_admin(&f.env, &["put-execution-role", "--account", account]);
+        f.aws.put_execution_role(account).await;
     }
     let stack_set = f
         .create(
@@ -926,9 +758,12 @@ async fn self_managed_without_the_execution_role_fails_that_account_with_the_rea
         )
         .await;
     let bulk = f
-        .wait("selfm", "one failure", Duration::from_secs(120), |b| {
-            summary(b) == (3, 2, 1, 2)
-        })
+        .wait(
+            "selfm",
+            "one failure",
+            f.budget.registration_ready(3, 3, 1),
+            |b| summary(b) == (3, 2, 1, 2),
+        )
         .await;
     let failure = &bulk.status.as_ref().expect("status").failures[0];
     assert_eq!(failure.account, accounts[2]);
@@ -937,14 +772,14 @@ async fn self_managed_without_the_execution_role_fails_that_account_with_the_rea
         reason.contains("AWSCloudFormationStackSetExecutionRole"),
         "{reason}"
     );
-    assert_eq!(operations(&f.env, &stack_set).len(), 1);
+    assert_eq!(f.emulator.operations(&stack_set).await.len(), 1);
     f.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
-    let f = Fixture::new("bulk-del").await;
-    let (ou, _) = ou_with_accounts(&f.env, 3, None);
+    let f = fixture("bulk-del", Shared).await;
+    let (ou, _) = f.ou_with_accounts(3, None).await;
     let deleted = f
         .create(
             "gone",
@@ -956,17 +791,22 @@ async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
     // A second role name: two StackSets creating one named role in the same accounts collide.
     retain_spec["template"] = json!({"builtin": {"roleName": "KeptAccess"}});
     let retained = f.create("kept", retain_spec).await;
-    f.wait_ready("gone", Duration::from_secs(120)).await;
-    f.wait_ready("kept", Duration::from_secs(120)).await;
+    f.wait_ready("gone", f.ready_within(3, 1)).await;
+    f.wait_ready("kept", f.ready_within(3, 1)).await;
 
     f.bulks()
         .delete("gone", &DeleteParams::default())
         .await
         .expect("delete");
-    gone(&f.bulks(), "gone", Duration::from_secs(120)).await;
+    gone(
+        &f.bulks(),
+        "gone",
+        f.budget.registration_deleted(3, CONCURRENCY),
+    )
+    .await;
     // The emulator forgets a deleted StackSet's operations; the operator's Events tell the
     // order: instances first, then the StackSet.
-    let reasons = event_reasons(&f.client, &f.ns.name, "gone").await;
+    let reasons = f.event_reasons("gone").await;
     let started = reasons.iter().position(|r| r == "Deleting");
     let removed = reasons.iter().position(|r| r == "StackSetDeleted");
     assert!(
@@ -974,20 +814,22 @@ async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
         "events in order: {reasons:?}"
     );
     assert!(f.children("gone").await.is_empty(), "children deleted");
-    let exists = stack_set_exists(&f.env, &deleted);
+    let exists = f.aws.stack_set_exists(&deleted).await;
     assert!(!exists, "StackSet {deleted} deleted:\n{}", f.operator.log());
 
     f.bulks()
         .delete("kept", &DeleteParams::default())
         .await
         .expect("delete");
-    gone(&f.bulks(), "kept", Duration::from_secs(60)).await;
+    gone(&f.bulks(), "kept", f.budget.react()).await;
     assert!(
-        stack_set_exists(&f.env, &retained),
+        f.aws.stack_set_exists(&retained).await,
         "Retain leaves the StackSet"
     );
     assert!(
-        operations(&f.env, &retained)
+        f.emulator
+            .operations(&retained)
+            .await
             .iter()
             .all(|o| o["action"] != "DELETE"),
         "Retain deletes no instance"
@@ -997,9 +839,9 @@ async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn service_managed_without_trusted_access_says_how_to_enable_it() {
-    let f = Fixture::exclusive("bulk-trust").await;
-    let (ou, _) = ou_with_accounts(&f.env, 2, None);
-    aws_admin(&f.env, &["deactivate-trusted-access"]);
+    let f = fixture("bulk-trust", Exclusive).await;
+    let (ou, _) = f.ou_with_accounts(2, None).await;
+    f.aws.set_trusted_access(false).await;
     let stack_set = f
         .create(
             "trust",
@@ -1010,46 +852,20 @@ async fn service_managed_without_trusted_access_says_how_to_enable_it() {
         .wait(
             "trust",
             "Stalled on trusted access",
-            Duration::from_secs(60),
-            |b| {
-                condition(b, "Stalled")
-                    .is_some_and(|(s, r, _)| s == "True" && r == "TrustedAccessDisabled")
-            },
+            f.budget.react(),
+            |b| is(b, "Stalled", "True", "TrustedAccessDisabled"),
         )
         .await;
-    let (_, _, message) = condition(&bulk, "StackSetReady").expect("StackSetReady");
-    assert!(
-        message.contains("activate-organizations-access"),
-        "{message}"
-    );
+    let text = message(&bulk, "StackSetReady");
+    assert!(text.contains("activate-organizations-access"), "{text}");
     assert_eq!(condition(&bulk, "Ready").map(|c| c.0), Some("False"));
     assert!(
-        !stack_set_exists(&f.env, &stack_set),
+        !f.aws.stack_set_exists(&stack_set).await,
         "nothing created without trusted access"
     );
 
-    aws_admin(&f.env, &["activate-trusted-access"]);
-    let bulk = f.wait_ready("trust", Duration::from_secs(120)).await;
+    f.aws.set_trusted_access(true).await;
+    let bulk = f.wait_ready("trust", f.ready_within(2, 1)).await;
     assert_eq!(summary(&bulk), (2, 2, 0, 2));
     f.cleanup().await;
-}
-
-/// Reasons of the Events about BulkRegistration `name`, oldest first.
-async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
-    let mut list: Vec<_> = events
-        .list(&ListParams::default())
-        .await
-        .expect("events")
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect();
-    list.sort_by_key(|e| e.event_time.clone().map(|t| t.0));
-    list.into_iter().filter_map(|e| e.reason).collect()
-}
-
-fn stack_set_exists(env: &TestEnv, name: &str) -> bool {
-    aws_admin(env, &["stack-set-exists", "--name", name])["exists"]
-        .as_bool()
-        .expect("bool")
 }

@@ -3,25 +3,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output};
 
-fn import_csv(text: &str, args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_account-linker"))
-        .args(["import-csv", "-"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run account-linker import-csv");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("wait")
+fn import_csv(text: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_account-linker"));
+    cmd.args(["import-csv", "-"]).args(args);
+    support::run(cmd, Some(text))
 }
 
 #[test]
@@ -63,22 +50,9 @@ async fn the_output_is_accepted_by_the_api_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut apply = env
-        .kubectl()
-        .args(["apply", "--dry-run=server", "--validate=strict", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    apply.stdin.take().unwrap().write_all(&out.stdout).unwrap();
-    let applied = apply.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&applied.stdout);
-    assert!(
-        applied.status.success(),
-        "{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
+    let mut apply = env.kubectl();
+    apply.args(["apply", "--dry-run=server", "--validate=strict", "-f", "-"]);
+    let stdout = support::run_ok(apply, Some(&String::from_utf8_lossy(&out.stdout)));
     assert!(
         stdout.contains("configmap/fleet-accounts created (server dry run)"),
         "{stdout}"

@@ -5,58 +5,32 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::RwLock;
 
 use account_linker::api::LinkedAccount;
-use support::{Operator, TestEnv, TestNamespace, aws_admin, emulator, eventually, gone};
+use support::{
+    Context, HUB_ACCOUNT, Operator, condition, create, eventually, gone, message, wait_condition,
+};
 
 /// Fault injection changes the shared emulator: such tests take this lock for writing.
 static FAULTS: RwLock<()> = RwLock::const_new(());
-static ACCOUNT_SEQ: AtomicU32 = AtomicU32::new(0);
 
-const GRACE: &str = "3s";
+const GRACE: Duration = Duration::from_secs(3);
+const GRACE_FLAG: &str = "3s";
 
-/// A member account in the emulator's organization, created the way an administrator would.
-fn member_account(env: &TestEnv) -> String {
-    aws_admin(env, &["ensure-org"]);
-    let n = ACCOUNT_SEQ.fetch_add(1, Ordering::Relaxed);
-    let name = format!("la-{}-{n}", std::process::id());
-    let email = format!("{name}@example.com");
-    aws_admin(env, &["create-account", "--name", &name, "--email", &email])["accountId"]
-        .as_str()
-        .expect("account id")
-        .to_string()
+async fn external_id_secret(ctx: &Context, name: &str, value: &str) {
+    secret_with_key(ctx, name, "externalId", value).await;
 }
 
-fn put_role(env: &TestEnv, account: &str, external_id: &str, trust_account: &str) {
-    aws_admin(
-        env,
-        &[
-            "put-role",
-            "--account",
-            account,
-            "--external-id",
-            external_id,
-            "--trust-account",
-            trust_account,
-        ],
-    );
-}
-
-async fn external_id_secret(client: &Client, ns: &str, name: &str, value: &str) {
-    secret_with_key(client, ns, name, "externalId", value).await;
-}
-
-async fn secret_with_key(client: &Client, ns: &str, name: &str, key: &str, value: &str) {
+async fn secret_with_key(ctx: &Context, name: &str, key: &str, value: &str) {
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.into()),
@@ -68,77 +42,15 @@ async fn secret_with_key(client: &Client, ns: &str, name: &str, key: &str, value
         )])),
         ..Default::default()
     };
-    Api::<Secret>::namespaced(client.clone(), ns)
+    ctx.api::<Secret>()
         .create(&PostParams::default(), &secret)
         .await
         .expect("create secret");
 }
 
-async fn create_link(client: &Client, ns: &str, name: &str, spec: serde_json::Value) {
-    let link: LinkedAccount = serde_json::from_value(json!({
-        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "LinkedAccount",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("valid LinkedAccount");
-    Api::<LinkedAccount>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &link)
-        .await
-        .expect("create LinkedAccount");
-}
-
-/// The message of the Ready condition.
-fn ready_message(link: &LinkedAccount) -> String {
-    link.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
-}
-
-fn condition<'a>(link: &'a LinkedAccount, type_: &str) -> Option<(&'a str, &'a str)> {
-    link.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
-
-/// Waits until condition `type_` has `status` (and `reason`, when given).
-async fn wait_condition(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    type_: &str,
-    status: &str,
-    reason: Option<&str>,
-    timeout: Duration,
-) -> LinkedAccount {
-    let api: Api<LinkedAccount> = Api::namespaced(client.clone(), ns);
-    eventually(
-        timeout,
-        &format!("{name}: {type_}={status} {reason:?}"),
-        || {
-            let api = api.clone();
-            async move {
-                let link = api.get_opt(name).await.ok()??;
-                let (s, r) = condition(&link, type_)?;
-                (s == status && reason.is_none_or(|want| want == r)).then_some(link)
-            }
-        },
-    )
-    .await
-}
-
-fn counts(env: &TestEnv, key: &str) -> u64 {
-    emulator(env, "GET", "/requests", None)["counts"][key]
-        .as_u64()
-        .unwrap_or(0)
-}
-
 /// Bumps the generation, which makes the operator verify again at once.
-async fn touch(client: &Client, ns: &str, name: &str, display: &str) {
-    Api::<LinkedAccount>::namespaced(client.clone(), ns)
+async fn touch(links: &Api<LinkedAccount>, name: &str, display: &str) {
+    links
         .patch(
             name,
             &PatchParams::default(),
@@ -151,9 +63,8 @@ async fn touch(client: &Client, ns: &str, name: &str, display: &str) {
 /// A member account whose role trusts the hub with an ExternalId, a Secret holding that
 /// ExternalId, an operator watching a fresh namespace, and a LinkedAccount using the Secret.
 struct Fixture {
-    env: TestEnv,
-    client: Client,
-    ns: TestNamespace,
+    ctx: Context,
+    links: Api<LinkedAccount>,
     account: String,
     operator: Operator,
 }
@@ -166,13 +77,11 @@ impl Fixture {
         extra_spec: serde_json::Value,
         operator_args: &[&str],
     ) -> Self {
-        let env = support::env();
-        let client = env.client().await;
-        let ns = TestNamespace::create(&client, prefix).await;
-        let account = member_account(&env);
-        put_role(&env, &account, external_id, "123456789012");
-        external_id_secret(&client, &ns.name, "xid", external_id).await;
-        let operator = Operator::start(&env, &ns.name, operator_args);
+        let ctx = Context::new(prefix).await;
+        let account = ctx.aws.member_account("la").await;
+        ctx.aws.put_role(&account, external_id, HUB_ACCOUNT).await;
+        external_id_secret(&ctx, "xid", external_id).await;
+        let operator = ctx.operator(operator_args);
         let mut spec = json!({
             "accountId": account,
             "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
@@ -180,11 +89,11 @@ impl Fixture {
         for (k, v) in extra_spec.as_object().into_iter().flatten() {
             spec[k] = v.clone();
         }
-        create_link(&client, &ns.name, name, spec).await;
+        let links = ctx.api::<LinkedAccount>();
+        create(&links, name, spec).await;
         Self {
-            env,
-            client,
-            ns,
+            ctx,
+            links,
             account,
             operator,
         }
@@ -194,43 +103,28 @@ impl Fixture {
 #[tokio::test]
 async fn the_right_external_id_makes_the_link_ready_and_kubectl_wait_works() {
     let _shared = FAULTS.read().await;
-    let Fixture {
-        env,
-        client,
-        ns,
-        account,
-        operator: _op,
-    } = Fixture::start(
+    let f = Fixture::start(
         "la-ready",
         "ready",
         "correct-external-id-0001",
         json!({}),
-        &["--leader-elect=false", "--access-denied-grace", GRACE],
+        &["--leader-elect=false", "--access-denied-grace", GRACE_FLAG],
     )
     .await;
+    let budget = f.ctx.budget().await;
 
-    let out = env
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Ready",
-            "lacct/ready",
-            "-n",
-            &ns.name,
-            "--timeout=60s",
-        ])
-        .output()
-        .expect("kubectl wait");
-    assert!(
-        out.status.success(),
-        "kubectl wait: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut wait = f.ctx.env.kubectl();
+    wait.args([
+        "wait",
+        "--for=condition=Ready",
+        "lacct/ready",
+        "-n",
+        &f.ctx.ns.name,
+        &format!("--timeout={}s", budget.react().as_secs()),
+    ]);
+    support::run_ok(wait, None);
 
-    let link = Api::<LinkedAccount>::namespaced(client.clone(), &ns.name)
-        .get("ready")
-        .await
-        .unwrap();
+    let link = f.links.get("ready").await.unwrap();
     let status = link.status.clone().unwrap();
     assert_eq!(
         condition(&link, "RoleAssumable"),
@@ -238,6 +132,7 @@ async fn the_right_external_id_makes_the_link_ready_and_kubectl_wait_works() {
     );
     assert_eq!(condition(&link, "Reconciling").map(|c| c.0), Some("False"));
     assert_eq!(condition(&link, "Stalled").map(|c| c.0), Some("False"));
+    let account = &f.account;
     assert_eq!(
         status.role_arn.as_deref(),
         Some(format!("arn:aws:iam::{account}:role/AccountLinkerAccess").as_str())
@@ -256,70 +151,59 @@ async fn the_right_external_id_makes_the_link_ready_and_kubectl_wait_works() {
             .unwrap()
             .contains("correct-external-id")
     );
-    ns.cleanup().await;
+    f.ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn refusals_are_classified_and_stall_after_the_grace_period() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-denied").await;
-    let wrong_id = member_account(&env);
-    put_role(&env, &wrong_id, "the-real-external-id", "123456789012");
-    let missing_role = member_account(&env);
-    let other_trust = member_account(&env);
-    put_role(&env, &other_trust, "shared-external-id", "999999999999");
-    external_id_secret(&client, &ns.name, "wrong", "not-the-real-external-id").await;
-    external_id_secret(&client, &ns.name, "shared", "shared-external-id").await;
-    let _op = Operator::start(
-        &env,
-        &ns.name,
-        &["--leader-elect=false", "--access-denied-grace", GRACE],
-    );
+    let ctx = Context::new("la-denied").await;
+    let wrong_id = ctx.aws.member_account("la").await;
+    ctx.aws
+        .put_role(&wrong_id, "the-real-external-id", HUB_ACCOUNT)
+        .await;
+    let missing_role = ctx.aws.member_account("la").await;
+    let other_trust = ctx.aws.member_account("la").await;
+    ctx.aws
+        .put_role(&other_trust, "shared-external-id", "999999999999")
+        .await;
+    external_id_secret(&ctx, "wrong", "not-the-real-external-id").await;
+    external_id_secret(&ctx, "shared", "shared-external-id").await;
+    let _op = ctx.operator(&["--leader-elect=false", "--access-denied-grace", GRACE_FLAG]);
+    let links = ctx.api::<LinkedAccount>();
     let secret = |name: &str| json!({"secretRef": {"name": name, "key": "externalId"}});
-    create_link(
-        &client,
-        &ns.name,
-        "wrong-id",
-        json!({"accountId": wrong_id, "externalId": secret("wrong")}),
-    )
-    .await;
-    create_link(
-        &client,
-        &ns.name,
-        "missing-role",
-        json!({"accountId": missing_role, "externalId": secret("shared")}),
-    )
-    .await;
-    create_link(
-        &client,
-        &ns.name,
-        "other-trust",
-        json!({"accountId": other_trust, "externalId": secret("shared")}),
-    )
-    .await;
+    for (name, account, secret_name) in [
+        ("wrong-id", &wrong_id, "wrong"),
+        ("missing-role", &missing_role, "shared"),
+        ("other-trust", &other_trust, "shared"),
+    ] {
+        create(
+            &links,
+            name,
+            json!({"accountId": account, "externalId": secret(secret_name)}),
+        )
+        .await;
+    }
 
+    let budget = ctx.budget().await;
     for name in ["wrong-id", "missing-role", "other-trust"] {
         let link = wait_condition(
-            &client,
-            &ns.name,
+            &links,
             name,
             "RoleAssumable",
             "False",
             Some("AccessDenied"),
-            Duration::from_secs(30),
+            budget.react(),
         )
         .await;
         assert_ne!(condition(&link, "Ready").map(|c| c.0), Some("True"));
         let link = wait_condition(
-            &client,
-            &ns.name,
+            &links,
             name,
             "Stalled",
             "True",
             Some("AccessDenied"),
-            Duration::from_secs(30),
+            budget.stall_after(GRACE),
         )
         .await;
         assert_eq!(
@@ -333,33 +217,23 @@ async fn refusals_are_classified_and_stall_after_the_grace_period() {
             "{name}"
         );
     }
-    ns.cleanup().await;
+    ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_on_delete() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-generated").await;
-    let account = member_account(&env);
-    let mut op = Operator::start(
-        &env,
-        &ns.name,
-        &["--leader-elect=false", "--access-denied-grace", "60s"],
-    );
-    create_link(&client, &ns.name, "gen", json!({"accountId": account})).await;
+    let ctx = Context::new("la-generated").await;
+    let budget = ctx.budget().await;
+    let account = ctx.aws.member_account("la").await;
+    let mut op = ctx.operator(&["--leader-elect=false", "--access-denied-grace", "60s"]);
+    let links = ctx.api::<LinkedAccount>();
+    let secrets = ctx.api::<Secret>();
+    create(&links, "gen", json!({"accountId": account})).await;
 
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
-    let links: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns.name);
-    let secret_name = eventually(
-        Duration::from_secs(30),
-        "generated secret in status",
-        || {
-            let links = links.clone();
-            async move { links.get("gen").await.ok()?.status?.external_id_secret }
-        },
-    )
+    let secret_name = eventually(budget.react(), "generated secret in status", || async {
+        links.get("gen").await.ok()?.status?.external_id_secret
+    })
     .await;
     let secret = secrets
         .get(&secret_name)
@@ -374,17 +248,8 @@ async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_o
     );
 
     // The administrator deploys the role with the generated ExternalId.
-    put_role(&env, &account, &value, "123456789012");
-    let ready = wait_condition(
-        &client,
-        &ns.name,
-        "gen",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
+    ctx.aws.put_role(&account, &value, HUB_ACCOUNT).await;
+    let ready = wait_condition(&links, "gen", "Ready", "True", None, budget.react()).await;
     assert!(
         !op.log().contains(&value),
         "the ExternalId leaked into the operator's log"
@@ -392,7 +257,7 @@ async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_o
 
     // A restart keeps the Secret and the status.
     op.kill();
-    let _op = Operator::start(&env, &ns.name, &["--leader-elect=false"]);
+    let _op = ctx.operator(&["--leader-elect=false"]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = links.get("gen").await.unwrap();
     assert_eq!(condition(&after, "Ready"), Some(("True", "Verified")));
@@ -419,57 +284,56 @@ async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_o
         value
     );
 
-    // Deletion completes promptly, and the Secret is garbage-collected.
+    // Deletion completes promptly, and the generated Secret is garbage-collected.
     links.delete("gen", &DeleteParams::default()).await.unwrap();
-    gone(&links, "gen", Duration::from_secs(15)).await;
-    // The generated Secret is garbage-collected.
-    gone(&secrets, &secret_name, Duration::from_secs(30)).await;
-    ns.cleanup().await;
+    gone(&links, "gen", budget.react()).await;
+    gone(&secrets, &secret_name, budget.react()).await;
+    ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_missing_secret_or_key_is_named_and_fixing_it_recovers() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-secret").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "secret-recovery-id", "123456789012");
-    let _op = Operator::start(&env, &ns.name, &["--leader-elect=false"]);
-    create_link(&client, &ns.name, "s", json!({
+    let ctx = Context::new("la-secret").await;
+    let budget = ctx.budget().await;
+    let account = ctx.aws.member_account("la").await;
+    ctx.aws
+        .put_role(&account, "secret-recovery-id", HUB_ACCOUNT)
+        .await;
+    let _op = ctx.operator(&["--leader-elect=false"]);
+    let links = ctx.api::<LinkedAccount>();
+    create(&links, "s", json!({
         "accountId": account, "externalId": {"secretRef": {"name": "later", "key": "externalId"}},
-    })).await;
+    }))
+    .await;
     let link = wait_condition(
-        &client,
-        &ns.name,
+        &links,
         "s",
         "Stalled",
         "True",
         Some("ExternalIdSecretNotFound"),
-        Duration::from_secs(30),
+        budget.react(),
     )
     .await;
-    let ready = ready_message(&link);
+    let ready = message(&link, "Ready");
     assert!(ready.contains("Secret later"), "{ready}");
 
-    // The Secret appears, but with another key.
-    secret_with_key(&client, &ns.name, "later", "other", "secret-recovery-id").await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns.name);
+    // The Secret appears, but with another key (the operator looks again within a minute).
+    secret_with_key(&ctx, "later", "other", "secret-recovery-id").await;
     let link = wait_condition(
-        &client,
-        &ns.name,
+        &links,
         "s",
         "Stalled",
         "True",
         Some("ExternalIdKeyNotFound"),
-        Duration::from_secs(90),
+        budget.next_verification(Duration::from_secs(60)),
     )
     .await;
-    let ready = ready_message(&link);
+    let ready = message(&link, "Ready");
     assert!(ready.contains("has no key externalId"), "{ready}");
 
     // Fixed: the link recovers.
-    secrets
+    ctx.api::<Secret>()
         .patch(
             "later",
             &PatchParams::default(),
@@ -478,40 +342,36 @@ async fn a_missing_secret_or_key_is_named_and_fixing_it_recovers() {
         .await
         .unwrap();
     wait_condition(
-        &client,
-        &ns.name,
+        &links,
         "s",
         "Ready",
         "True",
         None,
-        Duration::from_secs(90),
+        budget.next_verification(Duration::from_secs(60)),
     )
     .await;
-    ns.cleanup().await;
+    ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn suspend_stops_verification_and_says_so() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-suspend").await;
-    let _op = Operator::start(&env, &ns.name, &["--leader-elect=false"]);
-    create_link(
-        &client,
-        &ns.name,
+    let ctx = Context::new("la-suspend").await;
+    let _op = ctx.operator(&["--leader-elect=false"]);
+    let links = ctx.api::<LinkedAccount>();
+    create(
+        &links,
         "paused",
-        json!({"accountId": "123456789012", "suspend": true}),
+        json!({"accountId": HUB_ACCOUNT, "suspend": true}),
     )
     .await;
     let link = wait_condition(
-        &client,
-        &ns.name,
+        &links,
         "paused",
         "Stalled",
         "True",
         Some("Suspended"),
-        Duration::from_secs(30),
+        ctx.budget().await.react(),
     )
     .await;
     assert_eq!(condition(&link, "Ready"), Some(("False", "Suspended")));
@@ -519,7 +379,7 @@ async fn suspend_stops_verification_and_says_so() {
         link.status.unwrap().last_verified_time.is_none(),
         "a suspended link was verified"
     );
-    ns.cleanup().await;
+    ctx.cleanup().await;
 }
 
 /// Between verifications nothing is written: the object's resourceVersion stays put.
@@ -527,13 +387,7 @@ async fn suspend_stops_verification_and_says_so() {
 async fn steady_state_writes_nothing_between_verifications() {
     // Counts AssumeRole calls on the shared emulator: run alone.
     let _exclusive = FAULTS.write().await;
-    let Fixture {
-        env,
-        client,
-        ns,
-        account: _,
-        operator: _op,
-    } = Fixture::start(
+    let f = Fixture::start(
         "la-steady",
         "steady",
         "steady-state-id-01",
@@ -541,45 +395,28 @@ async fn steady_state_writes_nothing_between_verifications() {
         &["--leader-elect=false"],
     )
     .await;
-    let ready = wait_condition(
-        &client,
-        &ns.name,
-        "steady",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
+    let budget = f.ctx.budget().await;
+    let ready = wait_condition(&f.links, "steady", "Ready", "True", None, budget.react()).await;
     let before = ready.metadata.resource_version.clone();
-    let assume_before = counts(&env, "sts:AssumeRole");
+    let assume_before = f.ctx.emulator.count("sts:AssumeRole").await;
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let after = Api::<LinkedAccount>::namespaced(client.clone(), &ns.name)
-        .get("steady")
-        .await
-        .unwrap();
+    let after = f.links.get("steady").await.unwrap();
     assert_eq!(
         after.metadata.resource_version, before,
         "the operator wrote while nothing changed"
     );
     assert_eq!(
-        counts(&env, "sts:AssumeRole"),
+        f.ctx.emulator.count("sts:AssumeRole").await,
         assume_before,
         "verified before the interval elapsed"
     );
-    ns.cleanup().await;
+    f.ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_deleted_role_fails_the_next_verification_and_a_recreated_one_recovers() {
     let _shared = FAULTS.read().await;
-    let Fixture {
-        env,
-        client,
-        ns,
-        account,
-        operator: _op,
-    } = Fixture::start(
+    let f = Fixture::start(
         "la-deleted",
         "d",
         "deleted-role-id-01",
@@ -587,52 +424,31 @@ async fn a_deleted_role_fails_the_next_verification_and_a_recreated_one_recovers
         &["--leader-elect=false", "--access-denied-grace", "120s"],
     )
     .await;
-    wait_condition(
-        &client,
-        &ns.name,
-        "d",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
-    aws_admin(&env, &["delete-role", "--account", &account]);
+    let budget = f.ctx.budget().await;
+    wait_condition(&f.links, "d", "Ready", "True", None, budget.react()).await;
+    f.ctx.aws.delete_role(&f.account).await;
     // The next scheduled verification (1m ± 10 %) notices.
     wait_condition(
-        &client,
-        &ns.name,
+        &f.links,
         "d",
         "RoleAssumable",
         "False",
         Some("AccessDenied"),
-        Duration::from_secs(100),
+        budget.next_verification(Duration::from_secs(60)),
     )
     .await;
-    put_role(&env, &account, "deleted-role-id-01", "123456789012");
-    wait_condition(
-        &client,
-        &ns.name,
-        "d",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
-    ns.cleanup().await;
+    f.ctx
+        .aws
+        .put_role(&f.account, "deleted-role-id-01", HUB_ACCOUNT)
+        .await;
+    wait_condition(&f.links, "d", "Ready", "True", None, budget.react()).await;
+    f.ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn throttling_never_flaps_ready_and_backs_off() {
     let _exclusive = FAULTS.write().await;
-    let Fixture {
-        env,
-        client,
-        ns,
-        account,
-        operator: _op,
-    } = Fixture::start(
+    let f = Fixture::start(
         "la-throttle",
         "t",
         "throttle-test-id-01",
@@ -640,43 +456,34 @@ async fn throttling_never_flaps_ready_and_backs_off() {
         &["--leader-elect=false"],
     )
     .await;
-    let ready = wait_condition(
-        &client,
-        &ns.name,
-        "t",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
+    let (ctx, links) = (&f.ctx, &f.links);
+    let budget = ctx.budget().await;
+    let ready = wait_condition(links, "t", "Ready", "True", None, budget.react()).await;
     let verified_at = ready.status.as_ref().unwrap().last_verified_time.clone();
 
     // One token, spent at once by the administrator's own AssumeRole: from then on every
     // AssumeRole is throttled.
-    emulator(
-        &env,
-        "PUT",
-        "/throttle",
-        Some(json!({"sts:AssumeRole": {"rate": 0.001, "burst": 1}})),
-    );
-    put_role(&env, &account, "throttle-test-id-01", "123456789012");
-    emulator(&env, "DELETE", "/requests", None);
-    touch(&client, &ns.name, "t", "throttled").await;
-    let api: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns.name);
+    ctx.emulator
+        .put(
+            "/throttle",
+            json!({"sts:AssumeRole": {"rate": 0.001, "burst": 1}}),
+        )
+        .await;
+    ctx.aws
+        .assume_access_role(&f.account, "throttle-test-id-01")
+        .await;
+    ctx.emulator.reset_counts().await;
+    touch(links, "t", "throttled").await;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let link = api.get("t").await.unwrap();
+        let link = links.get("t").await.unwrap();
         assert_eq!(
             condition(&link, "Ready"),
             Some(("True", "Verified")),
             "Ready flapped on throttling"
         );
     }
-    let attempts =
-        emulator(&env, "GET", "/requests", None)["outcomes"]["sts:AssumeRole"]["throttled"]
-            .as_u64()
-            .unwrap_or(0);
+    let attempts = ctx.emulator.throttled("sts:AssumeRole").await;
     // Backoff doubles from 2 s (±20 %), and each verification may make up to two SDK
     // attempts: a handful of calls in the ~10 s window (11 was seen once), where a reconcile
     // loop without backoff would make hundreds.
@@ -685,37 +492,27 @@ async fn throttling_never_flaps_ready_and_backs_off() {
         "{attempts} throttled AssumeRole calls in 10 s"
     );
 
-    emulator(&env, "DELETE", "/throttle", None);
+    ctx.emulator.delete("/throttle").await;
     let recovered = eventually(
-        Duration::from_secs(60),
+        budget.react(),
         "verified after throttling ended",
-        || {
-            let api = api.clone();
-            let verified_at = verified_at.clone();
-            async move {
-                let link = api.get("t").await.ok()?;
-                let status = link.status.clone()?;
-                (status.last_verified_time != verified_at
-                    && status.observed_generation == link.metadata.generation)
-                    .then_some(link)
-            }
+        || async {
+            let link = links.get("t").await.ok()?;
+            let status = link.status.clone()?;
+            (status.last_verified_time != verified_at
+                && status.observed_generation == link.metadata.generation)
+                .then_some(link)
         },
     )
     .await;
     assert_eq!(condition(&recovered, "Ready"), Some(("True", "Verified")));
-    ns.cleanup().await;
+    f.ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn an_outage_changes_nothing_and_verification_recovers() {
     let _exclusive = FAULTS.write().await;
-    let Fixture {
-        env,
-        client,
-        ns,
-        account: _,
-        operator: mut op,
-    } = Fixture::start(
+    let mut f = Fixture::start(
         "la-outage",
         "o",
         "outage-test-id-01",
@@ -723,29 +520,22 @@ async fn an_outage_changes_nothing_and_verification_recovers() {
         &["--leader-elect=false"],
     )
     .await;
-    let ready = wait_condition(
-        &client,
-        &ns.name,
-        "o",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
+    let budget = f.ctx.budget().await;
+    let outage = Duration::from_secs(8);
+    let ready = wait_condition(&f.links, "o", "Ready", "True", None, budget.react()).await;
     let conditions_before = ready.status.as_ref().unwrap().conditions.clone();
 
-    emulator(
-        &env,
-        "POST",
-        "/outage",
-        Some(json!({"seconds": 8, "mode": "error"})),
-    );
-    touch(&client, &ns.name, "o", "during-outage").await;
-    let api: Api<LinkedAccount> = Api::namespaced(client.clone(), &ns.name);
+    f.ctx
+        .emulator
+        .post(
+            "/outage",
+            json!({"seconds": outage.as_secs(), "mode": "error"}),
+        )
+        .await;
+    touch(&f.links, "o", "during-outage").await;
     for _ in 0..12 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let link = api.get("o").await.unwrap();
+        let link = f.links.get("o").await.unwrap();
         assert_eq!(
             link.status.as_ref().unwrap().conditions,
             conditions_before,
@@ -753,67 +543,61 @@ async fn an_outage_changes_nothing_and_verification_recovers() {
         );
     }
     assert!(
-        op.is_running(),
+        f.operator.is_running(),
         "the operator crashed during the outage:\n{}",
-        op.log()
+        f.operator.log()
     );
-    let recovered = eventually(Duration::from_secs(90), "verified after the outage", || {
-        let api = api.clone();
-        async move {
-            let link = api.get("o").await.ok()?;
+    let links = &f.links;
+    let recovered = eventually(
+        outage + budget.react(),
+        "verified after the outage",
+        || async {
+            let link = links.get("o").await.ok()?;
             (link.status.as_ref()?.observed_generation == link.metadata.generation).then_some(link)
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(condition(&recovered, "Ready"), Some(("True", "Verified")));
-    ns.cleanup().await;
+    f.ctx.cleanup().await;
 }
 
 #[tokio::test]
 async fn only_the_leader_reconciles_and_a_standby_takes_over() {
     let _shared = FAULTS.read().await;
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "la-leader").await;
-    let account = member_account(&env);
-    put_role(&env, &account, "leader-test-id-001", "123456789012");
-    external_id_secret(&client, &ns.name, "xid", "leader-test-id-001").await;
-    let mut first = Operator::start(&env, &ns.name, &["--leader-identity", "first"]);
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns.name);
-    let holder = |leases: Api<Lease>| async move {
-        leases
-            .get_opt("account-linker")
-            .await
-            .ok()??
-            .spec?
-            .holder_identity
-    };
-    eventually(Duration::from_secs(30), "first holds the lease", || {
+    let ctx = Context::new("la-leader").await;
+    let budget = ctx.budget().await;
+    let lease_duration = Duration::from_secs(leader_lease_seconds());
+    let account = ctx.aws.member_account("la").await;
+    ctx.aws
+        .put_role(&account, "leader-test-id-001", HUB_ACCOUNT)
+        .await;
+    external_id_secret(&ctx, "xid", "leader-test-id-001").await;
+    let mut first = ctx.operator(&["--leader-identity", "first"]);
+    let leases = ctx.api::<Lease>();
+    let links = ctx.api::<LinkedAccount>();
+    let holds = |who: &'static str| {
         let leases = leases.clone();
-        async move { (holder(leases).await.as_deref() == Some("first")).then_some(()) }
-    })
-    .await;
-    let mut second = Operator::start(&env, &ns.name, &["--leader-identity", "second"]);
-    create_link(
-        &client,
-        &ns.name,
-        "l1",
-        json!({
-            "accountId": account, "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
-    )
-    .await;
-    wait_condition(
-        &client,
-        &ns.name,
-        "l1",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
-    assert_eq!(holder(leases.clone()).await.as_deref(), Some("first"));
+        async move {
+            let holder = leases
+                .get_opt("account-linker")
+                .await
+                .ok()??
+                .spec?
+                .holder_identity;
+            (holder.as_deref() == Some(who)).then_some(())
+        }
+    };
+    eventually(budget.react(), "first holds the lease", || holds("first")).await;
+    let mut second = ctx.operator(&["--leader-identity", "second"]);
+    let spec = json!({
+        "accountId": account, "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
+    });
+    create(&links, "l1", spec.clone()).await;
+    wait_condition(&links, "l1", "Ready", "True", None, budget.react()).await;
+    assert!(
+        holds("first").await.is_some(),
+        "first still holds the lease"
+    );
     assert!(
         !second.log().contains("condition changed"),
         "the standby reconciled:\n{}",
@@ -822,34 +606,18 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
 
     // The leader dies without releasing the lease; the standby takes over within its duration.
     first.kill();
-    eventually(Duration::from_secs(40), "second holds the lease", || {
-        let leases = leases.clone();
-        async move { (holder(leases).await.as_deref() == Some("second")).then_some(()) }
-    })
-    .await;
-    create_link(
-        &client,
-        &ns.name,
-        "l2",
-        json!({
-            "accountId": account, "externalId": {"secretRef": {"name": "xid", "key": "externalId"}},
-        }),
+    eventually(
+        lease_duration + budget.react(),
+        "second holds the lease",
+        || holds("second"),
     )
     .await;
-    wait_condition(
-        &client,
-        &ns.name,
-        "l2",
-        "Ready",
-        "True",
-        None,
-        Duration::from_secs(60),
-    )
-    .await;
+    create(&links, "l2", spec).await;
+    wait_condition(&links, "l2", "Ready", "True", None, budget.react()).await;
 
     // A graceful stop (SIGTERM) releases the lease: a standby takes over well within the
     // lease duration.
-    let _third = Operator::start(&env, &ns.name, &["--leader-identity", "third"]);
+    let _third = ctx.operator(&["--leader-identity", "third"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stopped_at = std::time::Instant::now();
     assert!(
@@ -862,17 +630,13 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over() {
         "{}",
         second.log()
     );
-    eventually(Duration::from_secs(20), "third holds the lease", || {
-        let leases = leases.clone();
-        async move { (holder(leases).await.as_deref() == Some("third")).then_some(()) }
-    })
-    .await;
+    eventually(lease_duration, "third holds the lease", || holds("third")).await;
     assert!(
-        stopped_at.elapsed() < Duration::from_secs(leader_lease_seconds()),
+        stopped_at.elapsed() < lease_duration,
         "takeover after a graceful stop took {:?}",
         stopped_at.elapsed()
     );
-    ns.cleanup().await;
+    ctx.cleanup().await;
 }
 
 fn leader_lease_seconds() -> u64 {

@@ -1,0 +1,92 @@
+//! An `account-linker run` process of the binary under test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{TestEnv, unique};
+
+/// The operator, stopped (SIGTERM, then kill) on drop.
+pub struct Operator {
+    child: Child,
+    pub log_path: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator watching `namespace`, with `extra` flags.
+    pub fn start(env: &TestEnv, namespace: &str, extra: &[&str]) -> Self {
+        Self::start_with_kubeconfig(env, env.kubeconfig(), namespace, extra)
+    }
+
+    /// Like [`Operator::start`], with another identity (e.g. a kubeconfig that impersonates the
+    /// chart's ServiceAccount).
+    pub fn start_with_kubeconfig(
+        env: &TestEnv,
+        kubeconfig: &Path,
+        namespace: &str,
+        extra: &[&str],
+    ) -> Self {
+        let log_path = env
+            .state_dir
+            .join(format!("{}.log", unique(&format!("operator-{namespace}"))));
+        let log = std::fs::File::create(&log_path).expect("operator log");
+        let child = Command::new(env!("CARGO_BIN_EXE_account-linker"))
+            .arg("run")
+            .args(["--watch-namespace", namespace])
+            .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
+            .args(["--leader-election-namespace", namespace])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .envs(env.aws_vars())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("start account-linker run");
+        Self { child, log_path }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, then wait up to `grace` before SIGKILL. Returns whether it exited by itself.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
+    /// SIGKILL: a crash, with no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if self.is_running() {
+            self.terminate(Duration::from_secs(5));
+        }
+    }
+}
