@@ -41,8 +41,9 @@ lint: toolchain ## rustfmt check and clippy with warnings as errors
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 .PHONY: unit-test
-unit-test: ## Unit tests and the CRD-in-sync check (no services needed)
-	$(CARGO) test --locked --lib --bins --test crds_in_sync --test api_reference_in_sync
+unit-test: ## Unit tests, the CRD-in-sync and reasons-documented checks (no services needed)
+	$(CARGO) test --locked --lib --bins --test crds_in_sync --test api_reference_in_sync \
+		--test reasons_documented
 
 .PHONY: emulator-test
 emulator-test: ## The AWS emulator's own test suite (pytest)
