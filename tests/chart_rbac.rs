@@ -7,6 +7,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -26,19 +27,24 @@ use support::{
 /// Release name; the chart names its ServiceAccount and roles after it.
 const RELEASE: &str = "account-linker";
 
-/// The pinned helm (`hack/tools.sh`, cached outside the repository after the first build).
+/// The pinned helm (`hack/tools.sh`, cached outside the repository after the first build),
+/// looked up once per test binary: parallel tests would otherwise build it side by side.
 fn helm() -> PathBuf {
-    if let Ok(path) = std::env::var("ACCOUNT_LINKER_HELM") {
-        return path.into();
-    }
-    let out = Command::new("bash")
-        .current_dir(repo_root())
-        .args(["hack/tools.sh", "helm"])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run hack/tools.sh");
-    assert!(out.status.success(), "hack/tools.sh helm failed");
-    String::from_utf8(out.stdout).unwrap().trim().into()
+    static HELM: OnceLock<PathBuf> = OnceLock::new();
+    HELM.get_or_init(|| {
+        if let Ok(path) = std::env::var("ACCOUNT_LINKER_HELM") {
+            return path.into();
+        }
+        let out = Command::new("bash")
+            .current_dir(repo_root())
+            .args(["hack/tools.sh", "helm"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run hack/tools.sh");
+        assert!(out.status.success(), "hack/tools.sh helm failed");
+        String::from_utf8(out.stdout).unwrap().trim().into()
+    })
+    .clone()
 }
 
 /// Whether a command succeeded, with its stderr.
