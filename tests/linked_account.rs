@@ -463,6 +463,7 @@ async fn throttling_never_flaps_ready_and_backs_off() {
 
     // One token, spent at once by the administrator's own AssumeRole: from then on every
     // AssumeRole is throttled.
+    let throttled_at = std::time::Instant::now();
     ctx.emulator
         .put(
             "/throttle",
@@ -494,7 +495,7 @@ async fn throttling_never_flaps_ready_and_backs_off() {
 
     ctx.emulator.delete("/throttle").await;
     let recovered = eventually(
-        budget.react(),
+        budget.retry_after(throttled_at.elapsed()),
         "verified after throttling ended",
         || async {
             let link = links.get("t").await.ok()?;
@@ -549,7 +550,7 @@ async fn an_outage_changes_nothing_and_verification_recovers() {
     );
     let links = &f.links;
     let recovered = eventually(
-        outage + budget.react(),
+        budget.retry_after(outage),
         "verified after the outage",
         || async {
             let link = links.get("o").await.ok()?;

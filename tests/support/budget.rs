@@ -18,6 +18,8 @@ const REACT: Duration = Duration::from_secs(60);
 const PER_CHILD: Duration = Duration::from_millis(500);
 /// The jitter the operator adds to a verification interval (±10 %), as a fraction.
 const INTERVAL_JITTER: f64 = 0.1;
+/// The first delay of the operator's per-object backoff (doubling, ±20 %, up to 5 min).
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
 
 /// The emulator's latencies, as it reports them.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +58,14 @@ impl Budget {
     /// The next scheduled verification of a link verified every `interval`.
     pub fn next_verification(&self, interval: Duration) -> Duration {
         interval.mul_f64(1.0 + INTERVAL_JITTER) + REACT
+    }
+
+    /// The operator verifies again after AWS failed its calls for `failing_for` (throttling,
+    /// an outage). With a doubling backoff the attempt after a failing window of W comes at
+    /// most about 2W (+20 % jitter, + the base delay) after the window began; three times
+    /// leaves room for a loaded machine.
+    pub fn retry_after(&self, failing_for: Duration) -> Duration {
+        (failing_for + BACKOFF_BASE) * 3 + REACT
     }
 
     /// One StackSet operation over `accounts` accounts, `concurrency` at a time (the emulator
