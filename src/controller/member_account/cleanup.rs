@@ -8,11 +8,13 @@ use kube::runtime::events::EventType;
 use tracing::info;
 
 use super::decide::closure::{self, CLOSE_RECHECK, CloseAnswer, ClosureStep, Recorded};
-use super::decide::{Lookup, Seen};
-use super::{Context, Error, MAX_READS, Pass, identity, look, publish};
+use super::{Context, Error, Pass, decided, identity, publish};
 use crate::api::MemberAccount;
 use crate::api::member_account::reason;
 use crate::aws::accounts::AccountState;
+
+/// The note of the `NothingToClose` Event.
+const NOTHING_TO_CLOSE: &str = "no account of this object exists (none was created, or the one with its e-mail is not tagged for it); nothing is closed";
 
 pub(super) async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
     let status = member.status.clone().unwrap_or_default();
@@ -22,37 +24,37 @@ pub(super) async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Act
         request_id: status.create_account_request_id,
     };
     let who = identity(member);
-    let mut seen = Seen::default();
-    let mut last = Lookup::ByEmail;
-    for _ in 0..MAX_READS {
-        match closure::closure(&recorded, &seen, &who) {
-            ClosureStep::Look(lookup) => {
-                look(ctx, &who, &lookup, &mut seen).await?;
-                last = lookup;
-            }
-            ClosureStep::Retain(note) => {
-                publish(member, ctx, EventType::Normal, reason::RETAINED, &note).await;
-                return Ok(Action::await_change());
-            }
-            ClosureStep::WaitForRequest(message) => {
-                return Err(Error::Waiting(message, ctx.settings.poll_interval));
-            }
-            ClosureStep::NothingToClose => {
-                publish(
-                    member,
-                    ctx,
-                    EventType::Normal,
-                    reason::NOTHING_TO_CLOSE,
-                    "no account of this object exists (none was created, or the one with its e-mail is not tagged for it); nothing is closed",
-                )
-                .await;
-                return Ok(Action::await_change());
-            }
-            ClosureStep::AlreadyClosed => return Ok(Action::await_change()),
-            ClosureStep::Close(account) => return close(member, ctx, &account).await,
+    let step = decided(ctx.accounts.as_ref(), &who, |seen| {
+        match closure::closure(&recorded, seen, &who) {
+            ClosureStep::Look(lookup) => Err(lookup),
+            step => Ok(step),
         }
+    })
+    .await?;
+    match step {
+        ClosureStep::Look(lookup) => Err(Error::Undecided(Some(lookup))),
+        ClosureStep::Retain(note) => {
+            publish(member, ctx, EventType::Normal, reason::RETAINED, &note).await;
+            Ok(Action::await_change())
+        }
+        ClosureStep::WaitForRequest(message) => {
+            Err(Error::Waiting(message, ctx.settings.poll_interval))
+        }
+        ClosureStep::NothingToClose => {
+            let note = NOTHING_TO_CLOSE;
+            publish(
+                member,
+                ctx,
+                EventType::Normal,
+                reason::NOTHING_TO_CLOSE,
+                note,
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+        ClosureStep::AlreadyClosed => Ok(Action::await_change()),
+        ClosureStep::Close(account) => close(member, ctx, &account).await,
     }
-    Err(Error::Undecided(last))
 }
 
 async fn close(member: &MemberAccount, ctx: &Context, account: &str) -> Result<Action, Error> {

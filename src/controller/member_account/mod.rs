@@ -101,7 +101,7 @@ pub enum Error {
     Waiting(String, Duration),
     /// A decision kept asking for reads: a bug, backed off like any error.
     #[error("a decision kept asking for reads; the last was {0:?}")]
-    Undecided(Lookup),
+    Undecided(Option<Lookup>),
 }
 
 impl Reconciler for Context {
@@ -240,14 +240,35 @@ fn identity(member: &MemberAccount) -> Identity {
     }
 }
 
+/// Asks `step` again and again, making each read it asks for, until it names something else.
+/// Each [`Lookup`] fills its part of [`Seen`] once, so a decision that asks more than
+/// [`MAX_READS`] times is a bug, reported as an error instead of spinning.
+async fn decided<T>(
+    accounts: &dyn Accounts,
+    who: &Identity,
+    mut step: impl FnMut(&mut Seen) -> Result<T, Lookup>,
+) -> Result<T, Error> {
+    let mut seen = Seen::default();
+    let mut last = None;
+    for _ in 0..MAX_READS {
+        match step(&mut seen) {
+            Ok(done) => return Ok(done),
+            Err(lookup) => {
+                look(accounts, who, &lookup, &mut seen).await?;
+                last = Some(lookup);
+            }
+        }
+    }
+    Err(Error::Undecided(last))
+}
+
 /// Makes one read a decision asked for, into `seen`.
 async fn look(
-    ctx: &Context,
+    accounts: &dyn Accounts,
     who: &Identity,
     lookup: &Lookup,
     seen: &mut Seen,
 ) -> Result<(), Error> {
-    let accounts = &ctx.accounts;
     match lookup {
         Lookup::Request(id) => seen.request = Some(accounts.create_request(id).await?),
         Lookup::Account(id) => {

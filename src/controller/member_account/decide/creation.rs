@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Found, Health, Identity, Lookup, Report, Seen, request_account};
+use crate::api::MemberAccountStatus;
 use crate::api::conditions::ACCOUNT_CREATED;
 use crate::api::labels::OWNER_TAG;
 use crate::api::member_account::reason;
@@ -36,22 +36,17 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn new(
-        request_id: Option<String>,
-        request_state: Option<String>,
-        observed: Option<i64>,
-        generation: Option<i64>,
-        conditions: &[Condition],
-        now: Timestamp,
-    ) -> Self {
-        let created = crate::controller::conditions::find(conditions, ACCOUNT_CREATED).map(|c| {
-            let age = now.duration_since(c.last_transition_time.0).unsigned_abs();
-            (c.reason.clone(), age)
-        });
+    /// What `status` records, for the object at `generation`.
+    pub fn new(status: &MemberAccountStatus, generation: Option<i64>, now: Timestamp) -> Self {
+        let created =
+            crate::controller::conditions::find(&status.conditions, ACCOUNT_CREATED).map(|c| {
+                let age = now.duration_since(c.last_transition_time.0).unsigned_abs();
+                (c.reason.clone(), age)
+            });
         Self {
-            request_id,
-            request_state,
-            spec_changed: observed < generation,
+            request_id: status.create_account_request_id.clone(),
+            request_state: status.create_account_state.clone(),
+            spec_changed: status.observed_generation < generation,
             created,
         }
     }
