@@ -456,9 +456,14 @@ pub struct StackSetOperation {
     pub id: String,
     /// `Create`, `Update`, `Delete` or `UpdateStackSet`.
     pub action: String,
-    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `STOPPING`, `STOPPED` or `QUEUED`.
+    /// `RUNNING`, `SUCCEEDED`, `FAILED`, `STOPPING`, `STOPPED` or `QUEUED` as CloudFormation
+    /// reports it, or `REJECTED` when AWS refused to start the operation (see `reason`): the
+    /// same operation is not sent again until the spec, the template or the targets change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Why the operation failed or was rejected, as AWS said it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// When the operation was started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
@@ -507,4 +512,62 @@ fn default_builtin_role_name() -> String {
 
 fn default_max_session_duration() -> i32 {
     3600
+}
+
+/// Condition reasons of BulkRegistration: part of the API, because `kubectl wait`, alerts and
+/// GitOps health checks match on them. docs/bulkregistration.md lists every one.
+pub mod reason {
+    /// Ready: every target account is deployed and its role verified assumable.
+    pub const READY: &str = "Ready";
+    /// StackSetReady=True: the StackSet has the current template and settings.
+    pub const STACK_SET_CURRENT: &str = "StackSetCurrent";
+    /// StackSetReady=Unknown: an operation is in flight or the template is not applied yet.
+    pub const STACK_SET_PENDING: &str = "StackSetPending";
+    /// Stalled: ServiceManaged needs trusted access between StackSets and Organizations.
+    pub const TRUSTED_ACCESS_DISABLED: &str = "TrustedAccessDisabled";
+    /// Stalled: AWS refused a call; the message is AWS's.
+    pub const AWS_REJECTED: &str = "AwsRejected";
+    /// Reconciling: an operation of this registration is running.
+    pub const OPERATION_RUNNING: &str = "OperationRunning";
+    /// Reconciling: someone else's operation runs on the StackSet.
+    pub const OPERATION_IN_PROGRESS: &str = "OperationInProgress";
+    /// InstancesReady=True: every target account has a current, succeeded instance.
+    pub const INSTANCES_CURRENT: &str = "InstancesCurrent";
+    /// InstancesReady=False, Reconciling: instances are missing or being deployed.
+    pub const INSTANCES_PENDING: &str = "InstancesPending";
+    /// InstancesReady=False, Stalled: instances failed; see `status.failures`.
+    pub const INSTANCES_FAILED: &str = "InstancesFailed";
+    /// Reconciling: roles are deployed, not all verified assumable yet.
+    pub const VERIFYING: &str = "Verifying";
+    /// Stalled: a deployed role cannot be assumed (the message names a child).
+    pub const NOT_ASSUMABLE: &str = "RolesNotAssumable";
+    /// Reconciling or Stalled while `deletionPolicy: Delete` removes instances and StackSet.
+    pub const DELETING: &str = "Deleting";
+    /// Stalled: a `targets.accountsFrom` ConfigMap is missing or has malformed lines.
+    pub const INVALID_ACCOUNT_LIST: &str = "InvalidAccountList";
+    /// Stalled: the `template.configMapRef` ConfigMap does not exist.
+    pub const TEMPLATE_CONFIG_MAP_NOT_FOUND: &str = "TemplateConfigMapNotFound";
+    /// Stalled: the `template.configMapRef` ConfigMap has no such key.
+    pub const TEMPLATE_KEY_NOT_FOUND: &str = "TemplateKeyNotFound";
+    /// Stalled: the `externalId.secretRef` Secret does not exist.
+    pub const TOKEN_SECRET_NOT_FOUND: &str = "TokenSecretNotFound";
+    /// Stalled: the token Secret has no such key, or its value is not a valid ExternalId.
+    pub const TOKEN_KEY_NOT_FOUND: &str = "TokenKeyNotFound";
+    /// Stalled: a Secret named like the generated token exists and is not this registration's.
+    pub const TOKEN_SECRET_CONFLICT: &str = "TokenSecretConflict";
+}
+
+/// Event reasons of BulkRegistration, besides condition transitions (which carry the
+/// condition's reason).
+pub mod event {
+    /// The StackSet was created.
+    pub const STACK_SET_CREATED: &str = "StackSetCreated";
+    /// An operation of this registration ended SUCCEEDED.
+    pub const OPERATION_SUCCEEDED: &str = "OperationSucceeded";
+    /// An operation of this registration ended FAILED or STOPPED.
+    pub const OPERATION_FAILED: &str = "OperationFailed";
+    /// `deletionPolicy: Delete` removed the StackSet.
+    pub const STACK_SET_DELETED: &str = "StackSetDeleted";
+    /// `deletionPolicy: Retain` left the StackSet and its stacks in AWS.
+    pub const RETAINED: &str = "Retained";
 }

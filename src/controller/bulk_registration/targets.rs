@@ -1,5 +1,6 @@
-//! Which accounts a BulkRegistration targets: listed accounts, ConfigMap lists and OU members
-//! (nested OUs resolved through Organizations once per reconcile), minus exclusions.
+//! Phase "targets": which accounts a BulkRegistration targets. Listed accounts, ConfigMap lists
+//! and OU members (nested OUs resolved through Organizations once per reconcile), minus
+//! exclusions.
 
 use std::collections::BTreeSet;
 
@@ -9,7 +10,7 @@ use kube::api::Api;
 use super::plan::Desired;
 use crate::account_list;
 use crate::api::BulkRegistration;
-use crate::api::bulk_registration::PermissionModel;
+use crate::api::bulk_registration::{PermissionModel, reason};
 use crate::aws::{AwsError, OrgUnits};
 
 /// Why the targets cannot be resolved.
@@ -72,7 +73,7 @@ pub async fn resolve(
     }
     if !problems.is_empty() {
         return Err(TargetsError::Invalid {
-            reason: "InvalidAccountList",
+            reason: reason::INVALID_ACCOUNT_LIST,
             message: problems.join("; "),
         });
     }

@@ -1,0 +1,385 @@
+//! Phase "definition": what the StackSet should be (template, parameters with the token,
+//! permission model, settings), its fingerprint, and that the StackSet exists.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::events::EventType;
+
+use super::template;
+use super::token::Token;
+use super::{Context, Halt, Pass};
+use crate::api::BulkRegistration;
+use crate::api::bulk_registration::{
+    CallAs as SpecCallAs, ConcurrencyMode, PermissionModel, RegionConcurrency, event, reason,
+};
+use crate::aws::AwsError;
+use crate::aws::stacksets::{
+    CallAs, Permissions, Preferences, StackSetDefinition, StackSetRef, TemplateBody,
+};
+use crate::controller::bulk_registration::status::Stall;
+
+/// The StackSet's definition and its fingerprint (`status.templateHash` once applied).
+pub struct Definition {
+    pub spec: StackSetDefinition,
+    pub hash: String,
+}
+
+/// Why the StackSet definition cannot be built.
+pub enum DefinitionError {
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+    Kube(kube::Error),
+    Aws(AwsError),
+}
+
+impl From<DefinitionError> for Halt {
+    fn from(e: DefinitionError) -> Self {
+        match e {
+            DefinitionError::Blocked { reason, message } => {
+                Halt::Stalled(Stall::stack_set(reason, message))
+            }
+            DefinitionError::Kube(e) => Halt::Failed(e.into()),
+            DefinitionError::Aws(e) => Halt::Failed(e.into()),
+        }
+    }
+}
+
+/// The StackSet name: `spec.stackSet.name`, else `account-linker-<namespace>-<name>`
+/// (CloudFormation allows 128 characters of `[a-zA-Z0-9-]`, starting with a letter).
+pub fn stack_set_name(bulk: &BulkRegistration) -> String {
+    if let Some(name) = &bulk.spec.stack_set.name {
+        return name.clone();
+    }
+    let raw = format!(
+        "account-linker-{}-{}",
+        bulk.namespace().unwrap_or_default(),
+        bulk.name_any()
+    );
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    if cleaned.len() <= 128 {
+        return cleaned;
+    }
+    let hash = template::fingerprint(&[&raw]);
+    format!("{}-{}", &cleaned[..128 - 17], &hash)
+}
+
+/// The StackSet as every call addresses it: the name status recorded (a StackSet is never
+/// renamed), as whom the spec says.
+pub fn stack_set_ref(bulk: &BulkRegistration) -> StackSetRef {
+    let name = bulk
+        .status
+        .as_ref()
+        .and_then(|s| s.stack_set_name.clone())
+        .unwrap_or_else(|| stack_set_name(bulk));
+    StackSetRef {
+        name,
+        call_as: match bulk.spec.stack_set.call_as {
+            SpecCallAs::SelfAccount => CallAs::Management,
+            SpecCallAs::DelegatedAdmin => CallAs::DelegatedAdmin,
+        },
+    }
+}
+
+/// Operation preferences, passed as given.
+pub fn preferences(bulk: &BulkRegistration) -> Preferences {
+    let p = bulk.spec.operation_preferences.clone().unwrap_or_default();
+    Preferences {
+        max_concurrent_count: p.max_concurrent_count,
+        max_concurrent_percentage: p.max_concurrent_percentage,
+        failure_tolerance_count: p.failure_tolerance_count,
+        failure_tolerance_percentage: p.failure_tolerance_percentage,
+        parallel_regions: p.region_concurrency_type == Some(RegionConcurrency::Parallel),
+        region_order: p.region_order,
+        soft_failure_tolerance: p.concurrency_mode == Some(ConcurrencyMode::SoftFailureTolerance),
+    }
+}
+
+/// Builds the definition: the template (built in, from a ConfigMap, or a URL), the parameters
+/// with the token, the permission model.
+pub async fn build(
+    bulk: &BulkRegistration,
+    ctx: &Context,
+    config_maps: &Api<ConfigMap>,
+    token: &Token,
+) -> Result<Definition, DefinitionError> {
+    let source = &bulk.spec.template;
+    let template = if let Some(builtin) = &source.builtin {
+        let trusted = match &builtin.trusted_account_id {
+            Some(account) => account.clone(),
+            None => ctx
+                .hub_account
+                .get_or_try_init(|| ctx.hub.hub_account())
+                .await
+                .map_err(DefinitionError::Aws)?
+                .clone(),
+        };
+        let names: Vec<&str> = bulk
+            .spec
+            .parameters
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        TemplateBody::Body(template::builtin(
+            builtin,
+            &trusted,
+            &ctx.settings.partition,
+            &names,
+        ))
+    } else if let Some(reference) = &source.config_map_ref {
+        let cm = config_maps
+            .get_opt(&reference.name)
+            .await
+            .map_err(DefinitionError::Kube)?
+            .ok_or_else(|| DefinitionError::Blocked {
+                reason: reason::TEMPLATE_CONFIG_MAP_NOT_FOUND,
+                message: format!("ConfigMap {:?} not found", reference.name),
+            })?;
+        let body = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&reference.key))
+            .cloned()
+            .ok_or_else(|| DefinitionError::Blocked {
+                reason: reason::TEMPLATE_KEY_NOT_FOUND,
+                message: format!(
+                    "ConfigMap {:?} has no key {:?}",
+                    reference.name, reference.key
+                ),
+            })?;
+        TemplateBody::Body(body)
+    } else {
+        TemplateBody::Url(source.url.clone().unwrap_or_default())
+    };
+    let spec = assemble(bulk, template, token);
+    let hash = definition_hash(&spec);
+    Ok(Definition { spec, hash })
+}
+
+/// The definition around a template: parameters (sorted, the token among them), permission
+/// model and settings.
+fn assemble(bulk: &BulkRegistration, template: TemplateBody, token: &Token) -> StackSetDefinition {
+    let mut parameters: Vec<(String, String)> = bulk
+        .spec
+        .parameters
+        .iter()
+        .map(|p| (p.name.clone(), p.value.clone()))
+        .collect();
+    parameters.push((
+        template::EXTERNAL_ID_PARAMETER.into(),
+        token.value.expose().to_string(),
+    ));
+    parameters.sort();
+    let spec = &bulk.spec.stack_set;
+    let permissions = match spec.permission_model {
+        PermissionModel::ServiceManaged => Permissions::ServiceManaged {
+            auto_deployment: bulk
+                .spec
+                .auto_deployment
+                .as_ref()
+                .map(|a| (a.enabled, a.retain_stacks_on_account_removal)),
+        },
+        PermissionModel::SelfManaged => Permissions::SelfManaged {
+            administration_role_arn: spec.administration_role_arn.clone(),
+            execution_role_name: spec.execution_role_name.clone(),
+        },
+    };
+    StackSetDefinition {
+        template,
+        parameters,
+        permissions,
+        managed_execution: spec.managed_execution,
+        description: format!(
+            "account-linker BulkRegistration {}/{}",
+            bulk.namespace().unwrap_or_default(),
+            bulk.name_any()
+        ),
+    }
+}
+
+/// The fingerprint of everything an UpdateStackSet would change: template source, parameters
+/// (the token among them: hashed, never stored) and settings, each written out field by field in
+/// a fixed order, so that no change of a `Debug` implementation can start a fleet-wide update.
+/// The layout of the permission model is the one earlier releases hashed, so existing
+/// registrations keep their hash. The description is not part of it: it never changes.
+pub fn definition_hash(d: &StackSetDefinition) -> String {
+    let template = match &d.template {
+        TemplateBody::Body(b) => format!("body:{b}"),
+        TemplateBody::Url(u) => format!("url:{u}"),
+    };
+    let params: Vec<String> = d
+        .parameters
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    template::fingerprint(&[
+        &template,
+        &params.join("\n"),
+        &canonical_permissions(&d.permissions),
+        &d.managed_execution.to_string(),
+    ])
+}
+
+/// The permission model as text. ARNs and role names are restricted to `[\w+=,.@:/-]` by the
+/// CRD schema, so quoting needs no escapes.
+fn canonical_permissions(p: &Permissions) -> String {
+    let quoted = |v: &Option<String>| match v {
+        Some(s) => format!("Some(\"{s}\")"),
+        None => "None".to_string(),
+    };
+    match p {
+        Permissions::ServiceManaged { auto_deployment } => {
+            let auto = match auto_deployment {
+                Some((enabled, retain)) => format!("Some(({enabled}, {retain}))"),
+                None => "None".to_string(),
+            };
+            format!("ServiceManaged {{ auto_deployment: {auto} }}")
+        }
+        Permissions::SelfManaged {
+            administration_role_arn,
+            execution_role_name,
+        } => format!(
+            "SelfManaged {{ administration_role_arn: {}, execution_role_name: {} }}",
+            quoted(administration_role_arn),
+            quoted(execution_role_name)
+        ),
+    }
+}
+
+/// Makes sure the StackSet exists: trusted access first (ServiceManaged), then DescribeStackSet,
+/// CreateStackSet when missing. A StackSet that vanished takes its operations with it.
+pub(super) async fn ensure_stack_set(
+    pass: &mut Pass<'_>,
+    definition: &Definition,
+) -> Result<(), Halt> {
+    let ctx = pass.ctx;
+    let bulk = pass.bulk;
+    let service_managed = bulk.spec.stack_set.permission_model == PermissionModel::ServiceManaged;
+    if service_managed && !ctx.stacksets.trusted_access(pass.set.call_as).await? {
+        return Err(Halt::Stalled(Stall::stack_set(
+            reason::TRUSTED_ACCESS_DISABLED,
+            "trusted access between CloudFormation StackSets and AWS Organizations is \
+            disabled: enable it from the management account with `aws cloudformation \
+            activate-organizations-access` (or in the CloudFormation console under StackSets > \
+            Enable trusted access); the registration continues on its own once it is on",
+        )));
+    }
+    if let Some(info) = ctx.stacksets.describe(&pass.set).await? {
+        pass.next.stack_set_id = Some(info.id);
+        return Ok(());
+    }
+    pass.next.operation = None;
+    match ctx.stacksets.create(&pass.set, &definition.spec).await {
+        Ok(id) => {
+            pass.next.stack_set_id = Some(id);
+            pass.next.template_hash = Some(definition.hash.clone());
+            let note = format!("created StackSet {}", pass.set.name);
+            pass.publish(EventType::Normal, event::STACK_SET_CREATED, &note)
+                .await;
+            Ok(())
+        }
+        Err(e) if !e.class.is_retryable() => Err(Halt::Stalled(Stall::stack_set(
+            reason::AWS_REJECTED,
+            super::aws_text(&e),
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn bulk(name: &str, spec: serde_json::Value) -> BulkRegistration {
+        let mut b = BulkRegistration::new(name, serde_json::from_value(spec).unwrap());
+        b.metadata.namespace = Some("platform".into());
+        b
+    }
+
+    fn spec() -> serde_json::Value {
+        json!({
+            "stackSet": {"permissionModel": "SelfManaged"},
+            "template": {"builtin": {}},
+            "targets": {"accounts": ["111111111111"]},
+        })
+    }
+
+    fn base() -> StackSetDefinition {
+        StackSetDefinition {
+            template: TemplateBody::Body("a".into()),
+            parameters: vec![("ExternalId".into(), "one".into())],
+            permissions: Permissions::ServiceManaged {
+                auto_deployment: None,
+            },
+            managed_execution: false,
+            description: "d".into(),
+        }
+    }
+
+    #[test]
+    fn stack_set_names_are_derived_and_valid() {
+        assert_eq!(
+            stack_set_name(&bulk("workloads", spec())),
+            "account-linker-platform-workloads"
+        );
+        let long = bulk(&"x.y".repeat(80), spec());
+        let name = stack_set_name(&long);
+        assert_eq!(name.len(), 128);
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let mut named = spec();
+        named["stackSet"]["name"] = json!("chosen");
+        assert_eq!(stack_set_name(&bulk("w", named)), "chosen");
+    }
+
+    #[test]
+    fn definition_hashes_change_with_what_is_deployed() {
+        let mut rotated = base();
+        rotated.parameters[0].1 = "two".into();
+        let mut auto = base();
+        auto.permissions = Permissions::ServiceManaged {
+            auto_deployment: Some((true, false)),
+        };
+        let mut described = base();
+        described.description = "other".into();
+        assert_eq!(definition_hash(&base()), definition_hash(&base()));
+        assert_ne!(definition_hash(&base()), definition_hash(&rotated));
+        assert_ne!(definition_hash(&base()), definition_hash(&auto));
+        assert_eq!(definition_hash(&base()), definition_hash(&described));
+    }
+
+    /// Hashes of earlier releases: a changed hash would update every StackSet after an upgrade.
+    #[test]
+    fn existing_registrations_keep_their_hash() {
+        let mut self_managed = base();
+        self_managed.permissions = Permissions::SelfManaged {
+            administration_role_arn: Some(
+                "arn:aws:iam::111122223333:role/AWSCloudFormationStackSetAdministrationRole".into(),
+            ),
+            execution_role_name: None,
+        };
+        let mut auto = base();
+        auto.permissions = Permissions::ServiceManaged {
+            auto_deployment: Some((true, false)),
+        };
+        let cases = [
+            (base(), "9e98a42ef4bb41b8"),
+            (auto, "71f808eeb5cad037"),
+            (self_managed, "2ff75fcfeef3df22"),
+        ];
+        for (definition, want) in cases {
+            assert_eq!(
+                definition_hash(&definition),
+                want,
+                "{:?}",
+                definition.permissions
+            );
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! ExternalId values as both controllers read them from Secrets: one reader, so a value that
+//! works for a LinkedAccount works the same as a BulkRegistration's token (a trailing newline
+//! from `kubectl create secret --from-file` included), and one redacting type, so the value
+//! cannot reach a log line through `Debug`.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use kube::api::{Api, ObjectMeta};
+use rand::distr::{Alphanumeric, SampleString};
+
+use crate::api::labels::{MANAGED_BY, MANAGED_BY_LABEL};
+pub use crate::aws::sts::Secret as ExternalId;
+
+/// The key generated Secrets keep the ExternalId under.
+pub const GENERATED_KEY: &str = "externalId";
+/// Length of generated ExternalIds (characters of `[A-Za-z0-9]`).
+pub const GENERATED_LENGTH: usize = 40;
+/// What a valid value looks like, for messages (never the value itself).
+pub const VALID_FORM: &str = "2 to 1224 characters of [A-Za-z0-9_+=,.@:/-]";
+
+/// A fresh ExternalId from the thread-local CSPRNG.
+pub fn generate() -> ExternalId {
+    ExternalId::new(Alphanumeric.sample_string(&mut rand::rng(), GENERATED_LENGTH))
+}
+
+/// Whether a value is a valid ExternalId for STS: 2–1224 characters of `[\w+=,.@:/-]`.
+pub fn is_valid(value: &str) -> bool {
+    (2..=1224).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c))
+}
+
+/// Why a Secret holds no usable ExternalId. Callers turn it into their own condition reason;
+/// nothing here carries the value.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error("Secret not found")]
+    SecretNotFound,
+    #[error("no such key")]
+    KeyNotFound,
+    /// Not UTF-8, or not a valid ExternalId after trimming surrounding whitespace.
+    #[error("not a valid ExternalId ({VALID_FORM})")]
+    Invalid,
+    #[error("reading the Secret: {0}")]
+    Api(#[source] kube::Error),
+}
+
+/// The ExternalId under `key` of `secret`: surrounding whitespace trimmed, then validated.
+pub fn read(secret: &Secret, key: &str) -> Result<ExternalId, Unreadable> {
+    let raw = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or(Unreadable::KeyNotFound)?;
+    std::str::from_utf8(&raw.0)
+        .ok()
+        .map(str::trim)
+        .filter(|v| is_valid(v))
+        .map(ExternalId::new)
+        .ok_or(Unreadable::Invalid)
+}
+
+/// Fetches Secret `name` and reads `key` from it (a Secret named in a spec), returning the
+/// Secret too (its resourceVersion tells a changed value).
+pub async fn read_referenced(
+    secrets: &Api<Secret>,
+    name: &str,
+    key: &str,
+) -> Result<(ExternalId, Secret), Unreadable> {
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(Unreadable::Api)?
+        .ok_or(Unreadable::SecretNotFound)?;
+    Ok((read(&secret, key)?, secret))
+}
+
+/// The data of a generated Secret: `value` under [`GENERATED_KEY`].
+pub fn generated_data(value: &ExternalId) -> BTreeMap<String, ByteString> {
+    BTreeMap::from([(
+        GENERATED_KEY.to_string(),
+        ByteString(value.expose().as_bytes().to_vec()),
+    )])
+}
+
+/// A new Secret `name` holding a generated ExternalId, owned by the object it belongs to (so it
+/// goes with it) and labelled as the operator's.
+pub fn generated_secret(name: &str, owner: Option<OwnerReference>, value: &ExternalId) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            owner_references: owner.map(|o| vec![o]),
+            labels: Some(BTreeMap::from([(
+                MANAGED_BY_LABEL.to_string(),
+                MANAGED_BY.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(generated_data(value)),
+        ..Secret::default()
+    }
+}
+
+/// Whether the object with `uid` owns `secret`: a generated Secret of another object (or a
+/// user's Secret that happens to have the name) is never read or overwritten.
+pub fn owned_by(secret: &Secret, uid: Option<&str>) -> bool {
+    secret
+        .owner_references()
+        .iter()
+        .any(|o| Some(o.uid.as_str()) == uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(value: &[u8]) -> Secret {
+        Secret {
+            data: Some(BTreeMap::from([(
+                GENERATED_KEY.to_string(),
+                ByteString(value.to_vec()),
+            )])),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_long_random_and_valid() {
+        let a = generate();
+        let b = generate();
+        assert_eq!(a.expose().len(), GENERATED_LENGTH);
+        assert!(a.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert!(is_valid(a.expose()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn validity_follows_sts_rules() {
+        assert!(is_valid("ab"));
+        assert!(is_valid("token-1/2:3@x.y,z=w+v_u"));
+        assert!(!is_valid("a"));
+        assert!(!is_valid("has space"));
+        assert!(!is_valid(&"x".repeat(1225)));
+    }
+
+    #[test]
+    fn values_are_trimmed_then_validated() {
+        let cases: [(&[u8], Option<&str>); 6] = [
+            (b"abc123", Some("abc123")),
+            (b"abc123\n", Some("abc123")),
+            (b"  abc123\r\n", Some("abc123")),
+            (b"abc 123", None),
+            (b"a\n", None),
+            (b"\xff\xfe", None),
+        ];
+        for (raw, want) in cases {
+            let got = read(&secret(raw), GENERATED_KEY).ok();
+            assert_eq!(got.as_ref().map(ExternalId::expose), want, "{raw:?}");
+        }
+        assert!(matches!(
+            read(&secret(b"abc"), "other"),
+            Err(Unreadable::KeyNotFound)
+        ));
+    }
+
+    #[test]
+    fn values_never_print() {
+        let value = read(&secret(b"s3cr3t-value\n"), GENERATED_KEY).unwrap();
+        assert!(!format!("{value:?}").contains("s3cr3t"));
+        assert!(!format!("{:?}", Unreadable::Invalid).contains("s3cr3t"));
+    }
+}
