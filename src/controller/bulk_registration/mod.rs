@@ -359,7 +359,7 @@ impl<'a> Pass<'a> {
         headline: Headline,
     ) -> Result<bool, Error> {
         let desired = &inputs.desired;
-        let observed = plan::observe(desired, instances);
+        let observed = status::observe(desired, instances);
         let verification = children::sync(self, desired, instances, &inputs.token).await?;
         let summary = status::summary(desired, &observed, &verification);
         let facts = Facts {

@@ -527,7 +527,7 @@ mod tests {
                 "{}",
                 stall.message
             );
-            let observed = plan::observe(&desired(), &instances);
+            let observed = status::observe(&desired(), &instances);
             let verification = Verification::default();
             let facts = Facts {
                 targets: 2,

@@ -1,6 +1,6 @@
-//! The pure core of the BulkRegistration controller: from the desired accounts and the
-//! instances CloudFormation lists, the one next operation that closes most of the gap, and
-//! what status says about every account.
+//! The pure planner of the BulkRegistration controller: from the desired accounts and the
+//! instances CloudFormation lists, the one next operation that closes most of the gap (how the
+//! instances stand is in [`super::status`]).
 //!
 //! Operations are batched by kind — one create for every missing account, one delete for every
 //! removed one — so N accounts cost O(1) operations whatever N is. Operation IDs are derived
@@ -9,15 +9,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::bulk_registration::InstanceFailure;
 use crate::aws::stacksets::{DetailedStatus, Instance, InstanceStatus, Targets};
 
 use super::template::fingerprint;
 
 /// CreateStackInstances takes at most this many OUs per call.
 pub const MAX_OUS_PER_CALL: usize = 50;
-/// Failures listed in status.
-pub const MAX_FAILURES: usize = 50;
 
 /// What the registration wants deployed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -268,90 +265,6 @@ pub fn operation_id(uid: &str, generation: i64, template_hash: &str, step: &Step
     )
 }
 
-/// How one target account's instances stand.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Standing {
-    /// Every region CURRENT and SUCCEEDED.
-    Current,
-    /// Not created yet, or pending, running or left out of an operation.
-    Outdated,
-    /// FAILED, CANCELLED, INOPERABLE or otherwise not deployable.
-    Failed,
-}
-
-/// Classifies one instance.
-pub fn standing(instance: &Instance) -> Standing {
-    use DetailedStatus::{Pending, Running, Succeeded};
-    match (&instance.status, &instance.detailed_status) {
-        (InstanceStatus::Current, Some(Succeeded) | None) => Standing::Current,
-        (_, Some(Pending | Running)) => Standing::Outdated,
-        (InstanceStatus::Outdated, Some(Succeeded)) => Standing::Outdated,
-        _ => Standing::Failed,
-    }
-}
-
-/// What the instances say about the registration's targets.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
-    pub current: i32,
-    pub outdated: i32,
-    pub failed: i32,
-    /// The first [`MAX_FAILURES`] failed instances.
-    pub failures: Vec<InstanceFailure>,
-    /// Total failed instances (may exceed the list).
-    pub failed_instances: usize,
-}
-
-/// Counts target accounts by standing (an account is as good as its worst region) and lists
-/// failures.
-pub fn observe(desired: &Desired, instances: &[Instance]) -> Observed {
-    let mut worst: BTreeMap<&str, Standing> = desired
-        .accounts
-        .iter()
-        .map(|a| (a.as_str(), Standing::Current))
-        .collect();
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut observed = Observed::default();
-    for instance in instances {
-        let Some(slot) = worst.get_mut(instance.account.as_str()) else {
-            continue;
-        };
-        if !desired.regions.contains(&instance.region) {
-            continue;
-        }
-        *seen.entry(instance.account.as_str()).or_default() += 1;
-        let s = standing(instance);
-        if s == Standing::Failed {
-            observed.failed_instances += 1;
-            if observed.failures.len() < MAX_FAILURES {
-                observed.failures.push(InstanceFailure {
-                    account: instance.account.clone(),
-                    region: instance.region.clone(),
-                    detailed_status: instance
-                        .detailed_status
-                        .as_ref()
-                        .map_or_else(|| instance.status.to_string(), ToString::to_string),
-                    reason: instance.reason.clone(),
-                });
-            }
-        }
-        *slot = match (*slot, s) {
-            (Standing::Failed, _) | (_, Standing::Failed) => Standing::Failed,
-            (Standing::Outdated, _) | (_, Standing::Outdated) => Standing::Outdated,
-            _ => Standing::Current,
-        };
-    }
-    for (account, standing) in &worst {
-        let complete = seen.get(account).copied().unwrap_or(0) >= desired.regions.len();
-        match standing {
-            Standing::Failed => observed.failed += 1,
-            Standing::Current if complete => observed.current += 1,
-            _ => observed.outdated += 1,
-        }
-    }
-    observed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -570,31 +483,5 @@ mod tests {
         assert_ne!(a, operation_id("uid-1", 3, "other", &step));
         let other = next_step(&self_managed(0..11), &[], true).unwrap();
         assert_ne!(a, operation_id("uid-1", 3, "hash", &other));
-    }
-
-    #[test]
-    fn observation_counts_accounts_and_lists_failures() {
-        let desired = self_managed(0..60);
-        let mut instances = current(&desired);
-        for i in instances.iter_mut().take(55) {
-            i.status = "OUTDATED".into();
-            i.detailed_status = Some("FAILED".into());
-            i.reason = Some("boom".into());
-        }
-        instances[55].detailed_status = Some("RUNNING".into());
-        instances[55].status = "OUTDATED".into();
-        instances.pop();
-        // An instance outside the targets is ignored.
-        instances.push(instance(
-            "999999999999",
-            "eu-west-1",
-            "CURRENT",
-            "SUCCEEDED",
-        ));
-        let seen = observe(&desired, &instances);
-        assert_eq!((seen.current, seen.outdated, seen.failed), (3, 2, 55));
-        assert_eq!(seen.failures.len(), MAX_FAILURES);
-        assert_eq!(seen.failed_instances, 55);
-        assert_eq!(seen.failures[0].reason.as_deref(), Some("boom"));
     }
 }

@@ -1,10 +1,14 @@
-//! Phase "status", the pure part: the summary counts and the condition tree of a registration,
-//! from what the instances and the children say and what the pass decided before.
+//! Phase "status", the pure part: how the instances stand, the summary counts and the condition
+//! tree of a registration, from what the instances and the children say and what the pass
+//! decided before.
+
+use std::collections::BTreeMap;
 
 use super::children::Verification;
-use super::plan::{Desired, Observed};
-use crate::api::bulk_registration::{Summary, reason};
+use super::plan::Desired;
+use crate::api::bulk_registration::{InstanceFailure, Summary, reason};
 use crate::api::conditions::{INSTANCES_READY, READY, RECONCILING, STACK_SET_READY, STALLED};
+use crate::aws::stacksets::{DetailedStatus, Instance, InstanceStatus};
 use crate::controller::conditions::{Desired as Cond, Status};
 
 /// Why a registration needs a human before it goes on.
@@ -57,6 +61,93 @@ pub struct Facts<'a> {
     pub verification: &'a Verification,
     /// `status.templateHash` is the fingerprint of the current definition.
     pub stack_set_current: bool,
+}
+
+/// Failures listed in status.
+pub const MAX_FAILURES: usize = 50;
+
+/// How one target account's instances stand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Every region CURRENT and SUCCEEDED.
+    Current,
+    /// Not created yet, or pending, running or left out of an operation.
+    Outdated,
+    /// FAILED, CANCELLED, INOPERABLE or otherwise not deployable.
+    Failed,
+}
+
+/// Classifies one instance.
+pub fn standing(instance: &Instance) -> Standing {
+    use DetailedStatus::{Pending, Running, Succeeded};
+    match (&instance.status, &instance.detailed_status) {
+        (InstanceStatus::Current, Some(Succeeded) | None) => Standing::Current,
+        (_, Some(Pending | Running)) => Standing::Outdated,
+        (InstanceStatus::Outdated, Some(Succeeded)) => Standing::Outdated,
+        _ => Standing::Failed,
+    }
+}
+
+/// What the instances say about the registration's targets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub current: i32,
+    pub outdated: i32,
+    pub failed: i32,
+    /// The first [`MAX_FAILURES`] failed instances.
+    pub failures: Vec<InstanceFailure>,
+    /// Total failed instances (may exceed the list).
+    pub failed_instances: usize,
+}
+
+/// Counts target accounts by standing (an account is as good as its worst region) and lists
+/// failures.
+pub fn observe(desired: &Desired, instances: &[Instance]) -> Observed {
+    let mut worst: BTreeMap<&str, Standing> = desired
+        .accounts
+        .iter()
+        .map(|a| (a.as_str(), Standing::Current))
+        .collect();
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut observed = Observed::default();
+    for instance in instances {
+        let Some(slot) = worst.get_mut(instance.account.as_str()) else {
+            continue;
+        };
+        if !desired.regions.contains(&instance.region) {
+            continue;
+        }
+        *seen.entry(instance.account.as_str()).or_default() += 1;
+        let s = standing(instance);
+        if s == Standing::Failed {
+            observed.failed_instances += 1;
+            if observed.failures.len() < MAX_FAILURES {
+                observed.failures.push(InstanceFailure {
+                    account: instance.account.clone(),
+                    region: instance.region.clone(),
+                    detailed_status: instance
+                        .detailed_status
+                        .as_ref()
+                        .map_or_else(|| instance.status.to_string(), ToString::to_string),
+                    reason: instance.reason.clone(),
+                });
+            }
+        }
+        *slot = match (*slot, s) {
+            (Standing::Failed, _) | (_, Standing::Failed) => Standing::Failed,
+            (Standing::Outdated, _) | (_, Standing::Outdated) => Standing::Outdated,
+            _ => Standing::Current,
+        };
+    }
+    for (account, standing) in &worst {
+        let complete = seen.get(account).copied().unwrap_or(0) >= desired.regions.len();
+        match standing {
+            Standing::Failed => observed.failed += 1,
+            Standing::Current if complete => observed.current += 1,
+            _ => observed.outdated += 1,
+        }
+    }
+    observed
 }
 
 /// Ready, Stalled and Reconciling for a stall, and StackSetReady when the StackSet is
@@ -314,6 +405,39 @@ mod tests {
             find(&conds, INSTANCES_READY).message,
             "all 4 account(s) deployed"
         );
+    }
+
+    #[test]
+    fn observation_counts_accounts_and_lists_failures() {
+        let account = |n: u64| format!("{:012}", 100_000_000_000 + n);
+        let instance = |n: u64, status: &str, detailed: &str| Instance {
+            account: account(n),
+            region: "eu-west-1".into(),
+            status: status.into(),
+            detailed_status: Some(detailed.into()),
+            reason: (detailed == "FAILED").then(|| "boom".to_string()),
+            ..Instance::default()
+        };
+        let desired = Desired {
+            accounts: (0..60).map(account).collect(),
+            regions: vec!["eu-west-1".into()],
+            ..Desired::default()
+        };
+        let mut instances: Vec<Instance> =
+            (0..55).map(|n| instance(n, "OUTDATED", "FAILED")).collect();
+        instances.push(instance(55, "OUTDATED", "RUNNING"));
+        // 56..59 deployed, 59 without an instance yet.
+        instances.extend((56..59).map(|n| instance(n, "CURRENT", "SUCCEEDED")));
+        // An instance outside the targets is ignored.
+        instances.push(Instance {
+            account: "999999999999".into(),
+            ..instance(0, "CURRENT", "SUCCEEDED")
+        });
+        let seen = observe(&desired, &instances);
+        assert_eq!((seen.current, seen.outdated, seen.failed), (3, 2, 55));
+        assert_eq!(seen.failures.len(), MAX_FAILURES);
+        assert_eq!(seen.failed_instances, 55);
+        assert_eq!(seen.failures[0].reason.as_deref(), Some("boom"));
     }
 
     #[test]
