@@ -79,7 +79,7 @@ pub struct ImportCsvArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("cannot render CRD YAML: {0}")]
-    Yaml(#[from] serde_yaml::Error),
+    Yaml(#[from] crate::yaml::Error),
     #[error(transparent)]
     Operator(#[from] crate::operator::OperatorError),
     #[error("cannot start the async runtime: {0}")]
@@ -171,7 +171,7 @@ fn import_csv(args: &ImportCsvArgs) -> Result<(), CliError> {
 }
 
 /// All CRDs as one multi-document YAML stream.
-pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+pub fn crds_yaml() -> Result<String, crate::yaml::Error> {
     let docs = api::crds()
         .iter()
         .map(crd_yaml)
@@ -180,8 +180,8 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 }
 
 /// One CRD as YAML.
-pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(crd)
+pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, crate::yaml::Error> {
+    crate::yaml::to_string(crd)
 }
 
 /// The file name `crds/` uses for a CRD.

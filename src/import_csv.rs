@@ -102,8 +102,8 @@ pub fn import(text: &str, options: &Options) -> Result<Imported, Vec<LineError>>
 
     let yaml = format!(
         "{}---\n{}",
-        serde_yaml::to_string(&config_map).expect("ConfigMap renders as YAML"),
-        serde_yaml::to_string(&bulk).expect("BulkRegistration renders as YAML"),
+        crate::yaml::to_string(&config_map).expect("ConfigMap renders as YAML"),
+        crate::yaml::to_string(&bulk).expect("BulkRegistration renders as YAML"),
     );
     Ok(Imported {
         yaml,
@@ -135,10 +135,10 @@ mod tests {
         let out = import(text, &options()).unwrap();
         assert_eq!(out.accounts, ["111122223333", "444455556666"]);
         assert_eq!(out.duplicates, [(4, "111122223333".to_string())]);
-        let docs: Vec<serde_yaml::Value> = out
+        let docs: Vec<serde_json::Value> = out
             .yaml
             .split("---\n")
-            .map(|d| serde_yaml::from_str(d).unwrap())
+            .map(|d| serde_saphyr::from_str(d).unwrap())
             .collect();
         assert_eq!(docs[0]["kind"], "ConfigMap");
         assert_eq!(docs[0]["metadata"]["name"], "fleet-accounts");

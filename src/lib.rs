@@ -13,3 +13,4 @@ pub mod operator;
 pub mod reference;
 pub mod runtime;
 pub mod telemetry;
+pub mod yaml;
