@@ -70,8 +70,8 @@ pub struct ImportCsvArgs {
     /// Execution role name in each account (SelfManaged).
     #[arg(long)]
     pub execution_role_name: Option<String>,
-    /// What deleting the BulkRegistration does in AWS.
-    #[arg(long, default_value = "Delete", value_parser = ["Delete", "Retain"])]
+    /// What deleting the BulkRegistration does in AWS; `Retain`, the API's default, unless asked.
+    #[arg(long, default_value = "Retain", value_parser = ["Delete", "Retain"])]
     pub deletion_policy: String,
 }
 

@@ -303,6 +303,12 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
         ),
         (
             "BulkRegistration",
+            "defaulted builtin role in two regions",
+            bulk(json!({"template": null, "regions": ["eu-west-1", "us-east-1"]})),
+            "the builtin template creates a named IAM role, which is global",
+        ),
+        (
+            "BulkRegistration",
             "malformed OU id",
             bulk(json!({"targets": {"organizationalUnitIds": ["ou-xyz"]}})),
             "should match",
@@ -539,6 +545,29 @@ async fn defaults_are_applied_by_the_api_server() {
         .expect("create");
     assert_eq!(created.spec.role_name, "OrganizationAccountAccessRole");
     assert!(created.spec.link.enabled);
+
+    // Sent untyped: the typed client would fill these defaults in itself.
+    let created = api_for_kind(&client, &ns.name, "BulkRegistration")
+        .create(
+            &PostParams::default(),
+            &object(
+                "BulkRegistration",
+                "defaults",
+                bulk(json!({"template": null})),
+            ),
+        )
+        .await
+        .expect("create");
+    let spec = &created.data["spec"];
+    assert_eq!(
+        spec["template"],
+        json!({"builtin": {"roleName": "AccountLinkerAccess", "maxSessionDuration": 3600}}),
+        "no template is the built-in one, with its defaults"
+    );
+    assert_eq!(
+        spec["deletionPolicy"], "Retain",
+        "a prune must not remove a fleet's roles"
+    );
     ns.cleanup().await;
 }
 

@@ -780,14 +780,11 @@ async fn self_managed_without_the_execution_role_fails_that_account_with_the_rea
 async fn deletion_removes_instances_stack_set_and_children_or_retains_them() {
     let f = fixture("bulk-del", Shared).await;
     let (ou, _) = f.ou_with_accounts(3, None).await;
-    let deleted = f
-        .create(
-            "gone",
-            service_managed(json!({"organizationalUnitIds": [ou]})),
-        )
-        .await;
+    let mut delete_spec = service_managed(json!({"organizationalUnitIds": [ou]}));
+    delete_spec["deletionPolicy"] = json!("Delete");
+    let deleted = f.create("gone", delete_spec).await;
+    // No deletionPolicy: the default retains.
     let mut retain_spec = service_managed(json!({"organizationalUnitIds": [ou]}));
-    retain_spec["deletionPolicy"] = json!("Retain");
     // A second role name: two StackSets creating one named role in the same accounts collide.
     retain_spec["template"] = json!({"builtin": {"roleName": "KeptAccess"}});
     let retained = f.create("kept", retain_spec).await;

@@ -83,7 +83,9 @@ pub struct BulkRegistrationSpec {
     pub stack_set: StackSetSpec,
 
     /// The CloudFormation template deployed to every target: exactly one of `builtin`,
-    /// `configMapRef` or `url`.
+    /// `configMapRef` or `url`. Defaults to `builtin` with its defaults, so the smallest
+    /// registration deploys the least-privilege role without asking for it.
+    #[serde(default)]
     pub template: TemplateSource,
 
     /// Template parameters. The registration token is passed as the `ExternalId` parameter and
@@ -119,8 +121,10 @@ pub struct BulkRegistrationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link_template: Option<LinkTemplate>,
 
-    /// What happens in AWS when this object is deleted: `Delete` (default) removes every stack
-    /// instance and then the StackSet; `Retain` leaves both in AWS.
+    /// What happens in AWS when this object is deleted: `Retain` (default) leaves the StackSet
+    /// and its stacks in AWS, so a GitOps prune cannot remove a fleet's roles by accident;
+    /// `Delete` removes every stack instance and then the StackSet. Removing an account from
+    /// `targets` removes its stack instance under either policy.
     #[serde(default)]
     pub deletion_policy: BulkDeletionPolicy,
 }
@@ -192,7 +196,7 @@ pub enum CallAs {
 }
 
 /// Where the template comes from: exactly one source.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("[has(self.builtin), has(self.configMapRef), has(self.url)].filter(x, x).size() == 1")
     .message("set exactly one of template.builtin, template.configMapRef and template.url"))]
@@ -207,6 +211,17 @@ pub struct TemplateSource {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern("^https://[^\\s]+$"), length(max = 1024))]
     pub url: Option<String>,
+}
+
+/// The built-in template with its defaults: what a registration that names no template gets.
+impl Default for TemplateSource {
+    fn default() -> Self {
+        Self {
+            builtin: Some(BuiltinTemplate::default()),
+            config_map_ref: None,
+            url: None,
+        }
+    }
 }
 
 /// Settings of the built-in role template.
@@ -241,6 +256,19 @@ pub struct BuiltinTemplate {
     #[serde(default = "default_max_session_duration")]
     #[schemars(range(min = 3600, max = 43200))]
     pub max_session_duration: i32,
+}
+
+/// The same values the API server fills in for `builtin: {}`.
+impl Default for BuiltinTemplate {
+    fn default() -> Self {
+        Self {
+            role_name: default_builtin_role_name(),
+            trusted_account_id: None,
+            managed_policy_arns: Vec::new(),
+            deny_actions: Vec::new(),
+            max_session_duration: default_max_session_duration(),
+        }
+    }
 }
 
 /// A template parameter.
@@ -402,9 +430,9 @@ pub struct LinkTemplate {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum BulkDeletionPolicy {
     /// Delete every stack instance, then the StackSet.
-    #[default]
     Delete,
     /// Leave the StackSet and its stacks in AWS.
+    #[default]
     Retain,
 }
 

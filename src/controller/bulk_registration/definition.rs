@@ -338,6 +338,20 @@ mod tests {
         assert_eq!(stack_set_name(&bulk("w", named)), "chosen");
     }
 
+    /// The API server fills these in; an object read without them means the same.
+    #[test]
+    fn absent_template_is_the_builtin_one_and_deletion_retains() {
+        use crate::api::bulk_registration::BulkDeletionPolicy;
+        let mut bare = spec();
+        bare.as_object_mut().unwrap().remove("template");
+        let bare = bulk("w", bare);
+        assert_eq!(bare.spec.template, bulk("w", spec()).spec.template);
+        let builtin = bare.spec.template.builtin.expect("the builtin template");
+        assert_eq!(builtin.role_name, "AccountLinkerAccess");
+        assert_eq!(builtin.max_session_duration, 3600);
+        assert_eq!(bare.spec.deletion_policy, BulkDeletionPolicy::Retain);
+    }
+
     #[test]
     fn definition_hashes_change_with_what_is_deployed() {
         let mut rotated = base();
