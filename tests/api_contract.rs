@@ -61,6 +61,11 @@ fn member(spec: Value) -> Value {
 }
 
 /// JSON merge patch semantics: `null` removes a key.
+/// A map of `n` distinct keys, each holding `value`.
+fn entries(n: usize, value: &str) -> Value {
+    Value::Object((0..n).map(|i| (format!("k{i}"), json!(value))).collect())
+}
+
 fn merge(base: &mut Value, patch: Value) {
     match (base, patch) {
         (Value::Object(b), Value::Object(p)) => {
@@ -189,6 +194,14 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
             "malformed role arn",
             linked(json!({"roleArn": "arn:aws:iam::123456789012:user/bob"})),
             "spec.roleArn in body should match",
+        ),
+        (
+            "LinkedAccount",
+            "role arn too long",
+            linked(
+                json!({"roleArn": format!("{}/{}/AccountLinkerAccess", "arn:aws:iam::123456789012:role", "p".repeat(2048))}),
+            ),
+            "may not be more than 2048 bytes",
         ),
         (
             "LinkedAccount",
@@ -368,6 +381,56 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
             "max session duration too long",
             bulk(json!({"template": {"builtin": {"maxSessionDuration": 50000}}})),
             "should be less than or equal to 43200",
+        ),
+        (
+            "BulkRegistration",
+            "too many link labels",
+            bulk(json!({"linkTemplate": {"labels": entries(65, "v")}})),
+            "spec.linkTemplate.labels: Too many: 65: must have at most 64 items",
+        ),
+        (
+            "BulkRegistration",
+            "link label key too long",
+            bulk(json!({"linkTemplate": {"labels": {"k".repeat(317): "v"}}})),
+            "spec.linkTemplate.labels: Invalid value: keys must be at most 316 characters",
+        ),
+        (
+            "BulkRegistration",
+            "link label value too long",
+            bulk(json!({"linkTemplate": {"labels": {"team": "v".repeat(64)}}})),
+            "may not be more than 63 bytes",
+        ),
+        (
+            "BulkRegistration",
+            "too many link annotations",
+            bulk(json!({"linkTemplate": {"annotations": entries(65, "v")}})),
+            "spec.linkTemplate.annotations: Too many: 65: must have at most 64 items",
+        ),
+        (
+            "BulkRegistration",
+            "link annotation key too long",
+            bulk(json!({"linkTemplate": {"annotations": {"k".repeat(317): "v"}}})),
+            "spec.linkTemplate.annotations: Invalid value: keys must be at most 316 characters",
+        ),
+        (
+            "BulkRegistration",
+            "link annotation value too long",
+            bulk(json!({"linkTemplate": {"annotations": {"note": "v".repeat(4097)}}})),
+            "may not be more than 4096 bytes",
+        ),
+        (
+            "BulkRegistration",
+            "too many regions in order",
+            bulk(json!({"operationPreferences": {"regionOrder": vec!["eu-west-1"; 51]}})),
+            "must have at most 50 items",
+        ),
+        (
+            "BulkRegistration",
+            "region in order too long",
+            bulk(
+                json!({"operationPreferences": {"regionOrder": [format!("eu-{}-1", "a".repeat(28))]}}),
+            ),
+            "may not be more than 32 bytes",
         ),
         // MemberAccount
         (

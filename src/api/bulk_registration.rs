@@ -362,7 +362,7 @@ pub struct OperationPreferences {
     pub region_concurrency_type: Option<RegionConcurrency>,
     /// Order in which regions are handled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(pattern(REGION_PATTERN)))]
+    #[schemars(inner(pattern(REGION_PATTERN), length(max = 32)), length(max = 50))]
     pub region_order: Vec<String>,
     /// `StrictFailureTolerance` (default: concurrency is lowered to tolerance + 1) or
     /// `SoftFailureTolerance`.
@@ -409,11 +409,13 @@ pub struct RegistrationToken {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LinkTemplate {
-    /// Labels added to every child.
+    /// Labels added to every child: at most 64, keys up to 316 characters, values up to 63.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::common::label_map_schema")]
     pub labels: BTreeMap<String, String>,
-    /// Annotations added to every child.
+    /// Annotations added to every child: at most 64, keys up to 316 characters, values up to 4096.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::common::annotation_map_schema")]
     pub annotations: BTreeMap<String, String>,
     /// The children's `verifyInterval` (Go duration, at least `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -75,9 +75,10 @@ pub struct LinkedAccountSpec {
     /// Full ARN of the role to assume, for roles with a path. Must name a role in `accountId`.
     /// Mutually exclusive with `roleName`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(
-        r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"
-    ))]
+    #[schemars(
+        pattern(r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$"),
+        length(max = 2048)
+    )]
     pub role_arn: Option<String>,
 
     /// Where the ExternalId that guards the role's trust policy comes from. When absent the
