@@ -84,6 +84,7 @@ def main():
     ns = args.namespace
     kubectl("create", "namespace", ns)
     kubectl("create", "secret", "generic", "xid", "-n", ns, f"--from-literal=externalId={EXTERNAL_ID}")
+    kubectl("label", "secret", "xid", "-n", ns, "accountlinker.dev/external-id=true")
     docs = [
         {"apiVersion": "accountlinker.dev/v1alpha1", "kind": "LinkedAccount",
          "metadata": {"name": f"acct-{a}"},

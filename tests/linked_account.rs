@@ -16,6 +16,7 @@ use serde_json::json;
 use tokio::sync::RwLock;
 
 use account_linker::api::LinkedAccount;
+use account_linker::api::labels::{EXTERNAL_ID_LABEL, EXTERNAL_ID_LABEL_VALUE};
 use support::{
     Context, HUB_ACCOUNT, Operator, condition, create, eventually, gone, message, wait_condition,
 };
@@ -30,10 +31,22 @@ async fn external_id_secret(ctx: &Context, name: &str, value: &str) {
     secret_with_key(ctx, name, "externalId", value).await;
 }
 
+/// A Secret the operator may read by reference (labelled `accountlinker.dev/external-id=true`).
 async fn secret_with_key(ctx: &Context, name: &str, key: &str, value: &str) {
+    create_secret(ctx, name, key, value, true).await;
+}
+
+async fn create_secret(ctx: &Context, name: &str, key: &str, value: &str, labelled: bool) {
+    let labels = labelled.then(|| {
+        BTreeMap::from([(
+            EXTERNAL_ID_LABEL.to_string(),
+            EXTERNAL_ID_LABEL_VALUE.to_string(),
+        )])
+    });
     let secret = Secret {
         metadata: kube::api::ObjectMeta {
             name: Some(name.into()),
+            labels,
             ..Default::default()
         },
         data: Some(BTreeMap::from([(
@@ -350,6 +363,79 @@ async fn a_missing_secret_or_key_is_named_and_fixing_it_recovers() {
         budget.next_verification(Duration::from_secs(60)),
     )
     .await;
+    ctx.cleanup().await;
+}
+
+/// A Secret without the `accountlinker.dev/external-id=true` label is never read: the link
+/// stalls naming the fix, and no AssumeRole is made, until the label is added.
+#[tokio::test]
+async fn an_unlabelled_secret_is_refused_without_an_aws_call_until_labelled() {
+    // Counts AssumeRole calls on the shared emulator: run alone.
+    let _exclusive = FAULTS.write().await;
+    let ctx = Context::new("la-unlabelled").await;
+    let budget = ctx.budget().await;
+    let account = ctx.aws.member_account("la").await;
+    ctx.aws
+        .put_role(&account, "unlabelled-secret-id", HUB_ACCOUNT)
+        .await;
+    create_secret(&ctx, "plain", "externalId", "unlabelled-secret-id", false).await;
+    let _op = ctx.operator(&["--leader-elect=false"]);
+    let links = ctx.api::<LinkedAccount>();
+    let assume_before = ctx.emulator.count("sts:AssumeRole").await;
+    create(&links, "u", json!({
+        "accountId": account, "externalId": {"secretRef": {"name": "plain", "key": "externalId"}},
+    }))
+    .await;
+    let link = wait_condition(
+        &links,
+        "u",
+        "Stalled",
+        "True",
+        Some("SecretNotLabelled"),
+        budget.react(),
+    )
+    .await;
+    assert_eq!(
+        condition(&link, "Ready"),
+        Some(("False", "SecretNotLabelled"))
+    );
+    let ready = message(&link, "Ready");
+    assert!(ready.contains("Secret plain"), "{ready}");
+    assert!(
+        ready.contains("kubectl label secret plain accountlinker.dev/external-id=true"),
+        "{ready}"
+    );
+    assert!(!ready.contains("unlabelled-secret-id"), "{ready}");
+    assert!(link.status.unwrap().last_verified_time.is_none());
+    // Give a wrongly started verification time to show up.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ctx.emulator.count("sts:AssumeRole").await,
+        assume_before,
+        "an unlabelled Secret's value reached STS"
+    );
+
+    // Labelled: the link verifies (the operator looks again within a minute).
+    ctx.api::<Secret>()
+        .patch(
+            "plain",
+            &PatchParams::default(),
+            &Patch::Merge(
+                &json!({"metadata": {"labels": {EXTERNAL_ID_LABEL: EXTERNAL_ID_LABEL_VALUE}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    wait_condition(
+        &links,
+        "u",
+        "Ready",
+        "True",
+        None,
+        budget.next_verification(Duration::from_secs(60)),
+    )
+    .await;
+    assert!(ctx.emulator.count("sts:AssumeRole").await > assume_before);
     ctx.cleanup().await;
 }
 

@@ -581,6 +581,9 @@ pub mod reason {
     pub const TEMPLATE_KEY_NOT_FOUND: &str = "TemplateKeyNotFound";
     /// Stalled: the `externalId.secretRef` Secret does not exist.
     pub const TOKEN_SECRET_NOT_FOUND: &str = "TokenSecretNotFound";
+    /// Stalled: the `externalId.secretRef` Secret lacks the `accountlinker.dev/external-id=true`
+    /// label, so it is not read.
+    pub const SECRET_NOT_LABELLED: &str = "SecretNotLabelled";
     /// Stalled: the token Secret has no such key, or its value is not a valid ExternalId.
     pub const TOKEN_KEY_NOT_FOUND: &str = "TokenKeyNotFound";
     /// Stalled: a Secret named like the generated token exists and is not this registration's.

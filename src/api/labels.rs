@@ -16,6 +16,14 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub const MANAGED_BY: &str = "account-linker";
 
+/// Label a user's Secret must carry before a `spec.externalId.secretRef` may read it: a
+/// namespace's author can otherwise send the value of any Secret in the namespace (a database
+/// password, a token) to AWS as an ExternalId. Labelling is an explicit act by whoever may edit
+/// the Secret. Generated Secrets carry it too, though they are trusted by ownership.
+pub const EXTERNAL_ID_LABEL: &str = "accountlinker.dev/external-id";
+/// Value of [`EXTERNAL_ID_LABEL`].
+pub const EXTERNAL_ID_LABEL_VALUE: &str = "true";
+
 /// Finalizer of LinkedAccounts.
 pub const LINKED_ACCOUNT_FINALIZER: &str = "accountlinker.dev/linked-account";
 /// Finalizer of BulkRegistrations: the StackSet and its instances are removed (or retained)

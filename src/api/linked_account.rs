@@ -26,6 +26,7 @@ pub mod reason {
     pub const EXTERNAL_ID_SECRET_NOT_FOUND: &str = "ExternalIdSecretNotFound";
     pub const EXTERNAL_ID_KEY_NOT_FOUND: &str = "ExternalIdKeyNotFound";
     pub const INVALID_EXTERNAL_ID: &str = "InvalidExternalId";
+    pub const SECRET_NOT_LABELLED: &str = "SecretNotLabelled";
     pub const STACK_INSTANCE_SUCCEEDED: &str = "StackInstanceSucceeded";
     pub const STACK_INSTANCE_PENDING: &str = "StackInstancePending";
     pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";

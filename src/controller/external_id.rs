@@ -12,7 +12,9 @@ use kube::ResourceExt;
 use kube::api::{Api, ObjectMeta};
 use rand::distr::{Alphanumeric, SampleString};
 
-use crate::api::labels::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::api::labels::{
+    EXTERNAL_ID_LABEL, EXTERNAL_ID_LABEL_VALUE, MANAGED_BY, MANAGED_BY_LABEL,
+};
 pub use crate::aws::sts::Secret as ExternalId;
 
 /// The key generated Secrets keep the ExternalId under.
@@ -41,6 +43,9 @@ pub fn is_valid(value: &str) -> bool {
 pub enum Unreadable {
     #[error("Secret not found")]
     SecretNotFound,
+    /// The Secret lacks [`EXTERNAL_ID_LABEL`]; its data was not looked at.
+    #[error("Secret not labelled {EXTERNAL_ID_LABEL}={EXTERNAL_ID_LABEL_VALUE}")]
+    NotLabelled,
     #[error("no such key")]
     KeyNotFound,
     /// Not UTF-8, or not a valid ExternalId after trimming surrounding whitespace.
@@ -65,8 +70,21 @@ pub fn read(secret: &Secret, key: &str) -> Result<ExternalId, Unreadable> {
         .ok_or(Unreadable::Invalid)
 }
 
+/// Whether a Secret was marked by its owner as one an ExternalId may be read from.
+pub fn labelled(secret: &Secret) -> bool {
+    secret.labels().get(EXTERNAL_ID_LABEL).map(String::as_str) == Some(EXTERNAL_ID_LABEL_VALUE)
+}
+
+/// What a user runs to let spec references read Secret `name`, for messages.
+pub fn label_hint(name: &str) -> String {
+    format!(
+        "Secret {name} is not labelled {EXTERNAL_ID_LABEL}={EXTERNAL_ID_LABEL_VALUE}, so it is not read as an ExternalId; if it holds one, run: kubectl label secret {name} {EXTERNAL_ID_LABEL}={EXTERNAL_ID_LABEL_VALUE}"
+    )
+}
+
 /// Fetches Secret `name` and reads `key` from it (a Secret named in a spec), returning the
-/// Secret too (its resourceVersion tells a changed value).
+/// Secret too (its resourceVersion tells a changed value). A Secret without
+/// [`EXTERNAL_ID_LABEL`] is refused before its data is read.
 pub async fn read_referenced(
     secrets: &Api<Secret>,
     name: &str,
@@ -77,6 +95,9 @@ pub async fn read_referenced(
         .await
         .map_err(Unreadable::Api)?
         .ok_or(Unreadable::SecretNotFound)?;
+    if !labelled(&secret) {
+        return Err(Unreadable::NotLabelled);
+    }
     Ok((read(&secret, key)?, secret))
 }
 
@@ -89,16 +110,20 @@ pub fn generated_data(value: &ExternalId) -> BTreeMap<String, ByteString> {
 }
 
 /// A new Secret `name` holding a generated ExternalId, owned by the object it belongs to (so it
-/// goes with it) and labelled as the operator's.
+/// goes with it) and labelled as the operator's and as an ExternalId (so a LinkedAccount that
+/// names it, like a BulkRegistration's child, may read it).
 pub fn generated_secret(name: &str, owner: Option<OwnerReference>, value: &ExternalId) -> Secret {
     Secret {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
             owner_references: owner.map(|o| vec![o]),
-            labels: Some(BTreeMap::from([(
-                MANAGED_BY_LABEL.to_string(),
-                MANAGED_BY.to_string(),
-            )])),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_string(), MANAGED_BY.to_string()),
+                (
+                    EXTERNAL_ID_LABEL.to_string(),
+                    EXTERNAL_ID_LABEL_VALUE.to_string(),
+                ),
+            ])),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
@@ -167,6 +192,41 @@ mod tests {
             read(&secret(b"abc"), "other"),
             Err(Unreadable::KeyNotFound)
         ));
+    }
+
+    #[test]
+    fn only_secrets_labelled_true_are_readable_by_reference() {
+        let with = |labels: &[(&str, &str)]| Secret {
+            metadata: ObjectMeta {
+                labels: Some(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        };
+        let cases: [(&[(&str, &str)], bool); 5] = [
+            (&[(EXTERNAL_ID_LABEL, "true")], true),
+            (&[], false),
+            (&[(EXTERNAL_ID_LABEL, "false")], false),
+            (&[(EXTERNAL_ID_LABEL, "")], false),
+            (&[(MANAGED_BY_LABEL, MANAGED_BY)], false),
+        ];
+        for (labels, want) in cases {
+            assert_eq!(labelled(&with(labels)), want, "{labels:?}");
+        }
+        assert!(!labelled(&Secret::default()));
+        let hint = label_hint("db");
+        assert!(hint.contains("kubectl label secret db accountlinker.dev/external-id=true"));
+    }
+
+    #[test]
+    fn generated_secrets_are_labelled() {
+        let secret = generated_secret("x", None, &generate());
+        assert!(labelled(&secret));
     }
 
     #[test]

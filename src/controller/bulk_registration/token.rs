@@ -8,11 +8,13 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
+use serde_json::json;
 
 use crate::api::BulkRegistration;
 use crate::api::bulk_registration::reason;
+use crate::api::labels::{EXTERNAL_ID_LABEL, EXTERNAL_ID_LABEL_VALUE};
 use crate::controller::external_id::{self, ExternalId, GENERATED_KEY, Unreadable, VALID_FORM};
 
 /// The token and where children read it. `Debug` shows where, never the value.
@@ -100,13 +102,26 @@ pub async fn ensure(
                 .or_else(|| secret.metadata.creation_timestamp.clone());
             let due = rotation_due(rotate_every, since.as_ref(), now);
             match external_id::read(&secret, GENERATED_KEY) {
-                Ok(value) if !due => Ok(token(value, since)),
+                Ok(value) if !due => {
+                    if !external_id::labelled(&secret) {
+                        // Generated before Secrets were labelled: the children read it by
+                        // reference, which takes the label.
+                        let patch = json!({"metadata": {"labels": {EXTERNAL_ID_LABEL: EXTERNAL_ID_LABEL_VALUE}}});
+                        secrets
+                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await?;
+                    }
+                    Ok(token(value, since))
+                }
                 _ => {
                     // Rotate (or repair) in place; the resourceVersion precondition makes a
                     // concurrent writer fail instead of losing a token.
                     let value = external_id::generate();
                     let mut replaced = secret;
                     replaced.data = Some(external_id::generated_data(&value));
+                    replaced
+                        .labels_mut()
+                        .insert(EXTERNAL_ID_LABEL.into(), EXTERNAL_ID_LABEL_VALUE.into());
                     secrets
                         .replace(&name, &PostParams::default(), &replaced)
                         .await?;
@@ -131,6 +146,13 @@ fn referenced_error(e: Unreadable, name: &str, key: &str) -> TokenError {
         Unreadable::SecretNotFound => TokenError::Blocked {
             reason: reason::TOKEN_SECRET_NOT_FOUND,
             message: format!("Secret {name:?} not found"),
+        },
+        Unreadable::NotLabelled => TokenError::Blocked {
+            reason: reason::SECRET_NOT_LABELLED,
+            message: format!(
+                "{} (spec.externalId.secretRef)",
+                external_id::label_hint(name)
+            ),
         },
         Unreadable::KeyNotFound | Unreadable::Invalid => TokenError::Blocked {
             reason: reason::TOKEN_KEY_NOT_FOUND,

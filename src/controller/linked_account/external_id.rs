@@ -69,6 +69,13 @@ pub async fn resolve(secrets: &Api<Secret>, link: &LinkedAccount) -> Result<Reso
             reason::EXTERNAL_ID_SECRET_NOT_FOUND,
             format!("Secret {name} (spec.externalId.secretRef) not found"),
         )),
+        Err(Unreadable::NotLabelled) => Err(blocked(
+            reason::SECRET_NOT_LABELLED,
+            format!(
+                "{} (spec.externalId.secretRef)",
+                external_id::label_hint(&name)
+            ),
+        )),
         Err(Unreadable::KeyNotFound) => Err(blocked(
             reason::EXTERNAL_ID_KEY_NOT_FOUND,
             format!("Secret {name} has no key {key}"),
