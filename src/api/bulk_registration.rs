@@ -173,6 +173,13 @@ pub struct StackSetSpec {
     /// Let CloudFormation run non-conflicting operations concurrently and queue the others.
     #[serde(default)]
     pub managed_execution: bool,
+
+    /// Take over an existing StackSet named `name` that carries no owner tag of this cluster,
+    /// and tag it as this registration's. Needs a LinkPolicy with `stackSetAdoption: true`.
+    /// Without it, a StackSet the operator did not create is reported (`StackSetNotOwned`),
+    /// never updated, shrunk or deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
 }
 
 /// StackSet permission model.
@@ -252,6 +259,13 @@ pub struct BuiltinTemplate {
     )]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub deny_actions: Vec<String>,
+    /// The permissions boundary set on the role, when a LinkPolicy requires one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        pattern(r"^arn:aws(-[a-z]+)*:iam::(aws|[0-9]{12}):policy/.+$"),
+        length(max = 2048)
+    )]
+    pub permissions_boundary_arn: Option<String>,
     /// The role's MaxSessionDuration in seconds (3600 to 43200).
     #[serde(default = "default_max_session_duration")]
     #[schemars(range(min = 3600, max = 43200))]
@@ -266,6 +280,7 @@ impl Default for BuiltinTemplate {
             trusted_account_id: None,
             managed_policy_arns: Vec::new(),
             deny_actions: Vec::new(),
+            permissions_boundary_arn: None,
             max_session_duration: default_max_session_duration(),
         }
     }

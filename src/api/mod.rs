@@ -7,10 +7,12 @@ pub mod bulk_registration;
 pub mod common;
 pub mod conditions;
 pub mod labels;
+pub mod link_policy;
 pub mod linked_account;
 pub mod member_account;
 
 pub use bulk_registration::{BulkRegistration, BulkRegistrationSpec, BulkRegistrationStatus};
+pub use link_policy::{LinkPolicy, LinkPolicySpec};
 pub use linked_account::{LinkedAccount, LinkedAccountSpec, LinkedAccountStatus};
 pub use member_account::{MemberAccount, MemberAccountSpec, MemberAccountStatus};
 
@@ -28,6 +30,7 @@ pub const CATEGORY: &str = "accountlinker";
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![
         BulkRegistration::crd(),
+        LinkPolicy::crd(),
         LinkedAccount::crd(),
         MemberAccount::crd(),
     ]
