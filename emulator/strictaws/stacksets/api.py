@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.cloudformation.models import Stack, cloudformation_backends
-from moto.cloudformation.utils import get_stack_from_s3_url
 
 from ..errors import AwsError, validation
 from ..identity import ACCOUNT_ID_RE, account_of
@@ -26,12 +25,12 @@ from ..protocol import AwsRequest, Reply, result_reply
 from .engine import StackSetEngine
 from .model import StackSetState, Target
 from .plan import validate_preferences
+from .templates import get_template_summary, needed_capability, template_from_url
 
 Forward = Callable[[], Reply]
 
 _OU_RE = re.compile(r"(ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}|r-[a-z0-9]{4,32})")
 _OPERATION_ID_RE = re.compile(r"[a-zA-Z0-9][-a-zA-Z0-9]{0,127}")
-_NAMED_IAM_PROPERTIES = ("RoleName", "UserName", "GroupName", "ManagedPolicyName", "InstanceProfileName")
 _MAX_PAGE = 100
 
 
@@ -58,6 +57,7 @@ class StackSetApi:
             "ActivateOrganizationsAccess": self.activate_organizations_access,
             "DeactivateOrganizationsAccess": self.deactivate_organizations_access,
             "DescribeOrganizationsAccess": self.describe_organizations_access,
+            "GetTemplateSummary": get_template_summary,
         }
         return {f"cloudformation:{name}": handler for name, handler in ops.items()}
 
@@ -73,13 +73,18 @@ class StackSetApi:
         backend = cloudformation_backends[account][req.region]
         if any(ss.name == name and ss.status != "DELETED" for ss in backend.stacksets.values()):
             raise AwsError("NameAlreadyExistsException", f"StackSet {name} already exists", 409)
-        if p.get("TemplateBody"):
-            check_capabilities(p["TemplateBody"], p.get("Capabilities") or [])
+        template = p.get("TemplateBody")
+        if p.get("TemplateURL"):
+            template = template_from_url(p["TemplateURL"], account)
+        if template:
+            check_capabilities(template, p.get("Capabilities") or [])
         if p.get("PermissionModel") == "SERVICE_MANAGED":
             check_service_managed(account, p.get("CallAs"))
         reply = forward()
         if reply.status == 200:
             state = self.engine.lookup(account, req.region, name)
+            if template:
+                state.moto.template = template  # moto reads the newest object whatever the version
             state.managed_execution = bool((p.get("ManagedExecution") or {}).get("Active"))
             state.auto_deployment = p.get("AutoDeployment")
             state.capabilities = list(p.get("Capabilities") or [])
@@ -104,7 +109,7 @@ class StackSetApi:
         ss = state.moto
         template = p.get("TemplateBody")
         if p.get("TemplateURL"):
-            template = get_stack_from_s3_url(p["TemplateURL"], account_id=state.account, partition="aws")
+            template = template_from_url(p["TemplateURL"], state.account)
         capabilities = list(p.get("Capabilities") or [])
         check_capabilities(template or ss.template, capabilities)
         if ss.permission_model == "SERVICE_MANAGED":
@@ -480,16 +485,7 @@ def check_capabilities(template: str, capabilities: list[str]) -> None:
         document = Stack.parse_template(template)
     except Exception:
         raise validation("Template format error: unsupported structure.") from None
-    needed = None
-    resources = document.get("Resources") if isinstance(document, dict) else None
-    for resource in (resources or {}).values():
-        if not isinstance(resource, dict) or not str(resource.get("Type", "")).startswith("AWS::IAM::"):
-            continue
-        properties = resource.get("Properties") or {}
-        if any(name in properties for name in _NAMED_IAM_PROPERTIES):
-            needed = "CAPABILITY_NAMED_IAM"
-            break
-        needed = "CAPABILITY_IAM"
+    needed = needed_capability(document)
     granted = set(capabilities)
     if needed == "CAPABILITY_NAMED_IAM" and needed not in granted:
         raise AwsError("InsufficientCapabilitiesException", "Requires capabilities : [CAPABILITY_NAMED_IAM]")
