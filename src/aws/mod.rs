@@ -16,6 +16,7 @@ pub mod organizations;
 pub mod stacksets;
 pub mod state;
 pub mod sts;
+pub mod template_summary;
 
 pub use accounts::Accounts;
 pub use client::{AwsClients, AwsSettings};
@@ -25,3 +26,4 @@ pub use org_units::OrgUnits;
 pub use organizations::AccountDirectory;
 pub use stacksets::StackSets;
 pub use sts::{CallerIdentity, HubIdentity, RoleVerifier, VerifyRequest};
+pub use template_summary::{TemplateParameter, TemplateSummaries};

@@ -37,11 +37,11 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Who the assumed session turned out to be.
+/// Who a caller turned out to be (GetCallerIdentity).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallerIdentity {
     pub account: String,
-    /// The assumed-role ARN.
+    /// The user's or assumed-role session's ARN.
     pub arn: String,
 }
 
@@ -111,12 +111,13 @@ impl RoleVerifier for AwsClients {
 
 /// The hub's own identity.
 pub trait HubIdentity: Send + Sync {
-    /// The account the operator's credentials belong to.
-    fn hub_account(&self) -> BoxFuture<'_, Result<String, AwsError>>;
+    /// Who the operator's credentials are (GetCallerIdentity): the account, and the ARN of the
+    /// user or assumed-role session.
+    fn caller(&self) -> BoxFuture<'_, Result<CallerIdentity, AwsError>>;
 }
 
 impl HubIdentity for AwsClients {
-    fn hub_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
+    fn caller(&self) -> BoxFuture<'_, Result<CallerIdentity, AwsError>> {
         Box::pin(async move {
             let identity = self
                 .call(
@@ -124,7 +125,10 @@ impl HubIdentity for AwsClients {
                     self.sts.get_caller_identity().send(),
                 )
                 .await?;
-            Ok(identity.account().unwrap_or_default().to_string())
+            Ok(CallerIdentity {
+                account: identity.account().unwrap_or_default().to_string(),
+                arn: identity.arn().unwrap_or_default().to_string(),
+            })
         })
     }
 }

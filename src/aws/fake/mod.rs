@@ -65,6 +65,10 @@ pub struct State {
     /// Role ARN → the ExternalId its trust policy requires.
     pub roles: BTreeMap<String, String>,
     pub hub_account: String,
+    /// The ARN GetCallerIdentity reports for the operator.
+    pub hub_arn: String,
+    /// Template bodies by S3 URL, for GetTemplateSummary.
+    pub template_objects: BTreeMap<String, String>,
     next_id: u64,
 }
 
@@ -90,6 +94,7 @@ impl FakeAws {
             s.trusted_access = true;
             s.management_account = "000000000000".into();
             s.hub_account = "000000000000".into();
+            s.hub_arn = "arn:aws:sts::000000000000:assumed-role/hub/operator".into();
             s.next_id = 100_000_000_000;
         }
         fake
@@ -295,11 +300,12 @@ impl RoleVerifier for FakeAws {
 }
 
 impl HubIdentity for FakeAws {
-    fn hub_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
+    fn caller(&self) -> BoxFuture<'_, Result<CallerIdentity, AwsError>> {
         let mut s = self.state();
-        now(s
-            .enter("sts:GetCallerIdentity")
-            .map(|()| s.hub_account.clone()))
+        now(s.enter("sts:GetCallerIdentity").map(|()| CallerIdentity {
+            account: s.hub_account.clone(),
+            arn: s.hub_arn.clone(),
+        }))
     }
 }
 

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use futures::future::BoxFuture;
 
 use super::{FakeAws, FakeStackSet, error, now};
+use crate::aws::stacksets::TemplateBody;
 use crate::aws::stacksets::{
     CallAs, DetailedStatus, Instance, InstanceOperation, InstanceStatus, OperationState,
     OperationStatus, Preferences, StackSetDefinition, StackSetInfo, StackSetRef, StackSetStatus,
 };
-use crate::aws::{AwsError, ErrorClass, StackSets};
+use crate::aws::{AwsError, ErrorClass, StackSets, TemplateParameter, TemplateSummaries};
 
 /// The work of an instance operation, applied when it starts.
 enum Change {
@@ -255,5 +256,40 @@ impl StackSets for FakeAws {
         let op = "cloudformation:DescribeStackSetOperation";
         let result = s.enter(op).and_then(|()| s.set(op, &set.name));
         now(result.map(|f| f.operations.get(operation_id).map(|(o, _)| o.clone())))
+    }
+}
+
+impl TemplateSummaries for FakeAws {
+    fn template_parameters<'a>(
+        &'a self,
+        template: &'a TemplateBody,
+    ) -> BoxFuture<'a, Result<Vec<TemplateParameter>, AwsError>> {
+        let mut s = self.state();
+        let op = "cloudformation:GetTemplateSummary";
+        let invalid = |message: String| error(op, ErrorClass::Rejected, "ValidationError", message);
+        let result = s.enter(op).and_then(|()| {
+            let body = match template {
+                TemplateBody::Body(body) => body.clone(),
+                TemplateBody::Url(url) => s
+                    .template_objects
+                    .get(url)
+                    .cloned()
+                    .ok_or_else(|| invalid(format!("S3 error: no object at {url}")))?,
+            };
+            let document: serde_json::Value = serde_saphyr::from_str(&body)
+                .map_err(|_| invalid("Template format error".into()))?;
+            let declared = document["Parameters"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            Ok(declared
+                .into_iter()
+                .map(|(name, declaration)| TemplateParameter {
+                    name,
+                    no_echo: declaration["NoEcho"] == true || declaration["NoEcho"] == "true",
+                })
+                .collect())
+        });
+        now(result)
     }
 }

@@ -85,10 +85,10 @@ fn failing_accounts_fail_their_instances_and_the_operation() {
 fn injected_failures_hit_the_next_call_only() {
     let aws = FakeAws::new();
     aws.fail("sts:GetCallerIdentity", ErrorClass::Throttled, "Throttling");
-    let err = block_on(aws.hub_account()).unwrap_err();
+    let err = block_on(aws.caller()).unwrap_err();
     assert_eq!(err.class, ErrorClass::Throttled);
     assert_eq!(err.code.as_deref(), Some("Throttling"));
-    assert_eq!(block_on(aws.hub_account()).unwrap(), "000000000000");
+    assert_eq!(block_on(aws.caller()).unwrap().account, "000000000000");
     assert_eq!(
         aws.calls(),
         ["sts:GetCallerIdentity", "sts:GetCallerIdentity"]

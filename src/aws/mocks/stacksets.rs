@@ -4,7 +4,7 @@ use crate::aws::stacksets::{
     CallAs, DetailedStatus, InstanceOperation, InstanceStatus, OperationStatus, Permissions,
     Preferences, StackSetDefinition, StackSetRef, Targets, TemplateBody,
 };
-use crate::aws::{ErrorClass, StackSets};
+use crate::aws::{ErrorClass, StackSets, TemplateSummaries};
 
 fn set(call_as: CallAs) -> StackSetRef {
     StackSetRef {
@@ -281,5 +281,45 @@ async fn another_operation_in_progress_is_classified_with_its_code() {
     assert_eq!(
         calls.calls(),
         ["cloudformation:UpdateStackInstances=in_progress"]
+    );
+}
+
+#[tokio::test]
+async fn template_summaries_report_each_parameter_and_no_echo() {
+    let wire = Wire::default();
+    let summary = "<Parameters><member><ParameterKey>ExternalId</ParameterKey><NoEcho>true</NoEcho><ParameterType>String</ParameterType></member><member><ParameterKey>Owner</ParameterKey><NoEcho>false</NoEcho></member><member><ParameterKey>Team</ParameterKey></member></Parameters>";
+    let unreadable = query_error("ValidationError", "Template format error");
+    wire.reply_when(
+        "GetTemplateSummary",
+        "TemplateURL=",
+        200,
+        query_ok("GetTemplateSummary", summary),
+    )
+    .reply("GetTemplateSummary", 400, unreadable);
+    let (aws, calls) = clients(&wire);
+    let url = TemplateBody::Url("https://b.s3.amazonaws.com/t.json?versionId=v1".into());
+    let parameters = aws.template_parameters(&url).await.unwrap();
+    let found: Vec<(&str, bool)> = parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.no_echo))
+        .collect();
+    assert_eq!(
+        found,
+        [("ExternalId", true), ("Owner", false), ("Team", false)]
+    );
+    assert_sent(
+        &wire.sent()[0].body,
+        &["TemplateURL=https%3A%2F%2Fb.s3.amazonaws.com%2Ft.json%3FversionId%3Dv1"],
+    );
+    let body = TemplateBody::Body("not a template".into());
+    let err = aws.template_parameters(&body).await.unwrap_err();
+    assert_eq!(err.class, ErrorClass::Rejected);
+    assert_eq!(err.code.as_deref(), Some("ValidationError"));
+    assert_eq!(
+        calls.calls(),
+        [
+            "cloudformation:GetTemplateSummary=ok",
+            "cloudformation:GetTemplateSummary=rejected"
+        ]
     );
 }

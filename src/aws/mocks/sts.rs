@@ -70,15 +70,20 @@ async fn a_refused_assume_role_is_access_denied_and_stops_there() {
 }
 
 #[tokio::test]
-async fn the_hub_is_the_account_of_the_hub_credentials() {
+async fn the_hub_is_the_account_and_session_of_the_hub_credentials() {
     let wire = Wire::default();
-    let identity = "<Account>000000000000</Account><Arn>arn:aws:iam::000000000000:role/operator</Arn><UserId>AROA</UserId>";
+    let identity = "<Account>000000000000</Account><Arn>arn:aws:sts::000000000000:assumed-role/operator/pod-1</Arn><UserId>AROA:pod-1</UserId>";
     wire.reply(
         "GetCallerIdentity",
         200,
         query_ok("GetCallerIdentity", identity),
     );
     let (aws, calls) = clients(&wire);
-    assert_eq!(aws.hub_account().await.unwrap(), "000000000000");
+    let caller = aws.caller().await.unwrap();
+    assert_eq!(caller.account, "000000000000");
+    assert_eq!(
+        caller.arn,
+        "arn:aws:sts::000000000000:assumed-role/operator/pod-1"
+    );
     assert_eq!(calls.calls(), ["sts:GetCallerIdentity=ok"]);
 }
