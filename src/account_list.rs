@@ -28,6 +28,26 @@ impl fmt::Display for LineError {
     }
 }
 
+/// Malformed lines reported per list; the rest are counted. A condition message is limited to
+/// 32 KiB, and nobody reads a thousand errors: the first ones show what is wrong.
+pub const MAX_REPORTED_LINES: usize = 10;
+
+/// `items` joined with "; ", at most `max` of them and a count of the rest, so a message stays
+/// short whatever the input.
+pub fn capped<T: fmt::Display>(items: &[T], max: usize) -> String {
+    let mut out = items
+        .iter()
+        .take(max)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let rest = items.len().saturating_sub(max);
+    if rest > 0 {
+        out.push_str(&format!(" (and {rest} more)"));
+    }
+    out
+}
+
 /// Column names accepted as a header in front of the IDs.
 const HEADERS: &[&str] = &["account", "accountid", "account_id", "account id", "id"];
 
@@ -166,6 +186,29 @@ mod tests {
     fn a_header_is_only_a_header_on_the_first_content_line() {
         let errors = parse("111111111111\naccount\n").unwrap_err();
         assert_eq!(errors[0].line, 2);
+    }
+
+    #[test]
+    fn reports_are_capped_with_a_count_of_the_rest() {
+        let text: String = (0..1000).map(|i| format!("bad{i}\n")).collect();
+        let errors = parse(&text).unwrap_err();
+        assert_eq!(errors.len(), 1000);
+        let report = capped(&errors, MAX_REPORTED_LINES);
+        assert!(report.starts_with("line 1: \"bad0\""), "{report}");
+        assert!(report.contains("line 10: "), "{report}");
+        assert!(!report.contains("line 11: "), "{report}");
+        assert!(report.ends_with(" (and 990 more)"), "{report}");
+        assert!(report.len() < 1000, "{}", report.len());
+        assert_eq!(capped(&["a", "b"], 2), "a; b");
+        assert_eq!(capped::<&str>(&[], 2), "");
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_reports() {
+        let errors = parse(&"9".repeat(5000)).unwrap_err();
+        let text = errors[0].to_string();
+        assert!(text.contains("has 5000 digits"), "{text}");
+        assert!(text.len() < 100, "{text}");
     }
 
     #[test]

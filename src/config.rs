@@ -71,6 +71,27 @@ pub struct RunArgs {
     #[arg(long, env = "ACCOUNT_LINKER_ACCOUNT_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub account_poll_interval: Duration,
 
+    /// Most target accounts one BulkRegistration may resolve to; a registration over it is
+    /// Stalled (`TooManyTargets`) before any StackSet call.
+    #[arg(long, env = "ACCOUNT_LINKER_MAX_TARGETS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_targets: u32,
+
+    /// The role the built-in template trusts, as a full IAM role ARN. Defaults to the
+    /// operator's own role as GetCallerIdentity reports it, which omits a role's path: set it
+    /// when the operator's role has one.
+    #[arg(long, env = "ACCOUNT_LINKER_HUB_ROLE_ARN", value_parser = parse_role_arn)]
+    pub hub_role_arn: Option<String>,
+
+    /// Secret holding the key of template fingerprints (`status.templateHash`), in the
+    /// operator's namespace (POD_NAMESPACE, else the leader election namespace, else `default`).
+    /// Created when missing; never rewritten.
+    #[arg(
+        long,
+        env = "ACCOUNT_LINKER_HASH_KEY_SECRET",
+        default_value = "account-linker-hash-key"
+    )]
+    pub hash_key_secret: String,
+
     /// Elect a leader through a coordination.k8s.io Lease, so only one replica writes.
     #[arg(long, env = "ACCOUNT_LINKER_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
@@ -108,6 +129,27 @@ pub struct RunArgs {
     pub log_level: String,
 }
 
+/// An IAM role ARN: `arn:<partition>:iam::<12 digits>:role/<path/>name`.
+fn parse_role_arn(text: &str) -> Result<String, String> {
+    let valid = text.split_once(":iam::").is_some_and(|(head, tail)| {
+        let partition = head.strip_prefix("arn:").unwrap_or_default();
+        let (account, role) = tail.split_once(":role/").unwrap_or_default();
+        partition.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !role.is_empty()
+            && !role.ends_with('/')
+            && role
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+    });
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err("not an IAM role ARN such as arn:aws:iam::123456789012:role/path/name".into())
+    }
+}
+
 fn parse_interval_flag(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if d < Duration::from_secs(60) {
@@ -143,6 +185,32 @@ mod tests {
         assert_eq!(cli.run.default_verify_interval, Duration::from_secs(1800));
         assert_eq!(cli.run.lease_name, "account-linker");
         assert_eq!(cli.run.log_format, LogFormat::Json);
+        assert_eq!(cli.run.max_targets, 10_000);
+        assert_eq!(cli.run.hub_role_arn, None);
+        assert_eq!(cli.run.hash_key_secret, "account-linker-hash-key");
+    }
+
+    #[test]
+    fn hub_role_arns_are_full_role_arns() {
+        let parse = |arn: &str| Cli::try_parse_from(["x", "--hub-role-arn", arn]);
+        for good in [
+            "arn:aws:iam::123456789012:role/account-linker",
+            "arn:aws-cn:iam::123456789012:role/service-role/account-linker",
+        ] {
+            assert_eq!(parse(good).unwrap().run.hub_role_arn.as_deref(), Some(good));
+        }
+        for bad in [
+            "account-linker",
+            "arn:aws:iam::123456789012:user/x",
+            "arn:aws:iam::1234:role/x",
+            "arn:aws:sts::123456789012:assumed-role/x/s",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/a b",
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.to_string().contains("IAM role ARN"), "{bad}: {err}");
+        }
+        assert!(Cli::try_parse_from(["x", "--max-targets", "0"]).is_err());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use crate::aws::{AwsClients, AwsSettings};
 use crate::config::RunArgs;
+use crate::controller::hash_key::{self, HashKey, HashKeyError};
 use crate::controller::{bulk_registration, linked_account, member_account};
 use crate::runtime::{Readiness, http, leader, shutdown};
 use crate::telemetry::{self, Metrics};
@@ -41,6 +42,8 @@ pub enum OperatorError {
     LostLeadership,
     #[error("{0}; exiting so that the replica is restarted")]
     ControllerStopped(ControllerStopped),
+    #[error("the key of template fingerprints: {0}")]
+    HashKey(#[from] HashKeyError),
 }
 
 /// How long in-flight reconciles (and their status writes) get to finish on shutdown.
@@ -88,7 +91,9 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         .await
         .with_observer(metrics.clone()),
     );
-    let mut controllers = start_controllers(&args, &client, aws, &metrics, &readiness, &stop);
+    let hash_key = load_hash_key(&args, &client).await?;
+    let mut controllers =
+        start_controllers(&args, &client, aws, hash_key, &metrics, &readiness, &stop);
     info!("controllers started");
 
     let lease_lost = async {
@@ -233,6 +238,21 @@ async fn join_election(args: &RunArgs, client: Client) -> Result<leader::Electio
     Ok(elected)
 }
 
+/// The operator's own namespace: the pod's, else the Lease's, else `default`.
+fn own_namespace(args: &RunArgs) -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| args.leader_election_namespace.clone())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Reads (creating it once) the key of template fingerprints from the operator's namespace.
+async fn load_hash_key(args: &RunArgs, client: &Client) -> Result<HashKey, OperatorError> {
+    let namespace = own_namespace(args);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    Ok(hash_key::load_or_create(&secrets, &namespace, &args.hash_key_secret).await?)
+}
+
 /// The three controllers' shared contexts.
 struct Contexts {
     links: Arc<linked_account::Context>,
@@ -244,6 +264,7 @@ fn contexts(
     args: &RunArgs,
     client: &Client,
     aws: Arc<AwsClients>,
+    hash_key: HashKey,
     metrics: &Arc<Metrics>,
 ) -> Contexts {
     let recorder = Recorder::new(
@@ -268,6 +289,9 @@ fn contexts(
             partition: partition.clone(),
             poll_interval: args.stackset_poll_interval.max(Duration::from_millis(200)),
             resync_interval: args.bulk_resync_interval.max(Duration::from_secs(1)),
+            max_targets: usize::try_from(args.max_targets).unwrap_or(usize::MAX),
+            hub_role_arn: args.hub_role_arn.clone(),
+            hash_key,
         },
         metrics.clone(),
     ));
@@ -319,11 +343,12 @@ fn start_controllers(
     args: &RunArgs,
     client: &Client,
     aws: Arc<AwsClients>,
+    hash_key: HashKey,
     metrics: &Arc<Metrics>,
     readiness: &Readiness,
     stop: &CancellationToken,
 ) -> Controllers {
-    let ctx = contexts(args, client, aws, metrics);
+    let ctx = contexts(args, client, aws, hash_key, metrics);
     let namespaces: Vec<Option<&str>> = if args.watch_namespaces.is_empty() {
         vec![None]
     } else {

@@ -372,6 +372,22 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
         ),
         (
             "BulkRegistration",
+            "template url without an object version",
+            bulk(
+                json!({"template": {"builtin": null, "url": "https://b.s3.amazonaws.com/t.yaml"}}),
+            ),
+            "template.url must name an S3 object version (?versionId=...)",
+        ),
+        (
+            "BulkRegistration",
+            "template url with an empty object version",
+            bulk(
+                json!({"template": {"builtin": null, "url": "https://b.s3.amazonaws.com/t.yaml?versionId="}}),
+            ),
+            "template.url must name an S3 object version (?versionId=...)",
+        ),
+        (
+            "BulkRegistration",
             "plain http template url",
             bulk(json!({"template": {"builtin": null, "url": "http://example.com/t.yaml"}})),
             "spec.template.url in body should match",

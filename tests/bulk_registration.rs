@@ -16,8 +16,8 @@ use tokio::sync::{OnceCell, RwLock};
 
 use account_linker::api::{BulkRegistration, LinkedAccount};
 use support::{
-    Context, Running, Share, Share::Exclusive, Share::Shared, condition, create, eventually, gone,
-    message, unique, wait_for, wait_ready,
+    Context, HUB_ACCOUNT, Operator, Running, Share, Share::Exclusive, Share::Shared, condition,
+    create, eventually, gone, message, unique, wait_for, wait_ready,
 };
 
 static SETUP: OnceCell<()> = OnceCell::const_new();
@@ -575,18 +575,26 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
     let stack_set = f.create("rot", spec).await;
     let bulk = f.wait_ready("rot", f.ready_within(2, 1)).await;
     let status = bulk.status.clone().expect("status");
-    let secret_name = status.external_id_secret.clone().expect("token Secret");
+    let old_secret = status.external_id_secret.clone().expect("token Secret");
+    assert_eq!(old_secret, "rot-registration-token");
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = f.api();
     let token = |s: k8s_openapi::api::core::v1::Secret| {
         String::from_utf8(s.data.expect("data").into_values().next().expect("key").0)
             .expect("utf-8")
     };
-    let old_token = token(secrets.get(&secret_name).await.expect("Secret"));
+    let first = secrets.get(&old_secret).await.expect("Secret");
+    assert_eq!(
+        first.immutable,
+        Some(true),
+        "generated Secrets are immutable"
+    );
+    let old_token = token(first);
     let trusts = async |account: &str| f.aws.access_role(account).await["trust_policy"].to_string();
     assert!(trusts(&accounts[0]).await.contains(&old_token));
     assert_eq!(f.emulator.operations(&stack_set).await.len(), 1);
 
-    // Two hours pass, as far as the registration knows: the token is due.
+    // Two hours pass, as far as the registration knows: the token is due. A rotation cannot
+    // rewrite the immutable Secret: it makes a new one.
     let two_hours_ago =
         k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
     f.bulks()
@@ -597,11 +605,6 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         )
         .await
         .expect("backdate the rotation time");
-    let new_token = eventually(f.budget.react(), "the token rotated", || async {
-        let value = token(secrets.get(&secret_name).await.ok()?);
-        (value != old_token).then_some(value)
-    })
-    .await;
     let bulk = f
         .wait(
             "rot",
@@ -618,6 +621,16 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
             },
         )
         .await;
+    let status = bulk.status.clone().expect("status");
+    let new_secret = status.external_id_secret.clone().expect("token Secret");
+    assert!(
+        new_secret.starts_with("rot-registration-token-") && new_secret != old_secret,
+        "{new_secret}"
+    );
+    let second = secrets.get(&new_secret).await.expect("the new Secret");
+    assert_eq!(second.immutable, Some(true));
+    let new_token = token(second);
+    assert_ne!(new_token, old_token);
     let ops = f.emulator.operations(&stack_set).await;
     assert_eq!(ops.len(), 2, "one update for the new token: {ops:?}");
     assert_eq!(ops[1]["action"], "UPDATE");
@@ -628,27 +641,44 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
             "{policy}"
         );
     }
-    let rotated = bulk
-        .status
-        .as_ref()
-        .and_then(|s| s.external_id_rotated_time.clone())
+    let rotated = status
+        .external_id_rotated_time
+        .clone()
         .expect("rotation time");
     eventually(
         f.budget.react(),
-        "every child verified again, with the new token",
+        "every child verified again, with the new token Secret",
         || async {
             let children = f.children("rot").await;
             (children.len() == 2
                 && children.values().all(|c| {
-                    c.status
+                    c.spec
+                        .external_id
                         .as_ref()
-                        .and_then(|s| s.last_verified_time.as_ref())
-                        .is_some_and(|t| t.0 >= rotated.0)
+                        .map(|e| e.secret_ref.name.as_str())
+                        == Some(new_secret.as_str())
+                        && c.status
+                            .as_ref()
+                            .and_then(|s| s.last_verified_time.as_ref())
+                            .is_some_and(|t| t.0 >= rotated.0)
                         && condition(c, "Ready") == Some(("True", "Verified"))
                 }))
             .then_some(())
         },
     )
+    .await;
+    // Proven, the old token goes: its Secret is deleted and no longer listed.
+    eventually(f.budget.react(), "the replaced Secret retired", || async {
+        let gone = secrets.get_opt(&old_secret).await.expect("get").is_none();
+        let listed = f
+            .bulks()
+            .get("rot")
+            .await
+            .ok()?
+            .status?
+            .external_id_retired_secrets;
+        (gone && listed.is_empty()).then_some(())
+    })
     .await;
     assert!(
         !serde_json::to_string(&bulk)
@@ -864,5 +894,155 @@ async fn service_managed_without_trusted_access_says_how_to_enable_it() {
     f.aws.set_trusted_access(true).await;
     let bulk = f.wait_ready("trust", f.ready_within(2, 1)).await;
     assert_eq!(summary(&bulk), (2, 2, 0, 2));
+    f.cleanup().await;
+}
+
+/// Restarts the test's operator with `extra` flags and, when given, the AWS credentials `creds`
+/// (access key, secret key, session token) instead of the environment's.
+fn restart_operator(f: &mut Running, extra: &[&str], creds: Option<(String, String, String)>) {
+    f.operator.terminate(Duration::from_secs(10));
+    let mut flags = FLAGS.to_vec();
+    flags.extend_from_slice(extra);
+    let vars: Vec<(String, String)> = creds
+        .map(|(key, secret, token)| {
+            vec![
+                ("AWS_ACCESS_KEY_ID".into(), key),
+                ("AWS_SECRET_ACCESS_KEY".into(), secret),
+                ("AWS_SESSION_TOKEN".into(), token),
+            ]
+        })
+        .unwrap_or_default();
+    f.operator = Operator::start_with_env(&f.env, &f.ns.name, &flags, &vars);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_builtin_role_trusts_the_operators_own_role() {
+    let mut f = fixture("bulk-trust", Shared).await;
+    // The operator runs as a role of the hub account, as with IRSA or EKS Pod Identity.
+    let role = unique("OperatorRole");
+    let creds = f.aws.assume_hub_role(&role).await;
+    restart_operator(&mut f, &[], Some(creds));
+    let (ou, accounts) = f.ou_with_accounts(1, None).await;
+    f.create(
+        "trust",
+        service_managed(json!({"organizationalUnitIds": [ou]})),
+    )
+    .await;
+    f.wait_ready("trust", f.ready_within(1, 1)).await;
+    let policy = &f.aws.access_role(&accounts[0]).await["trust_policy"];
+    let statement = &policy["Statement"][0];
+    assert_eq!(
+        statement["Principal"]["AWS"],
+        format!("arn:aws:iam::{HUB_ACCOUNT}:role/{role}"),
+        "the role trusts the operator's role, not the hub account: {policy}"
+    );
+    assert!(
+        statement["Condition"]["StringEquals"]["sts:ExternalId"].is_string(),
+        "{policy}"
+    );
+    f.cleanup().await;
+}
+
+/// A role template whose ExternalId parameter is declared with `no_echo` (or without it).
+fn custom_template(no_echo: bool) -> String {
+    let mut parameter = json!({"Type": "String"});
+    if no_echo {
+        parameter["NoEcho"] = json!(true);
+    }
+    json!({
+        "Parameters": {"ExternalId": parameter},
+        "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": support::ACCESS_ROLE,
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{HUB_ACCOUNT}:root")},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
+            }]}
+        }}}
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_template_that_would_show_the_token_is_refused_before_any_stack_set_call() {
+    let f = fixture("bulk-noecho", Shared).await;
+    let (ou, _) = f.ou_with_accounts(1, None).await;
+    let config_maps: Api<ConfigMap> = f.api();
+    let template = |no_echo| {
+        serde_json::from_value::<ConfigMap>(json!({
+            "metadata": {"name": "role-template"},
+            "data": {"template.json": custom_template(no_echo)},
+        }))
+        .expect("ConfigMap")
+    };
+    config_maps
+        .create(&PostParams::default(), &template(false))
+        .await
+        .expect("create ConfigMap");
+    let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
+    spec["template"] = json!({"configMapRef": {"name": "role-template", "key": "template.json"}});
+    let stack_set = f.create("custom", spec).await;
+    let bulk = f
+        .wait(
+            "custom",
+            "Stalled ExternalIdNotNoEcho",
+            f.budget.react(),
+            |b| is(b, "Stalled", "True", "ExternalIdNotNoEcho"),
+        )
+        .await;
+    assert!(message(&bulk, "Ready").contains("NoEcho"), "{bulk:?}");
+    assert!(
+        !f.aws.stack_set_exists(&stack_set).await,
+        "no StackSet was created"
+    );
+    assert!(f.emulator.operations(&stack_set).await.is_empty());
+
+    // Declared NoEcho, the same template deploys.
+    config_maps
+        .replace("role-template", &PostParams::default(), &{
+            let mut fixed = template(true);
+            fixed.metadata.resource_version = config_maps
+                .get("role-template")
+                .await
+                .expect("ConfigMap")
+                .metadata
+                .resource_version;
+            fixed
+        })
+        .await
+        .expect("fix the template");
+    f.wait_ready("custom", f.ready_within(1, 1)).await;
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registration_over_the_target_limit_is_stalled_before_any_stack_set_call() {
+    let mut f = fixture("bulk-max", Shared).await;
+    restart_operator(&mut f, &["--max-targets", "2"], None);
+    let (ou, accounts) = f.ou_with_accounts(3, None).await;
+    let stack_set = f
+        .create(
+            "big",
+            service_managed(json!({"organizationalUnitIds": [ou]})),
+        )
+        .await;
+    let bulk = f
+        .wait("big", "Stalled TooManyTargets", f.budget.react(), |b| {
+            is(b, "Stalled", "True", "TooManyTargets")
+        })
+        .await;
+    let text = message(&bulk, "Ready");
+    assert!(
+        text.contains('3') && text.contains("--max-targets"),
+        "{text}"
+    );
+    assert!(!f.aws.stack_set_exists(&stack_set).await);
+
+    // Within the limit again, it deploys.
+    f.patch_spec("big", json!({"targets": {"exclude": [accounts[0]]}}))
+        .await;
+    let bulk = f.wait_ready("big", f.ready_within(2, 1)).await;
+    assert_eq!(summary(&bulk).0, 2);
     f.cleanup().await;
 }

@@ -211,12 +211,17 @@ pub struct TemplateSource {
     /// The operator's versioned least-privilege role template.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin: Option<BuiltinTemplate>,
-    /// A ConfigMap key holding a custom template body (YAML or JSON).
+    /// A ConfigMap key holding a custom template body (YAML or JSON). The template must
+    /// declare `ExternalId` with `NoEcho: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeyRef>,
-    /// An `https://` URL of a template stored in S3.
+    /// An `https://` URL of a template stored in S3, naming the object version
+    /// (`?versionId=…`): the template hash covers the URL, so only a new version (a new URL)
+    /// reaches the StackSet, and a new upload under an old URL cannot change what new accounts
+    /// get. The template must declare `ExternalId` with `NoEcho: true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern("^https://[^\\s]+$"), length(max = 1024))]
+    #[x_kube(validation = Rule::new("self.matches('[?&]versionId=[^&#]+')").message("template.url must name an S3 object version (?versionId=...): the template hash covers the URL, not the object, so an unversioned URL would let a new upload change what accounts get without updating the StackSet"))]
     pub url: Option<String>,
 }
 
@@ -239,7 +244,8 @@ pub struct BuiltinTemplate {
     #[serde(default = "default_builtin_role_name")]
     #[schemars(pattern(ROLE_NAME_PATTERN))]
     pub role_name: String,
-    /// The account the role trusts. Defaults to the hub's account.
+    /// An account whose root the role trusts instead of the operator's own role (a LinkPolicy
+    /// must permit it). Unset, the role trusts exactly the operator's role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(ACCOUNT_ID_PATTERN))]
     pub trusted_account_id: Option<String>,
@@ -479,6 +485,10 @@ pub struct BulkRegistrationStatus {
     /// When the registration token was last generated or rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id_rotated_time: Option<Time>,
+    /// Generated token Secrets a rotation replaced: deleted once the StackSet carries the new
+    /// token and every deployed child has verified with it (or is Stalled).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub external_id_retired_secrets: Vec<String>,
     /// The StackSet operation in flight, recorded before it is awaited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<StackSetOperation>,
@@ -603,6 +613,13 @@ pub mod reason {
     pub const TOKEN_KEY_NOT_FOUND: &str = "TokenKeyNotFound";
     /// Stalled: a Secret named like the generated token exists and is not this registration's.
     pub const TOKEN_SECRET_CONFLICT: &str = "TokenSecretConflict";
+    /// Stalled: a ConfigMap or URL template does not declare `ExternalId` with `NoEcho: true`
+    /// (GetTemplateSummary); no StackSet call is made with it.
+    pub const EXTERNAL_ID_NOT_NO_ECHO: &str = "ExternalIdNotNoEcho";
+    /// Stalled: `template.url` names no S3 object version (admitted before that was required).
+    pub const TEMPLATE_URL_NOT_VERSIONED: &str = "TemplateUrlNotVersioned";
+    /// Stalled: the targets resolve to more accounts than `--max-targets`.
+    pub const TOO_MANY_TARGETS: &str = "TooManyTargets";
 }
 
 /// Event reasons of BulkRegistration, besides condition transitions (which carry the

@@ -102,7 +102,7 @@ pub async fn read_referenced(
 }
 
 /// The data of a generated Secret: `value` under [`GENERATED_KEY`].
-pub fn generated_data(value: &ExternalId) -> BTreeMap<String, ByteString> {
+fn generated_data(value: &ExternalId) -> BTreeMap<String, ByteString> {
     BTreeMap::from([(
         GENERATED_KEY.to_string(),
         ByteString(value.expose().as_bytes().to_vec()),
@@ -110,8 +110,9 @@ pub fn generated_data(value: &ExternalId) -> BTreeMap<String, ByteString> {
 }
 
 /// A new Secret `name` holding a generated ExternalId, owned by the object it belongs to (so it
-/// goes with it) and labelled as the operator's and as an ExternalId (so a LinkedAccount that
-/// names it, like a BulkRegistration's child, may read it).
+/// goes with it), labelled as the operator's and as an ExternalId (so a LinkedAccount that
+/// names it, like a BulkRegistration's child, may read it), and immutable: nobody rewrites the
+/// value in place, the operator included (a new value is a new Secret).
 pub fn generated_secret(name: &str, owner: Option<OwnerReference>, value: &ExternalId) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -127,6 +128,7 @@ pub fn generated_secret(name: &str, owner: Option<OwnerReference>, value: &Exter
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".into()),
+        immutable: Some(true),
         data: Some(generated_data(value)),
         ..Secret::default()
     }
@@ -224,9 +226,10 @@ mod tests {
     }
 
     #[test]
-    fn generated_secrets_are_labelled() {
+    fn generated_secrets_are_labelled_and_immutable() {
         let secret = generated_secret("x", None, &generate());
         assert!(labelled(&secret));
+        assert_eq!(secret.immutable, Some(true));
     }
 
     #[test]

@@ -4,6 +4,7 @@ pub mod bulk_registration;
 pub mod conditions;
 pub mod events;
 pub mod external_id;
+pub mod hash_key;
 pub mod linked_account;
 pub mod member_account;
 pub mod runner;

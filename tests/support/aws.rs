@@ -353,6 +353,30 @@ impl AwsAdmin {
         self.emulator.delete_role(account, ACCESS_ROLE).await;
     }
 
+    /// Creates the role `name` in the hub account (trusting the hub) and assumes it: the
+    /// credentials (access key, secret key, session token) of an operator that runs as that
+    /// role, as with IRSA or EKS Pod Identity.
+    pub async fn assume_hub_role(&self, name: &str) -> (String, String, String) {
+        self.emulator
+            .put_role(HUB_ACCOUNT, name, HUB_ACCOUNT, None)
+            .await;
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{HUB_ACCOUNT}:role/{name}"))
+            .role_session_name("operator")
+            .duration_seconds(3600)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("AssumeRole", e));
+        let c = out.credentials().expect("credentials");
+        (
+            c.access_key_id().to_string(),
+            c.secret_access_key().to_string(),
+            c.session_token().to_string(),
+        )
+    }
+
     /// Assumes the access role of `account` as the hub, as the operator would.
     pub async fn assume_access_role(&self, account: &str, external_id: &str) {
         self.sts

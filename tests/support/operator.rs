@@ -18,6 +18,17 @@ impl Operator {
         Self::start_with_kubeconfig(env, env.kubeconfig(), namespace, extra)
     }
 
+    /// Like [`Operator::start`], with environment variables `vars` set over the environment's
+    /// (e.g. other AWS credentials).
+    pub fn start_with_env(
+        env: &TestEnv,
+        namespace: &str,
+        extra: &[&str],
+        vars: &[(String, String)],
+    ) -> Self {
+        Self::spawn(env, env.kubeconfig(), namespace, extra, vars)
+    }
+
     /// Like [`Operator::start`], with another identity (e.g. a kubeconfig that impersonates the
     /// chart's ServiceAccount).
     pub fn start_with_kubeconfig(
@@ -25,6 +36,16 @@ impl Operator {
         kubeconfig: &Path,
         namespace: &str,
         extra: &[&str],
+    ) -> Self {
+        Self::spawn(env, kubeconfig, namespace, extra, &[])
+    }
+
+    fn spawn(
+        env: &TestEnv,
+        kubeconfig: &Path,
+        namespace: &str,
+        extra: &[&str],
+        vars: &[(String, String)],
     ) -> Self {
         let log_path = env
             .state_dir
@@ -38,6 +59,7 @@ impl Operator {
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .envs(env.aws_vars())
+            .envs(vars.iter().cloned())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))

@@ -58,11 +58,13 @@ The same rules back a ClusterRole (all namespaces) or one Role per watched names
 - apiGroups: ["accountlinker.dev"]
   resources: ["linkedaccounts/status", "bulkregistrations/status", "memberaccounts/status"]
   verbs: ["get", "patch", "update"]
-# Generated ExternalId Secrets (LinkedAccount controller) and registration tokens; the
-# controllers read user-referenced ExternalId Secrets through the same watch.
+# Generated ExternalId Secrets (LinkedAccount controller) and registration tokens, created
+# immutable and never rewritten; a rotated registration token's old Secret is deleted once the
+# new one is proven (src/controller/bulk_registration/token.rs). The controllers read
+# user-referenced ExternalId Secrets through the same watch.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # Account lists of BulkRegistrations (spec.accounts.fromConfigMap), read only.
 - apiGroups: [""]
   resources: ["configmaps"]

@@ -35,6 +35,9 @@ pub struct Verification {
     pub assumable: i32,
     /// Children whose role is deployed but that are Stalled (the role cannot be assumed).
     pub stalled: i32,
+    /// Children whose role is deployed and that have not verified it (since the last rotation)
+    /// yet, nor stalled.
+    pub pending: i32,
     /// The first stalled child and its message.
     pub example: Option<String>,
 }
@@ -157,7 +160,9 @@ pub fn verification(inputs: &Inputs<'_>, rotated: Option<&Time>) -> Verification
         });
         if verified_since_rotation && conditions::is(conds, ROLE_ASSUMABLE, Status::True) {
             out.assumable += 1;
-        } else if conditions::is(conds, STALLED, Status::True) {
+        } else if !conditions::is(conds, STALLED, Status::True) {
+            out.pending += 1;
+        } else {
             out.stalled += 1;
             if out.example.is_none() {
                 let message = conditions::find(conds, STALLED)
@@ -319,6 +324,7 @@ mod tests {
         Token {
             value: ExternalId::new("v-secret-value"),
             secret_name: "w-registration-token".into(),
+            replaced: None,
             key: "externalId".into(),
             rotated: None,
         }

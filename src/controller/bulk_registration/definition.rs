@@ -13,11 +13,12 @@ use crate::api::BulkRegistration;
 use crate::api::bulk_registration::{
     CallAs as SpecCallAs, ConcurrencyMode, PermissionModel, RegionConcurrency, event, reason,
 };
-use crate::aws::AwsError;
 use crate::aws::stacksets::{
     CallAs, Permissions, Preferences, StackSetDefinition, StackSetRef, TemplateBody,
 };
+use crate::aws::{AwsError, ErrorClass};
 use crate::controller::bulk_registration::status::Stall;
+use crate::controller::hash_key::HashKey;
 
 /// The StackSet's definition and its fingerprint (`status.templateHash` once applied).
 pub struct Definition {
@@ -110,27 +111,15 @@ pub async fn build(
 ) -> Result<Definition, DefinitionError> {
     let source = &bulk.spec.template;
     let template = if let Some(builtin) = &source.builtin {
-        let trusted = match &builtin.trusted_account_id {
-            Some(account) => account.clone(),
-            None => ctx
-                .hub_account
-                .get_or_try_init(|| ctx.hub.hub_account())
-                .await
-                .map_err(DefinitionError::Aws)?
-                .clone(),
-        };
+        let hub = hub_principal(ctx).await?;
+        let principal = template::trusted_principal(builtin, &ctx.settings.partition, &hub);
         let names: Vec<&str> = bulk
             .spec
             .parameters
             .iter()
             .map(|p| p.name.as_str())
             .collect();
-        TemplateBody::Body(template::builtin(
-            builtin,
-            &trusted,
-            &ctx.settings.partition,
-            &names,
-        ))
+        TemplateBody::Body(template::builtin(builtin, &principal, &names))
     } else if let Some(reference) = &source.config_map_ref {
         let cm = config_maps
             .get_opt(&reference.name)
@@ -154,11 +143,76 @@ pub async fn build(
             })?;
         TemplateBody::Body(body)
     } else {
-        TemplateBody::Url(source.url.clone().unwrap_or_default())
+        let url = source.url.clone().unwrap_or_default();
+        if template::url_version(&url).is_none() {
+            return Err(DefinitionError::Blocked {
+                reason: reason::TEMPLATE_URL_NOT_VERSIONED,
+                message: format!(
+                    "template.url {url:?} names no S3 object version: add ?versionId=<the object's version>, so that the template hash covers the template's content"
+                ),
+            });
+        }
+        TemplateBody::Url(url)
     };
     let spec = assemble(bulk, template, token);
-    let hash = definition_hash(&spec);
+    let hash = definition_hash(&ctx.settings.hash_key, &spec);
+    // A custom template is checked before the StackSet gets it (CreateStackSet, or the
+    // UpdateStackSet a new fingerprint plans); one the StackSet already has passed before.
+    let applied = bulk
+        .status
+        .as_ref()
+        .and_then(|s| s.template_hash.as_deref());
+    if source.builtin.is_none() && applied != Some(hash.as_str()) {
+        vet(ctx, &spec.template).await?;
+    }
     Ok(Definition { spec, hash })
+}
+
+/// The principal the built-in role trusts by default: `--hub-role-arn`, else the operator's own
+/// role from GetCallerIdentity (asked once per process).
+async fn hub_principal(ctx: &Context) -> Result<String, DefinitionError> {
+    if let Some(arn) = &ctx.settings.hub_role_arn {
+        return Ok(arn.clone());
+    }
+    let principal = ctx
+        .hub_principal
+        .get_or_try_init(|| async {
+            let caller = ctx.hub.caller().await?;
+            template::hub_principal(&caller.arn).ok_or_else(|| {
+                let message = format!(
+                    "GetCallerIdentity answered {:?}, which names no role or user a trust policy can name; set --hub-role-arn",
+                    caller.arn
+                );
+                AwsError::new("sts:GetCallerIdentity", ErrorClass::Rejected, message)
+            })
+        })
+        .await
+        .map_err(DefinitionError::Aws)?;
+    Ok(principal.clone())
+}
+
+/// Refuses a custom template that would show the token (GetTemplateSummary); remembers one that
+/// hides it.
+async fn vet(ctx: &Context, template: &TemplateBody) -> Result<(), DefinitionError> {
+    if ctx.vetted.contains(template) {
+        return Ok(());
+    }
+    let parameters = match ctx.templates.template_parameters(template).await {
+        Ok(parameters) => parameters,
+        Err(e) if !e.class.is_retryable() => {
+            return Err(DefinitionError::Blocked {
+                reason: reason::AWS_REJECTED,
+                message: super::aws_text(&e),
+            });
+        }
+        Err(e) => return Err(DefinitionError::Aws(e)),
+    };
+    template::external_id_hidden(&parameters).map_err(|message| DefinitionError::Blocked {
+        reason: reason::EXTERNAL_ID_NOT_NO_ECHO,
+        message,
+    })?;
+    ctx.vetted.insert(template);
+    Ok(())
 }
 
 /// The definition around a template: parameters (sorted, the token among them), permission
@@ -205,9 +259,9 @@ fn assemble(bulk: &BulkRegistration, template: TemplateBody, token: &Token) -> S
 /// The fingerprint of everything an UpdateStackSet would change: template source, parameters
 /// (the token among them: hashed, never stored) and settings, each written out field by field in
 /// a fixed order, so that no change of a `Debug` implementation can start a fleet-wide update.
-/// The layout of the permission model is the one earlier releases hashed, so existing
-/// registrations keep their hash. The description is not part of it: it never changes.
-pub fn definition_hash(d: &StackSetDefinition) -> String {
+/// Keyed with the cluster's `key`, because it covers the token. The description is not part of
+/// it: it never changes.
+pub fn definition_hash(key: &HashKey, d: &StackSetDefinition) -> String {
     let template = match &d.template {
         TemplateBody::Body(b) => format!("body:{b}"),
         TemplateBody::Url(u) => format!("url:{u}"),
@@ -217,12 +271,15 @@ pub fn definition_hash(d: &StackSetDefinition) -> String {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    template::fingerprint(&[
-        &template,
-        &params.join("\n"),
-        &canonical_permissions(&d.permissions),
-        &d.managed_execution.to_string(),
-    ])
+    template::keyed_fingerprint(
+        key,
+        &[
+            &template,
+            &params.join("\n"),
+            &canonical_permissions(&d.permissions),
+            &d.managed_execution.to_string(),
+        ],
+    )
 }
 
 /// The permission model as text. ARNs and role names are restricted to `[\w+=,.@:/-]` by the
@@ -352,8 +409,13 @@ mod tests {
         assert_eq!(bare.spec.deletion_policy, BulkDeletionPolicy::Retain);
     }
 
+    fn key(byte: u8) -> HashKey {
+        HashKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
     #[test]
-    fn definition_hashes_change_with_what_is_deployed() {
+    fn definition_hashes_change_with_what_is_deployed_and_with_the_key() {
+        let k = key(1);
         let mut rotated = base();
         rotated.parameters[0].1 = "two".into();
         let mut auto = base();
@@ -362,15 +424,24 @@ mod tests {
         };
         let mut described = base();
         described.description = "other".into();
-        assert_eq!(definition_hash(&base()), definition_hash(&base()));
-        assert_ne!(definition_hash(&base()), definition_hash(&rotated));
-        assert_ne!(definition_hash(&base()), definition_hash(&auto));
-        assert_eq!(definition_hash(&base()), definition_hash(&described));
+        assert_eq!(definition_hash(&k, &base()), definition_hash(&k, &base()));
+        assert_ne!(definition_hash(&k, &base()), definition_hash(&k, &rotated));
+        assert_ne!(definition_hash(&k, &base()), definition_hash(&k, &auto));
+        assert_eq!(
+            definition_hash(&k, &base()),
+            definition_hash(&k, &described)
+        );
+        assert_ne!(
+            definition_hash(&k, &base()),
+            definition_hash(&key(2), &base())
+        );
     }
 
-    /// Hashes of earlier releases: a changed hash would update every StackSet after an upgrade.
+    /// Under one key the hashes stay what they are: a changed layout would update every
+    /// StackSet after an upgrade. (The plain digests of earlier releases — base: 9e98a42ef4bb41b8 —
+    /// changed once, to these keyed ones.)
     #[test]
-    fn existing_registrations_keep_their_hash() {
+    fn hashes_under_a_key_are_stable_across_releases() {
         let mut self_managed = base();
         self_managed.permissions = Permissions::SelfManaged {
             administration_role_arn: Some(
@@ -383,13 +454,13 @@ mod tests {
             auto_deployment: Some((true, false)),
         };
         let cases = [
-            (base(), "9e98a42ef4bb41b8"),
-            (auto, "71f808eeb5cad037"),
-            (self_managed, "2ff75fcfeef3df22"),
+            (base(), "5285b95471d7e5fa"),
+            (auto, "5264848c6221710d"),
+            (self_managed, "b0064f1ed5dcca3f"),
         ];
         for (definition, want) in cases {
             assert_eq!(
-                definition_hash(&definition),
+                definition_hash(&key(1), &definition),
                 want,
                 "{:?}",
                 definition.permissions

@@ -42,9 +42,10 @@ use crate::api::conditions::{INSTANCES_READY, READY, STACK_SET_READY, STALLED};
 use crate::api::labels;
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use crate::aws::stacksets::{Instance, StackSetRef};
-use crate::aws::{AwsError, HubIdentity, OrgUnits, StackSets};
+use crate::aws::{AwsError, HubIdentity, OrgUnits, StackSets, TemplateSummaries};
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
+use crate::controller::hash_key::HashKey;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self as status_writer, Transitions};
 use crate::runtime::ControllerReadiness;
@@ -75,6 +76,13 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How often a settled registration is looked at again (drift, auto-deployed accounts).
     pub resync_interval: Duration,
+    /// Most target accounts a registration may resolve to (`--max-targets`).
+    pub max_targets: usize,
+    /// The role the built-in template trusts; `None`: the operator's own, from
+    /// GetCallerIdentity.
+    pub hub_role_arn: Option<String>,
+    /// The key of template fingerprints.
+    pub hash_key: HashKey,
 }
 
 impl Default for Settings {
@@ -84,6 +92,9 @@ impl Default for Settings {
             partition: "aws".into(),
             poll_interval: Duration::from_secs(5),
             resync_interval: Duration::from_secs(300),
+            max_targets: 10_000,
+            hub_role_arn: None,
+            hash_key: HashKey::generate(),
         }
     }
 }
@@ -94,10 +105,14 @@ pub struct Context {
     pub stacksets: Arc<dyn StackSets>,
     pub org: Arc<dyn OrgUnits>,
     pub hub: Arc<dyn HubIdentity>,
+    pub templates: Arc<dyn TemplateSummaries>,
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
-    hub_account: OnceCell<String>,
+    /// The principal the built-in template trusts, found once per process.
+    hub_principal: OnceCell<String>,
+    /// Custom templates found to hide the token, so polling passes do not ask again.
+    vetted: template::Vetted,
 }
 
 impl Context {
@@ -112,11 +127,13 @@ impl Context {
             client,
             stacksets: aws.clone(),
             org: aws.clone(),
-            hub: aws,
+            hub: aws.clone(),
+            templates: aws,
             recorder,
             settings,
             metrics,
-            hub_account: OnceCell::new(),
+            hub_principal: OnceCell::new(),
+            vetted: template::Vetted::default(),
         }
     }
 }
@@ -370,6 +387,13 @@ impl<'a> Pass<'a> {
                 == Some(inputs.definition.hash.as_str()),
         };
         let conds = status::conditions(&facts, &headline);
+        if !self.next.external_id_retired_secrets.is_empty()
+            && token::retirement_due(&headline, facts.stack_set_current, &verification)
+        {
+            let ns = self.bulk.namespace().unwrap_or_default();
+            let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
+            token::retire(&secrets, self.bulk, &mut self.next).await?;
+        }
         self.next.summary = Some(summary);
         self.next.failures = observed.failures;
         let ready = status::is_ready(&conds);
@@ -398,14 +422,20 @@ async fn phases(pass: &mut Pass<'_>) -> Result<Action, Halt> {
 
     // Token (Kubernetes).
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let rotated = pass.current.external_id_rotated_time.as_ref();
-    let token = token::ensure(&secrets, bulk, rotated, pass.now).await?;
+    let token = token::ensure(&secrets, bulk, &pass.current, pass.now).await?;
     pass.next.external_id_secret = Some(token.secret_name.clone());
     pass.next.external_id_rotated_time = token.rotated.clone();
+    let retired = &mut pass.next.external_id_retired_secrets;
+    if let Some(replaced) = &token.replaced
+        && !retired.contains(replaced)
+    {
+        retired.push(replaced.clone());
+    }
 
     // Targets (Kubernetes, Organizations).
     let region = &ctx.settings.region;
-    let desired = targets::resolve(bulk, &config_maps, ctx.org.as_ref(), region).await?;
+    let max = ctx.settings.max_targets;
+    let desired = targets::resolve(bulk, &config_maps, ctx.org.as_ref(), region, max).await?;
 
     // Definition (Kubernetes, STS once), then the StackSet (CloudFormation).
     let definition = definition::build(bulk, ctx, &config_maps, &token).await?;

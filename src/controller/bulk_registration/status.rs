@@ -321,6 +321,7 @@ mod tests {
             assumable,
             stalled,
             example: (stalled > 0).then(|| "LinkedAccount w-1: denied".to_string()),
+            ..Verification::default()
         }
     }
 

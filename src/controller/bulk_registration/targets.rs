@@ -28,12 +28,18 @@ pub enum TargetsError {
     Aws(#[from] AwsError),
 }
 
-/// Resolves every target source. All malformed lines of all ConfigMaps are reported at once.
+/// ConfigMaps whose problems a message shows; the rest are counted.
+const MAX_REPORTED_SOURCES: usize = 5;
+
+/// Resolves every target source. The malformed lines of all ConfigMaps are reported at once (the
+/// first [`account_list::MAX_REPORTED_LINES`] of each, of the first [`MAX_REPORTED_SOURCES`]
+/// ConfigMaps, with counts of the rest). More than `max_targets` accounts are refused.
 pub async fn resolve(
     bulk: &BulkRegistration,
     config_maps: &Api<ConfigMap>,
     org: &dyn OrgUnits,
     default_region: &str,
+    max_targets: usize,
 ) -> Result<Desired, TargetsError> {
     let targets = &bulk.spec.targets;
     let service_managed = bulk.spec.stack_set.permission_model == PermissionModel::ServiceManaged;
@@ -54,27 +60,18 @@ pub async fn resolve(
         };
         match account_list::parse(text) {
             Ok(entries) => accounts.extend(entries.into_iter().map(|e| e.account)),
-            Err(errors) => {
-                let shown: Vec<String> = errors.iter().take(10).map(ToString::to_string).collect();
-                let more = errors.len().saturating_sub(10);
-                problems.push(format!(
-                    "ConfigMap {:?} key {:?}: {}{}",
-                    reference.name,
-                    reference.key,
-                    shown.join("; "),
-                    if more > 0 {
-                        format!(" (and {more} more)")
-                    } else {
-                        String::new()
-                    }
-                ));
-            }
+            Err(errors) => problems.push(format!(
+                "ConfigMap {:?} key {:?}: {}",
+                reference.name,
+                reference.key,
+                account_list::capped(&errors, account_list::MAX_REPORTED_LINES)
+            )),
         }
     }
     if !problems.is_empty() {
         return Err(TargetsError::Invalid {
             reason: reason::INVALID_ACCOUNT_LIST,
-            message: problems.join("; "),
+            message: account_list::capped(&problems, MAX_REPORTED_SOURCES),
         });
     }
     let mut via = Default::default();
@@ -85,6 +82,7 @@ pub async fn resolve(
     for excluded in &targets.exclude {
         accounts.remove(excluded);
     }
+    within_bound(accounts.len(), max_targets)?;
     let explicit = accounts.iter().any(|a| !via.contains_key(a));
     let root = if service_managed && explicit {
         Some(org.root().await?)
@@ -103,4 +101,37 @@ pub async fn resolve(
         service_managed,
         root,
     })
+}
+
+/// Refuses more than `max` target accounts, before anything is deployed: a registration that
+/// resolves to a whole organization by mistake, or beyond what one StackSet should carry, waits
+/// for a human.
+pub fn within_bound(count: usize, max: usize) -> Result<(), TargetsError> {
+    if count <= max {
+        return Ok(());
+    }
+    Err(TargetsError::Invalid {
+        reason: reason::TOO_MANY_TARGETS,
+        message: format!(
+            "the targets resolve to {count} accounts; this operator deploys at most {max} per BulkRegistration (--max-targets): split the registration, narrow its targets or raise the limit"
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_over_the_bound_are_refused_with_the_numbers() {
+        assert!(within_bound(0, 1).is_ok());
+        assert!(within_bound(10_000, 10_000).is_ok());
+        let Err(TargetsError::Invalid { reason, message }) = within_bound(10_001, 10_000) else {
+            panic!("refused expected");
+        };
+        assert_eq!(reason, reason::TOO_MANY_TARGETS);
+        assert!(message.contains("10001 accounts"), "{message}");
+        assert!(message.contains("at most 10000"), "{message}");
+        assert!(message.contains("--max-targets"), "{message}");
+    }
 }

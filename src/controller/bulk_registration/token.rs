@@ -2,20 +2,36 @@
 //! Secret the registration owns (or read from a referenced Secret), rotated on `rotateEvery`.
 //! Values are read by the same reader as a LinkedAccount's ExternalId, so both treat a Secret
 //! the same way.
+//!
+//! Generated Secrets are immutable, so a rotation never rewrites one: it creates the next
+//! Secret, whose name follows from the current one (a crash between creating it and recording
+//! it in status finds the same Secret on the next pass, never a second one), and the StackSet
+//! and the children move to it. The replaced Secret is listed in
+//! `status.externalIdRetiredSecrets` and deleted by [`retire`] only once the StackSet carries
+//! the new token and every deployed child has verified with it (or stalled): until then the old
+//! value stays at hand. A generated Secret from before Secrets were immutable is replaced the
+//! same way on the first pass.
 
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
-use serde_json::json;
+use tracing::info;
 
-use crate::api::BulkRegistration;
+use super::children::Verification;
+use super::status::Headline;
+use super::template::fingerprint;
 use crate::api::bulk_registration::reason;
-use crate::api::labels::{EXTERNAL_ID_LABEL, EXTERNAL_ID_LABEL_VALUE};
+use crate::api::{BulkRegistration, BulkRegistrationStatus};
 use crate::controller::external_id::{self, ExternalId, GENERATED_KEY, Unreadable, VALID_FORM};
+
+/// Suffix of generated token Secret names.
+const SUFFIX: &str = "-registration-token";
+/// Hex digits that tell the Secrets of successive rotations apart.
+const ROTATION_DIGITS: usize = 10;
 
 /// The token and where children read it. `Debug` shows where, never the value.
 #[derive(Debug)]
@@ -26,6 +42,8 @@ pub struct Token {
     pub key: String,
     /// When a generated token was created or last rotated.
     pub rotated: Option<Time>,
+    /// A generated Secret this token replaced, to retire once the new token is proven.
+    pub replaced: Option<String>,
 }
 
 /// Why the token is not available.
@@ -41,9 +59,37 @@ pub enum TokenError {
     Kube(#[from] kube::Error),
 }
 
-/// Name of the generated token Secret.
+/// Name of the first generated token Secret: `<name>-registration-token`, the name shortened
+/// when the Secrets of later rotations would not fit Kubernetes' 253 characters.
 pub fn generated_secret_name(bulk: &BulkRegistration) -> String {
-    format!("{}-registration-token", bulk.name_any())
+    let name = bulk.name_any();
+    let keep = (253 - SUFFIX.len() - 1 - ROTATION_DIGITS).min(name.len());
+    format!("{}{SUFFIX}", name[..keep].trim_end_matches(['-', '.']))
+}
+
+/// The Secret a rotation of `current` creates: `<first name>-<10 hex>`, the hex derived from the
+/// registration's UID and `current`, so every attempt of one rotation names the same Secret.
+pub fn next_secret_name(bulk: &BulkRegistration, current: &str) -> String {
+    let uid = bulk.meta().uid.as_deref().unwrap_or_default();
+    let digest = fingerprint(&["registration-token", uid, current]);
+    format!(
+        "{}-{}",
+        generated_secret_name(bulk),
+        &digest[..ROTATION_DIGITS]
+    )
+}
+
+/// Whether `name` is one of the names [`generated_secret_name`] and [`next_secret_name`] give
+/// `bulk`: only those are ever replaced or deleted, never a Secret a user named.
+pub fn is_generated(bulk: &BulkRegistration, name: &str) -> bool {
+    let first = generated_secret_name(bulk);
+    name == first
+        || name
+            .strip_prefix(first.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hex| {
+                hex.len() == ROTATION_DIGITS && hex.bytes().all(|b| b.is_ascii_hexdigit())
+            })
 }
 
 /// Whether a generated token is due for rotation: `every` has passed since `since` (the last
@@ -55,14 +101,45 @@ pub fn rotation_due(every: Option<Duration>, since: Option<&Time>, now: Timestam
     }
 }
 
-/// Reads (creating or rotating when due) the registration token.
+/// Why the current generated Secret gives way to a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replace {
+    /// `rotateEvery` has passed.
+    Due,
+    /// Generated before Secrets were immutable.
+    Mutable,
+    /// Holds no valid token.
+    Unreadable,
+}
+
+/// Whether the current generated Secret is replaced. A due rotation waits while an earlier
+/// one is not retired yet (`retiring`): the fleet has not proven the last token, and piling up
+/// tokens would not help it. A Secret that cannot serve as it is never waits.
+pub fn replacement(readable: bool, immutable: bool, due: bool, retiring: bool) -> Option<Replace> {
+    if !readable {
+        Some(Replace::Unreadable)
+    } else if !immutable {
+        Some(Replace::Mutable)
+    } else if due && !retiring {
+        Some(Replace::Due)
+    } else {
+        None
+    }
+}
+
+/// Reads (creating or rotating when due) the registration token. `status` is where the last
+/// pass left the token: its Secret, its rotation time, the Secrets not retired yet.
 pub async fn ensure(
     secrets: &Api<Secret>,
     bulk: &BulkRegistration,
-    rotated_before: Option<&Time>,
+    status: &BulkRegistrationStatus,
     now: Timestamp,
 ) -> Result<Token, TokenError> {
     let spec = bulk.spec.external_id.clone().unwrap_or_default();
+    let recorded = status
+        .external_id_secret
+        .clone()
+        .filter(|name| is_generated(bulk, name));
     if let Some(reference) = spec.secret_ref {
         let value = external_id::read_referenced(secrets, &reference.name, &reference.key)
             .await
@@ -70,73 +147,132 @@ pub async fn ensure(
             .0;
         return Ok(Token {
             value,
+            // A generated Secret used until now goes once the referenced token is proven.
+            replaced: recorded.filter(|name| *name != reference.name),
             secret_name: reference.name,
             key: reference.key,
             rotated: None,
         });
     }
-    let name = generated_secret_name(bulk);
+    let current = recorded.unwrap_or_else(|| generated_secret_name(bulk));
     let rotate_every = spec
         .rotate_every
         .as_deref()
         .and_then(|t| t.parse::<kube::core::Duration>().ok())
         .map(Duration::from);
-    let token = |value, rotated| Token {
+    let token = |value, secret_name, rotated, replaced| Token {
         value,
-        secret_name: name.clone(),
+        secret_name,
         key: GENERATED_KEY.into(),
         rotated,
+        replaced,
     };
-    match secrets.get_opt(&name).await? {
-        Some(secret) if !external_id::owned_by(&secret, bulk.meta().uid.as_deref()) => {
-            Err(TokenError::Blocked {
-                reason: reason::TOKEN_SECRET_CONFLICT,
+    let Some(secret) = secrets.get_opt(&current).await? else {
+        let value = create(secrets, bulk, &current).await?;
+        return Ok(token(value, current, Some(Time(now)), None));
+    };
+    if !external_id::owned_by(&secret, bulk.meta().uid.as_deref()) {
+        return Err(conflict(&current));
+    }
+    let since = status
+        .external_id_rotated_time
+        .clone()
+        .or_else(|| secret.metadata.creation_timestamp.clone());
+    let value = external_id::read(&secret, GENERATED_KEY).ok();
+    let why = replacement(
+        value.is_some(),
+        secret.immutable == Some(true),
+        rotation_due(rotate_every, since.as_ref(), now),
+        !status.external_id_retired_secrets.is_empty(),
+    );
+    if let (None, Some(value)) = (why, value) {
+        return Ok(token(value, current, since, None));
+    }
+    let next = next_secret_name(bulk, &current);
+    let value = create(secrets, bulk, &next).await?;
+    info!(name = %bulk.name_any(), secret = %next, replaced = %current, why = ?why, "new registration token");
+    Ok(token(value, next, Some(Time(now)), Some(current)))
+}
+
+/// Creates the generated Secret `name` with a fresh token. One that exists already and is this
+/// registration's was created by an attempt that stopped before recording it: its token is used.
+async fn create(
+    secrets: &Api<Secret>,
+    bulk: &BulkRegistration,
+    name: &str,
+) -> Result<ExternalId, TokenError> {
+    let value = external_id::generate();
+    let secret = external_id::generated_secret(name, bulk.controller_owner_ref(&()), &value);
+    match secrets.create(&PostParams::default(), &secret).await {
+        Ok(_) => Ok(value),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            let existing = secrets.get(name).await?;
+            if !external_id::owned_by(&existing, bulk.meta().uid.as_deref()) {
+                return Err(conflict(name));
+            }
+            external_id::read(&existing, GENERATED_KEY).map_err(|_| TokenError::Blocked {
+                reason: reason::TOKEN_KEY_NOT_FOUND,
                 message: format!(
-                    "Secret {name:?} exists and is not owned by this BulkRegistration; delete or rename it"
+                    "generated Secret {name:?} holds no valid token ({VALID_FORM}); delete it to have a new one generated"
                 ),
             })
         }
-        Some(secret) => {
-            let since = rotated_before
-                .cloned()
-                .or_else(|| secret.metadata.creation_timestamp.clone());
-            let due = rotation_due(rotate_every, since.as_ref(), now);
-            match external_id::read(&secret, GENERATED_KEY) {
-                Ok(value) if !due => {
-                    if !external_id::labelled(&secret) {
-                        // Generated before Secrets were labelled: the children read it by
-                        // reference, which takes the label.
-                        let patch = json!({"metadata": {"labels": {EXTERNAL_ID_LABEL: EXTERNAL_ID_LABEL_VALUE}}});
-                        secrets
-                            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await?;
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn conflict(name: &str) -> TokenError {
+    TokenError::Blocked {
+        reason: reason::TOKEN_SECRET_CONFLICT,
+        message: format!(
+            "Secret {name:?} exists and is not owned by this BulkRegistration; delete or rename it"
+        ),
+    }
+}
+
+/// Whether the token Secrets earlier rotations replaced may go: nothing is in flight, the
+/// StackSet carries the current token, and no deployed child is still to verify with it.
+pub fn retirement_due(
+    headline: &Headline,
+    stack_set_current: bool,
+    children: &Verification,
+) -> bool {
+    matches!(headline, Headline::Summary) && stack_set_current && children.pending == 0
+}
+
+/// Deletes the Secrets listed in `status.externalIdRetiredSecrets` and drops them from the
+/// list. Only a generated Secret this registration owns is deleted (with its UID as a
+/// precondition); a name whose Secret is gone, or is not the registration's, is dropped.
+pub async fn retire(
+    secrets: &Api<Secret>,
+    bulk: &BulkRegistration,
+    status: &mut BulkRegistrationStatus,
+) -> Result<(), kube::Error> {
+    let uid = bulk.meta().uid.as_deref();
+    while let Some(name) = status.external_id_retired_secrets.first().cloned() {
+        let current = status.external_id_secret.as_deref() == Some(name.as_str());
+        if !current && is_generated(bulk, &name) {
+            let found = secrets.get_opt(&name).await?;
+            if let Some(secret) = found.filter(|s| external_id::owned_by(s, uid)) {
+                let params = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        uid: secret.metadata.uid.clone(),
+                        resource_version: None,
+                    }),
+                    ..DeleteParams::default()
+                };
+                match secrets.delete(&name, &params).await {
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(e),
+                    Ok(_) => {
+                        info!(name = %bulk.name_any(), secret = %name, "retired a replaced registration token")
                     }
-                    Ok(token(value, since))
-                }
-                _ => {
-                    // Rotate (or repair) in place; the resourceVersion precondition makes a
-                    // concurrent writer fail instead of losing a token.
-                    let value = external_id::generate();
-                    let mut replaced = secret;
-                    replaced.data = Some(external_id::generated_data(&value));
-                    replaced
-                        .labels_mut()
-                        .insert(EXTERNAL_ID_LABEL.into(), EXTERNAL_ID_LABEL_VALUE.into());
-                    secrets
-                        .replace(&name, &PostParams::default(), &replaced)
-                        .await?;
-                    Ok(token(value, Some(Time(now))))
                 }
             }
         }
-        None => {
-            let value = external_id::generate();
-            let secret =
-                external_id::generated_secret(&name, bulk.controller_owner_ref(&()), &value);
-            secrets.create(&PostParams::default(), &secret).await?;
-            Ok(token(value, Some(Time(now))))
-        }
+        status.external_id_retired_secrets.remove(0);
     }
+    Ok(())
 }
 
 /// The condition a referenced Secret that holds no usable token stalls on.
@@ -166,11 +302,22 @@ mod tests {
     use std::collections::BTreeMap;
 
     use k8s_openapi::ByteString;
+    use serde_json::json;
 
     use super::*;
 
     fn at(seconds: i64) -> Timestamp {
         Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+    }
+
+    fn bulk(name: &str, uid: &str) -> BulkRegistration {
+        let spec = json!({
+            "stackSet": {"permissionModel": "SelfManaged"},
+            "targets": {"accounts": ["111111111111"]},
+        });
+        let mut b = BulkRegistration::new(name, serde_json::from_value(spec).unwrap());
+        b.metadata.uid = Some(uid.into());
+        b
     }
 
     #[test]
@@ -194,6 +341,89 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_is_replaced_when_it_cannot_serve_or_is_due_and_nothing_retires() {
+        use Replace::{Due, Mutable, Unreadable};
+        // (readable, immutable, due, retiring) → replacement
+        let cases = [
+            ((true, true, false, false), None),
+            ((true, true, true, false), Some(Due)),
+            ((true, true, true, true), None),
+            ((true, false, false, false), Some(Mutable)),
+            ((true, false, false, true), Some(Mutable)),
+            ((false, true, false, true), Some(Unreadable)),
+            ((false, false, true, false), Some(Unreadable)),
+        ];
+        for ((readable, immutable, due, retiring), want) in cases {
+            assert_eq!(
+                replacement(readable, immutable, due, retiring),
+                want,
+                "{readable} {immutable} {due} {retiring}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotated_secret_names_follow_from_the_current_one() {
+        let b = bulk("workloads", "uid-1");
+        let first = generated_secret_name(&b);
+        assert_eq!(first, "workloads-registration-token");
+        let second = next_secret_name(&b, &first);
+        assert!(
+            second.starts_with("workloads-registration-token-"),
+            "{second}"
+        );
+        assert_eq!(second.len(), first.len() + 1 + 10);
+        // Every attempt of one rotation names the same Secret; the next rotation another one.
+        assert_eq!(next_secret_name(&b, &first), second);
+        let third = next_secret_name(&b, &second);
+        assert_ne!(third, second);
+        assert_ne!(third, first);
+        // Another registration of the same name (recreated: a new UID) names its own.
+        assert_ne!(
+            next_secret_name(&bulk("workloads", "uid-2"), &first),
+            second
+        );
+        for name in [&first, &second, &third] {
+            assert!(is_generated(&b, name), "{name}");
+        }
+        for name in [
+            "workloads-registration-token-db-password",
+            "workloads-registration-token-0123456789ab",
+            "workloads-registration-token-012345678g",
+            "workloads-registration",
+            "other-registration-token",
+        ] {
+            assert!(!is_generated(&b, name), "{name}");
+        }
+    }
+
+    #[test]
+    fn generated_names_fit_kubernetes_after_any_rotation() {
+        let b = bulk(&"a".repeat(253), "uid-1");
+        let first = generated_secret_name(&b);
+        let next = next_secret_name(&b, &first);
+        assert!(next.len() <= 253, "{}", next.len());
+        assert!(is_generated(&b, &next));
+    }
+
+    #[test]
+    fn replaced_tokens_retire_only_when_the_new_one_is_proven() {
+        let settled = Verification::default();
+        let pending = Verification {
+            pending: 1,
+            ..Verification::default()
+        };
+        let busy = Headline::Busy {
+            reason: reason::OPERATION_RUNNING,
+            message: String::new(),
+        };
+        assert!(retirement_due(&Headline::Summary, true, &settled));
+        assert!(!retirement_due(&Headline::Summary, false, &settled));
+        assert!(!retirement_due(&Headline::Summary, true, &pending));
+        assert!(!retirement_due(&busy, true, &settled));
+    }
+
+    #[test]
     fn a_trailing_newline_reads_as_for_a_linked_account() {
         let secret = Secret {
             data: Some(BTreeMap::from([(
@@ -214,6 +444,7 @@ mod tests {
             secret_name: "w-registration-token".into(),
             key: GENERATED_KEY.into(),
             rotated: None,
+            replaced: None,
         };
         let shown = format!("{token:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
