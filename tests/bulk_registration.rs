@@ -971,7 +971,7 @@ async fn a_custom_template_that_would_show_the_token_is_refused_before_any_stack
     let config_maps: Api<ConfigMap> = f.api();
     let template = |no_echo| {
         serde_json::from_value::<ConfigMap>(json!({
-            "metadata": {"name": "role-template"},
+            "metadata": {"name": "role-template", "labels": {"accountlinker.dev/watch": "true"}},
             "data": {"template.json": custom_template(no_echo)},
         }))
         .expect("ConfigMap")
