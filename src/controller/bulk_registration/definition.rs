@@ -156,16 +156,22 @@ pub async fn build(
     };
     let spec = assemble(bulk, template, token);
     let hash = definition_hash(&ctx.settings.hash_key, &spec);
-    // A custom template is checked before the StackSet gets it (CreateStackSet, or the
-    // UpdateStackSet a new fingerprint plans); one the StackSet already has passed before.
     let applied = bulk
         .status
         .as_ref()
         .and_then(|s| s.template_hash.as_deref());
-    if source.builtin.is_none() && applied != Some(hash.as_str()) {
+    if needs_vetting(source.builtin.is_some(), applied, &hash) {
         vet(ctx, &spec.template).await?;
     }
     Ok(Definition { spec, hash })
+}
+
+/// Whether the template is checked with GetTemplateSummary: a custom one, before the StackSet
+/// gets it (CreateStackSet, or the UpdateStackSet a new fingerprint plans). One the StackSet
+/// already has (`applied` is this fingerprint) passed before; the built-in one hides the token
+/// by construction.
+pub fn needs_vetting(builtin: bool, applied: Option<&str>, hash: &str) -> bool {
+    !builtin && applied != Some(hash)
 }
 
 /// The principal the built-in role trusts by default: `--hub-role-arn`, else the operator's own
@@ -377,6 +383,24 @@ mod tests {
             },
             managed_execution: false,
             description: "d".into(),
+        }
+    }
+
+    #[test]
+    fn custom_templates_are_checked_until_the_stack_set_has_them() {
+        let cases = [
+            (false, None, true),
+            (false, Some("old"), true),
+            (false, Some("h"), false),
+            (true, None, false),
+            (true, Some("old"), false),
+        ];
+        for (builtin, applied, want) in cases {
+            assert_eq!(
+                needs_vetting(builtin, applied, "h"),
+                want,
+                "{builtin} {applied:?}"
+            );
         }
     }
 

@@ -112,6 +112,17 @@ pub enum Replace {
     Unreadable,
 }
 
+impl Replace {
+    /// For logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Due => "due",
+            Self::Mutable => "mutable",
+            Self::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// Whether the current generated Secret is replaced. A due rotation waits while an earlier
 /// one is not retired yet (`retiring`): the fleet has not proven the last token, and piling up
 /// tokens would not help it. A Secret that cannot serve as it is never waits.
@@ -185,12 +196,13 @@ pub async fn ensure(
         rotation_due(rotate_every, since.as_ref(), now),
         !status.external_id_retired_secrets.is_empty(),
     );
-    if let (None, Some(value)) = (why, value) {
-        return Ok(token(value, current, since, None));
-    }
+    let why = match (why, value) {
+        (None, Some(value)) => return Ok(token(value, current, since, None)),
+        (why, _) => why.unwrap_or(Replace::Unreadable),
+    };
     let next = next_secret_name(bulk, &current);
     let value = create(secrets, bulk, &next).await?;
-    info!(name = %bulk.name_any(), secret = %next, replaced = %current, why = ?why, "new registration token");
+    info!(name = %bulk.name_any(), secret = %next, replaced = %current, why = why.as_str(), "new registration token");
     Ok(token(value, next, Some(Time(now)), Some(current)))
 }
 
