@@ -1046,3 +1046,75 @@ async fn a_registration_over_the_target_limit_is_stalled_before_any_stack_set_ca
     assert_eq!(summary(&bulk).0, 2);
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_interrupted_after_creating_the_next_secret_uses_that_secret() {
+    use account_linker::controller::bulk_registration::token::next_secret_name;
+    use account_linker::controller::external_id::{ExternalId, generated_secret};
+    use kube::Resource;
+
+    let f = fixture("bulk-rotate-crash", Shared).await;
+    let (ou, accounts) = f.ou_with_accounts(1, None).await;
+    let mut spec = service_managed(json!({"organizationalUnitIds": [ou]}));
+    spec["externalId"] = json!({"rotateEvery": "1h"});
+    let stack_set = f.create("rot", spec).await;
+    let bulk = f.wait_ready("rot", f.ready_within(1, 1)).await;
+    let current = bulk
+        .status
+        .as_ref()
+        .and_then(|s| s.external_id_secret.clone())
+        .expect("token Secret");
+
+    // An earlier attempt of the rotation created the next Secret and stopped before status said
+    // so: the rotation finds it and uses its token, never making another one.
+    let next = next_secret_name(&bulk, &current);
+    let left_behind = ExternalId::new("token-of-an-interrupted-rotation");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = f.api();
+    secrets
+        .create(
+            &PostParams::default(),
+            &generated_secret(&next, bulk.controller_owner_ref(&()), &left_behind),
+        )
+        .await
+        .expect("the Secret an interrupted rotation left");
+    let two_hours_ago =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(2);
+    f.bulks()
+        .patch_status(
+            "rot",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"externalIdRotatedTime": two_hours_ago.to_string()}})),
+        )
+        .await
+        .expect("backdate the rotation time");
+    f.wait(
+        "rot",
+        "Ready on the next Secret",
+        f.ready_within(1, 1),
+        |b| {
+            support::has(b, "Ready", "True", None)
+                && b.status
+                    .as_ref()
+                    .and_then(|s| s.external_id_secret.as_deref())
+                    == Some(next.as_str())
+        },
+    )
+    .await;
+    let policy = f.aws.access_role(&accounts[0]).await["trust_policy"].to_string();
+    assert!(policy.contains(left_behind.expose()), "{policy}");
+    let ops = f.emulator.operations(&stack_set).await;
+    assert_eq!(ops.len(), 2, "one update for the rotation: {ops:?}");
+    let names: Vec<String> = secrets
+        .list(&ListParams::default())
+        .await
+        .expect("list Secrets")
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .filter(|n| n.starts_with("rot-registration-token"))
+        .collect();
+    assert!(
+        names.iter().all(|n| *n == next || *n == current),
+        "no third token Secret: {names:?}"
+    );
+    f.cleanup().await;
+}
