@@ -943,6 +943,52 @@ async fn the_builtin_role_trusts_the_operators_own_role() {
     f.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_template_hash_key_is_created_once_and_survives_restarts() {
+    let mut f = fixture("bulk-hash-key", Shared).await;
+    let (ou, _) = f.ou_with_accounts(1, None).await;
+    let stack_set = f
+        .create(
+            "keyed",
+            service_managed(json!({"organizationalUnitIds": [ou]})),
+        )
+        .await;
+    let bulk = f.wait_ready("keyed", f.ready_within(1, 1)).await;
+    let hash = bulk.status.and_then(|s| s.template_hash).expect("hash");
+    // The operator keeps the key in its own namespace (here the Lease's), immutable.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = f.api();
+    let key = secrets
+        .get("account-linker-hash-key")
+        .await
+        .expect("the key Secret");
+    assert_eq!(key.immutable, Some(true));
+    assert_eq!(key.data.as_ref().expect("data")["key"].0.len(), 32);
+
+    // A new process reads the same key: the hash stays, and no update is made.
+    restart_operator(&mut f, &[], None);
+    f.patch_spec(
+        "keyed",
+        json!({"linkTemplate": {"labels": {"restarted": "yes"}}}),
+    )
+    .await;
+    let bulk = f
+        .wait(
+            "keyed",
+            "the restarted operator reconciled",
+            f.budget.react(),
+            |b| {
+                b.status.as_ref().and_then(|s| s.observed_generation) == b.metadata.generation
+                    && support::has(b, "Ready", "True", None)
+            },
+        )
+        .await;
+    assert_eq!(bulk.status.and_then(|s| s.template_hash), Some(hash));
+    assert_eq!(f.emulator.operations(&stack_set).await.len(), 1);
+    let again = secrets.get("account-linker-hash-key").await.expect("key");
+    assert_eq!(again.data, key.data);
+    f.cleanup().await;
+}
+
 /// A role template whose ExternalId parameter is declared with `no_echo` (or without it).
 fn custom_template(no_echo: bool) -> String {
     let mut parameter = json!({"Type": "String"});
