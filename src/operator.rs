@@ -239,16 +239,14 @@ async fn join_election(args: &RunArgs, client: Client) -> Result<leader::Electio
 }
 
 /// The operator's own namespace: the pod's, else the Lease's, else `default`.
-fn own_namespace(args: &RunArgs) -> String {
-    std::env::var("POD_NAMESPACE")
-        .ok()
-        .or_else(|| args.leader_election_namespace.clone())
-        .unwrap_or_else(|| "default".into())
+fn own_namespace(pod: Option<String>, lease: Option<String>) -> String {
+    pod.or(lease).unwrap_or_else(|| "default".into())
 }
 
 /// Reads (creating it once) the key of template fingerprints from the operator's namespace.
 async fn load_hash_key(args: &RunArgs, client: &Client) -> Result<HashKey, OperatorError> {
-    let namespace = own_namespace(args);
+    let pod = std::env::var("POD_NAMESPACE").ok();
+    let namespace = own_namespace(pod, args.leader_election_namespace.clone());
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     Ok(hash_key::load_or_create(&secrets, &namespace, &args.hash_key_secret).await?)
 }
@@ -435,6 +433,14 @@ mod tests {
         )
         .await
         .expect("the supervisor noticed within 5s")
+    }
+
+    #[test]
+    fn the_hash_key_lives_in_the_pods_namespace_else_the_leases() {
+        let some = |s: &str| Some(s.to_string());
+        assert_eq!(own_namespace(some("ops"), some("lease")), "ops");
+        assert_eq!(own_namespace(None, some("lease")), "lease");
+        assert_eq!(own_namespace(None, None), "default");
     }
 
     #[tokio::test]

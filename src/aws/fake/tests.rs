@@ -176,3 +176,37 @@ fn roles_answer_access_denied_for_a_wrong_external_id() {
     assert_eq!(identity.account, "111111111111");
     assert_eq!(identity.arn, "arn:aws:sts::111111111111:assumed-role/Hub/s");
 }
+
+#[test]
+fn template_summaries_read_bodies_and_known_urls() {
+    use crate::aws::TemplateSummaries;
+
+    let aws = FakeAws::new();
+    let yaml = "Parameters:\n  ExternalId: {Type: String, NoEcho: true}\n  Owner: {Type: String}\nResources: {}\n";
+    let url = "https://b.s3.amazonaws.com/t.yaml?versionId=v1";
+    aws.state().template_objects.insert(
+        url.into(),
+        r#"{"Parameters": {"ExternalId": {"NoEcho": "false"}}}"#.into(),
+    );
+    let found = |template: TemplateBody| {
+        let mut params: Vec<(String, bool)> = block_on(aws.template_parameters(&template))
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.no_echo))
+            .collect();
+        params.sort();
+        params
+    };
+    assert_eq!(
+        found(TemplateBody::Body(yaml.into())),
+        [("ExternalId".into(), true), ("Owner".into(), false)]
+    );
+    assert_eq!(
+        found(TemplateBody::Url(url.into())),
+        [("ExternalId".into(), false)]
+    );
+    let missing = TemplateBody::Url("https://b.s3.amazonaws.com/other.yaml?versionId=v1".into());
+    let err = block_on(aws.template_parameters(&missing)).unwrap_err();
+    assert_eq!(err.code.as_deref(), Some("ValidationError"));
+    assert_eq!(aws.calls().len(), 3);
+}
