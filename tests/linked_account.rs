@@ -252,6 +252,7 @@ async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_o
         .get(&secret_name)
         .await
         .expect("generated secret exists");
+    assert_eq!(secret.immutable, Some(true), "nobody rewrites the value");
     let value = String::from_utf8(secret.data.unwrap()["externalId"].0.clone()).unwrap();
     assert!(value.len() >= 32 && value.chars().all(|c| c.is_ascii_alphanumeric()));
     let owner = &secret.metadata.owner_references.unwrap()[0];
