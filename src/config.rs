@@ -28,6 +28,14 @@ pub struct RunArgs {
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
 
+    /// This cluster's identity, written into every owner tag in AWS (and hashed into derived
+    /// StackSet names), so that clusters with the same namespaces and names never take each
+    /// other's StackSets or accounts. Defaults to the UID of the `kube-system` namespace, read
+    /// once at start. Up to 128 characters of `[A-Za-z0-9_.:/=+@-]`; keep it stable: a changed
+    /// identity owns nothing that the old one created.
+    #[arg(long, env = "ACCOUNT_LINKER_CLUSTER_ID", value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+
     /// Namespaces to watch (repeat the flag, or comma-separate); all namespaces when empty.
     #[arg(
         long = "watch-namespace",
@@ -150,6 +158,10 @@ fn parse_role_arn(text: &str) -> Result<String, String> {
     }
 }
 
+fn parse_cluster_id(text: &str) -> Result<String, String> {
+    crate::api::labels::check_cluster_id(text).map(|()| text.to_string())
+}
+
 fn parse_interval_flag(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if d < Duration::from_secs(60) {
@@ -222,5 +234,11 @@ mod tests {
         assert!(err.to_string().contains("at least 1m"), "{err}");
         assert!(Cli::try_parse_from(["x", "--max-concurrent-reconciles", "0"]).is_err());
         assert!(Cli::try_parse_from(["x", "--log-format", "xml"]).is_err());
+        for bad in ["", "prod cluster", "prod,eu"] {
+            let err = Cli::try_parse_from(["x", "--cluster-id", bad]).unwrap_err();
+            assert!(err.to_string().contains("--cluster-id"), "{err}");
+        }
+        let cli = Cli::try_parse_from(["x", "--cluster-id", "eks:eu-west-1/prod"]).unwrap();
+        assert_eq!(cli.run.cluster_id.as_deref(), Some("eks:eu-west-1/prod"));
     }
 }

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::{Api, Client};
 use tokio::task::{self, JoinHandle, JoinSet};
@@ -44,6 +44,8 @@ pub enum OperatorError {
     ControllerStopped(ControllerStopped),
     #[error("the key of template fingerprints: {0}")]
     HashKey(#[from] HashKeyError),
+    #[error("cluster identity: {0}")]
+    ClusterId(String),
 }
 
 /// How long in-flight reconciles (and their status writes) get to finish on shutdown.
@@ -53,6 +55,12 @@ const DRAIN: Duration = Duration::from_secs(30);
 pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     telemetry::tracing::init(args.log_format, &args.log_level)?;
     let client = Client::try_default().await?;
+    let cluster_id = cluster_id(&args, &client).await?;
+    info!(%cluster_id, "cluster identity of every owner tag");
+    let args = RunArgs {
+        cluster_id: Some(cluster_id),
+        ..args
+    };
     let metrics = Arc::new(Metrics::new());
     let readiness = Readiness::default();
     let stop = CancellationToken::new();
@@ -118,6 +126,27 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     let _ = http_task.await;
     info!("stopped");
     outcome
+}
+
+/// The cluster identity: `--cluster-id`, else the UID of the `kube-system` namespace (it lives
+/// as long as the cluster), read once. A value that cannot be an AWS tag stops the operator here,
+/// before it touches anything.
+async fn cluster_id(args: &RunArgs, client: &Client) -> Result<String, OperatorError> {
+    let id = match &args.cluster_id {
+        Some(id) => id.clone(),
+        None => {
+            let namespaces: Api<Namespace> = Api::all(client.clone());
+            let kube_system = namespaces.get("kube-system").await.map_err(|e| {
+                OperatorError::ClusterId(format!(
+                    "cannot read the UID of namespace kube-system (allow get on it, or set --cluster-id): {e}"
+                ))
+            })?;
+            kube_system.metadata.uid.unwrap_or_default()
+        }
+    };
+    crate::api::labels::check_cluster_id(&id)
+        .map_err(|e| OperatorError::ClusterId(format!("{id:?}: {e}")))?;
+    Ok(id)
 }
 
 /// What ends the operator's run: a shutdown signal (Ok), the lease lost, or any controller
@@ -290,6 +319,7 @@ fn contexts(
             max_targets: usize::try_from(args.max_targets).unwrap_or(usize::MAX),
             hub_role_arn: args.hub_role_arn.clone(),
             hash_key,
+            cluster_id: args.cluster_id.clone().unwrap_or_default(),
         },
         metrics.clone(),
     ));
@@ -299,6 +329,7 @@ fn contexts(
         recorder.clone(),
         member_account::Settings {
             poll_interval: args.account_poll_interval.max(Duration::from_millis(200)),
+            cluster_id: args.cluster_id.clone().unwrap_or_default(),
             ..member_account::Settings::default()
         },
         metrics.clone(),

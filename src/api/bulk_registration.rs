@@ -140,7 +140,8 @@ pub struct BulkRegistrationSpec {
         .message("a delegated administrator can only use ServiceManaged StackSets"),
 )]
 pub struct StackSetSpec {
-    /// StackSet name. Defaults to `account-linker-<namespace>-<name>`. Immutable.
+    /// StackSet name. Defaults to `account-linker-<namespace>-<name>-<hash>`, the hash over the
+    /// cluster identity, namespace and name (unique per object and cluster). Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern("^[a-zA-Z][a-zA-Z0-9-]{0,127}$"))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("stackSet.name is immutable"))]
@@ -470,7 +471,8 @@ pub struct BulkRegistrationStatus {
     #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// Name of the StackSet (from spec or derived).
+    /// Name of the StackSet (from spec or derived): a record, not an authority; the StackSet's
+    /// owner tags in AWS decide whether it is this registration's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack_set_name: Option<String>,
     /// The StackSet's ID in CloudFormation.
@@ -620,6 +622,9 @@ pub mod reason {
     pub const TEMPLATE_URL_NOT_VERSIONED: &str = "TemplateUrlNotVersioned";
     /// Stalled: the targets resolve to more accounts than `--max-targets`.
     pub const TOO_MANY_TARGETS: &str = "TooManyTargets";
+    /// Stalled: the StackSet exists and its tags do not name this registration (another
+    /// cluster, another object, or none and no adoption asked for); nothing is changed.
+    pub const STACK_SET_NOT_OWNED: &str = "StackSetNotOwned";
 }
 
 /// Event reasons of BulkRegistration, besides condition transitions (which carry the

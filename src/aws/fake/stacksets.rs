@@ -145,6 +145,8 @@ impl StackSets for FakeAws {
             s.stack_sets.get(&set.name).map(|f| StackSetInfo {
                 id: f.id.clone(),
                 status: StackSetStatus::Active,
+                description: f.definition.description.clone(),
+                tags: f.definition.tags.iter().cloned().collect(),
             })
         }))
     }
@@ -185,7 +187,12 @@ impl StackSets for FakeAws {
         if started.is_ok()
             && let Some(target) = self.state().stack_sets.get_mut(&set.name)
         {
+            // Without tags, UpdateStackSet leaves the StackSet's tags as they are.
+            let tags = std::mem::take(&mut target.definition.tags);
             target.definition = definition.clone();
+            if target.definition.tags.is_empty() {
+                target.definition.tags = tags;
+            }
         }
         now(started)
     }

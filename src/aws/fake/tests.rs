@@ -20,6 +20,7 @@ fn definition() -> StackSetDefinition {
         },
         managed_execution: false,
         description: "d".into(),
+        tags: vec![("owner".into(), "me".into())],
     }
 }
 

@@ -20,6 +20,7 @@ fn definition(permissions: Permissions) -> StackSetDefinition {
         permissions,
         managed_execution: true,
         description: "links".into(),
+        tags: vec![("accountlinker.dev/cluster-id".into(), "c-1".into())],
     }
 }
 
@@ -63,6 +64,8 @@ async fn create_sends_the_definition_and_call_as() {
             "ExecutionRoleName=Exec",
             "ManagedExecution.Active=true",
             "TemplateBody=Resources",
+            "Tags.member.1.Key=accountlinker.dev%2Fcluster-id",
+            "Tags.member.1.Value=c-1",
         ],
     );
     assert_eq!(calls.calls(), ["cloudformation:CreateStackSet=ok"]);
@@ -125,8 +128,23 @@ async fn update_sends_the_operation_id_and_preferences() {
             "OperationPreferences.ConcurrencyMode=SOFT_FAILURE_TOLERANCE",
             "OperationPreferences.RegionOrder.member.1=eu-west-1",
             "OperationPreferences.RegionOrder.member.2=us-east-1",
+            "Tags.member.1.Key=accountlinker.dev%2Fcluster-id",
+            "Tags.member.1.Value=c-1",
         ],
     );
+    // Without owner tags, the StackSet's tags are left as they are (an empty list removes them).
+    let untagged = StackSetDefinition {
+        tags: Vec::new(),
+        ..definition
+    };
+    let wire = Wire::default();
+    let again = query_ok("UpdateStackSet", "<OperationId>op-2</OperationId>");
+    wire.reply("UpdateStackSet", 200, again);
+    let (aws, _) = clients(&wire);
+    aws.update(&set, &untagged, "op-2", &preferences)
+        .await
+        .unwrap();
+    assert!(!wire.body_of("UpdateStackSet").contains("Tags"));
 }
 
 #[tokio::test]
@@ -142,6 +160,7 @@ async fn absent_and_deleted_stack_sets_are_none() {
     assert_eq!(aws.describe(&set).await.unwrap(), None);
     let info = aws.describe(&set).await.unwrap().expect("active");
     assert_eq!(info.id, "links:1");
+    assert!(info.tags.is_empty() && info.description.is_empty());
     assert_eq!(
         calls.calls()[0],
         "cloudformation:DescribeStackSet=not_found"
@@ -322,4 +341,45 @@ async fn template_summaries_report_each_parameter_and_no_echo() {
             "cloudformation:GetTemplateSummary=rejected"
         ]
     );
+}
+
+#[tokio::test]
+async fn describe_reads_the_owner_tags_and_the_description() {
+    let wire = Wire::default();
+    let stack_set = "<StackSet><StackSetId>links:1</StackSetId><Status>ACTIVE</Status>\
+        <Description>account-linker BulkRegistration team-a/x</Description>\
+        <Tags><member><Key>accountlinker.dev/cluster-id</Key><Value>c-1</Value></member>\
+        <member><Key>team</Key><Value>a</Value></member></Tags></StackSet>";
+    wire.reply(
+        "DescribeStackSet",
+        200,
+        query_ok("DescribeStackSet", stack_set),
+    );
+    let (aws, _) = clients(&wire);
+    let info = aws.describe(&set(CallAs::Management)).await.unwrap();
+    let info = info.expect("active");
+    assert_eq!(info.description, "account-linker BulkRegistration team-a/x");
+    assert_eq!(
+        info.tags,
+        [("accountlinker.dev/cluster-id", "c-1"), ("team", "a")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into()
+    );
+}
+
+#[test]
+fn definitions_never_print_parameter_values() {
+    let definition = StackSetDefinition {
+        template: TemplateBody::Body("Resources: {}".into()),
+        parameters: vec![
+            ("ExternalId".into(), "s3cr3t-external-id".into()),
+            ("Team".into(), "payments-noecho".into()),
+        ],
+        ..definition(self_managed())
+    };
+    let printed = format!("{definition:?}");
+    assert!(!printed.contains("s3cr3t"), "{printed}");
+    assert!(!printed.contains("payments-noecho"), "{printed}");
+    assert!(printed.contains("ExternalId=<redacted>"), "{printed}");
+    assert!(format!("{definition:#?}").contains("Resources: {}"));
 }

@@ -1,6 +1,8 @@
 //! Phase "cleanup" (the finalizer): `deletionPolicy: Delete` removes every instance, then the
 //! StackSet; `Retain` leaves AWS alone. The children go last, before the finalizer is released.
-//! Cleanup needs no valid spec beyond the deletion policy and the StackSet's name.
+//! Cleanup needs no valid spec beyond the deletion policy and the StackSet's name. Each delete
+//! call is preceded by a fresh look at the StackSet's owner tags: a StackSet that is not this
+//! registration's is left in AWS (Event `StackSetNotOwned`) and the finalizer is released.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use tracing::info;
 
 use super::definition::preferences;
 use super::operation::{self, Outcome, Poll};
+use super::ownership;
 use super::plan::{self, Desired, Step};
 use super::status::{self, Stall};
 use super::{CHILD_LABEL, Context, Error, Pass};
@@ -58,9 +61,14 @@ pub async fn cleanup(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, E
 async fn delete_in_aws(pass: &mut Pass<'_>) -> Result<Option<Duration>, Error> {
     let ctx = pass.ctx;
     let poll = Some(ctx.settings.poll_interval);
+    let Some(info) = ownership::locate(pass).await? else {
+        info!(name = %pass.bulk.name_any(), stack_set = %pass.set.name, "StackSet already gone");
+        return Ok(None);
+    };
     let set = pass.set.clone();
-    if ctx.stacksets.describe(&set).await?.is_none() {
-        info!(name = %pass.bulk.name_any(), stack_set = %set.name, "StackSet already gone");
+    let standing = ownership::standing_of(&info, &pass.owner());
+    if let Err(message) = ownership::permits(&standing, &set.name, false, false) {
+        left_alone(pass, &message).await;
         return Ok(None);
     }
     if let Poll::Running { .. } = operation::poll(pass).await? {
@@ -69,6 +77,10 @@ async fn delete_in_aws(pass: &mut Pass<'_>) -> Result<Option<Duration>, Error> {
     let instances = ctx.stacksets.instances(&set).await?;
     info!(name = %pass.bulk.name_any(), stack_set = %set.name, instances = instances.len(), "deleting");
     if instances.is_empty() {
+        if let Err(message) = pass.may_change(false).await? {
+            left_alone(pass, &message).await;
+            return Ok(None);
+        }
         return match ctx.stacksets.delete(&set).await {
             Ok(()) => {
                 let note = format!("deleted StackSet {}", set.name);
@@ -120,6 +132,18 @@ async fn delete_in_aws(pass: &mut Pass<'_>) -> Result<Option<Duration>, Error> {
             pass.save().await?;
             Ok(poll)
         }
+        Outcome::NotOwned(message) => {
+            left_alone(pass, &message).await;
+            Ok(None)
+        }
         Outcome::Duplicate(e) | Outcome::Rejected(e) | Outcome::Retry(e) => Err(e.into()),
     }
+}
+
+/// Says why `deletionPolicy: Delete` leaves a StackSet that is not this registration's in AWS.
+async fn left_alone(pass: &Pass<'_>, message: &str) {
+    info!(name = %pass.bulk.name_any(), stack_set = %pass.set.name, "not this registration's StackSet; left in AWS");
+    let note = format!("{message}; deletionPolicy Delete leaves it in AWS");
+    pass.publish(EventType::Warning, reason::STACK_SET_NOT_OWNED, &note)
+        .await;
 }

@@ -5,7 +5,9 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::events::EventType;
+use tracing::info;
 
+use super::ownership::{self, Owner, Standing};
 use super::template;
 use super::token::Token;
 use super::{Context, Halt, Pass};
@@ -13,6 +15,7 @@ use crate::api::BulkRegistration;
 use crate::api::bulk_registration::{
     CallAs as SpecCallAs, ConcurrencyMode, PermissionModel, RegionConcurrency, event, reason,
 };
+use crate::api::labels;
 use crate::aws::stacksets::{
     CallAs, Permissions, Preferences, StackSetDefinition, StackSetRef, TemplateBody,
 };
@@ -48,38 +51,24 @@ impl From<DefinitionError> for Halt {
     }
 }
 
-/// The StackSet name: `spec.stackSet.name`, else `account-linker-<namespace>-<name>`
-/// (CloudFormation allows 128 characters of `[a-zA-Z0-9-]`, starting with a letter).
-pub fn stack_set_name(bulk: &BulkRegistration) -> String {
-    if let Some(name) = &bulk.spec.stack_set.name {
-        return name.clone();
+/// The StackSet name as the spec says it: `spec.stackSet.name`, else the name derived from this
+/// cluster, the namespace and the name ([`labels::derived_stack_set_name`]). Status does not
+/// decide it; see [`super::ownership::locate`] for registrations of earlier releases.
+pub fn stack_set_name(bulk: &BulkRegistration, cluster: &str) -> String {
+    match &bulk.spec.stack_set.name {
+        Some(name) => name.clone(),
+        None => labels::derived_stack_set_name(
+            cluster,
+            &bulk.namespace().unwrap_or_default(),
+            &bulk.name_any(),
+        ),
     }
-    let raw = format!(
-        "account-linker-{}-{}",
-        bulk.namespace().unwrap_or_default(),
-        bulk.name_any()
-    );
-    let cleaned: String = raw
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    if cleaned.len() <= 128 {
-        return cleaned;
-    }
-    let hash = template::fingerprint(&[&raw]);
-    format!("{}-{}", &cleaned[..128 - 17], &hash)
 }
 
-/// The StackSet as every call addresses it: the name status recorded (a StackSet is never
-/// renamed), as whom the spec says.
-pub fn stack_set_ref(bulk: &BulkRegistration) -> StackSetRef {
-    let name = bulk
-        .status
-        .as_ref()
-        .and_then(|s| s.stack_set_name.clone())
-        .unwrap_or_else(|| stack_set_name(bulk));
+/// The StackSet as every call addresses it: [`stack_set_name`], as whom the spec says.
+pub fn stack_set_ref(bulk: &BulkRegistration, cluster: &str) -> StackSetRef {
     StackSetRef {
-        name,
+        name: stack_set_name(bulk, cluster),
         call_as: match bulk.spec.stack_set.call_as {
             SpecCallAs::SelfAccount => CallAs::Management,
             SpecCallAs::DelegatedAdmin => CallAs::DelegatedAdmin,
@@ -154,7 +143,8 @@ pub async fn build(
         }
         TemplateBody::Url(url)
     };
-    let spec = assemble(bulk, template, token);
+    let owner = Owner::of(bulk, &ctx.settings.cluster_id);
+    let spec = assemble(bulk, template, token, &owner);
     let hash = definition_hash(&ctx.settings.hash_key, &spec);
     let applied = bulk
         .status
@@ -222,8 +212,13 @@ async fn vet(ctx: &Context, template: &TemplateBody) -> Result<(), DefinitionErr
 }
 
 /// The definition around a template: parameters (sorted, the token among them), permission
-/// model and settings.
-fn assemble(bulk: &BulkRegistration, template: TemplateBody, token: &Token) -> StackSetDefinition {
+/// model, settings and the owner's tags.
+fn assemble(
+    bulk: &BulkRegistration,
+    template: TemplateBody,
+    token: &Token,
+    owner: &Owner,
+) -> StackSetDefinition {
     let mut parameters: Vec<(String, String)> = bulk
         .spec
         .parameters
@@ -254,19 +249,17 @@ fn assemble(bulk: &BulkRegistration, template: TemplateBody, token: &Token) -> S
         parameters,
         permissions,
         managed_execution: spec.managed_execution,
-        description: format!(
-            "account-linker BulkRegistration {}/{}",
-            bulk.namespace().unwrap_or_default(),
-            bulk.name_any()
-        ),
+        description: owner.description(),
+        tags: owner.tags(),
     }
 }
 
 /// The fingerprint of everything an UpdateStackSet would change: template source, parameters
 /// (the token among them: hashed, never stored) and settings, each written out field by field in
 /// a fixed order, so that no change of a `Debug` implementation can start a fleet-wide update.
-/// Keyed with the cluster's `key`, because it covers the token. The description is not part of
-/// it: it never changes.
+/// Keyed with the cluster's `key`, because it covers the token. The description and the owner
+/// tags are not part of it: the first never changes, and the tags ride along with the next
+/// update (a new UID after the object was re-created must not update every stack of the fleet).
 pub fn definition_hash(key: &HashKey, d: &StackSetDefinition) -> String {
     let template = match &d.template {
         TemplateBody::Body(b) => format!("body:{b}"),
@@ -332,7 +325,21 @@ pub(super) async fn ensure_stack_set(
             Enable trusted access); the registration continues on its own once it is on",
         )));
     }
-    if let Some(info) = ctx.stacksets.describe(&pass.set).await? {
+    if let Some(info) = ownership::locate(pass).await? {
+        let adopt = bulk.spec.stack_set.adopt;
+        let standing = ownership::standing_of(&info, &pass.owner());
+        if let Err(message) = ownership::permits(&standing, &pass.set.name, true, adopt) {
+            return Err(Halt::Stalled(Stall::stack_set(
+                reason::STACK_SET_NOT_OWNED,
+                message,
+            )));
+        }
+        if standing == Standing::Untagged {
+            // Adopting: the UpdateStackSet that brings it to the spec is the one that tags it,
+            // and it comes before anything else is changed.
+            info!(name = %bulk.name_any(), stack_set = %pass.set.name, "adopting an untagged StackSet");
+            pass.next.template_hash = None;
+        }
         pass.next.stack_set_id = Some(info.id);
         return Ok(());
     }
@@ -383,6 +390,7 @@ mod tests {
             },
             managed_execution: false,
             description: "d".into(),
+            tags: vec![("accountlinker.dev/uid".into(), "u-1".into())],
         }
     }
 
@@ -404,19 +412,23 @@ mod tests {
         }
     }
 
+    /// The spec's name, else the derived one; status never names the StackSet.
     #[test]
-    fn stack_set_names_are_derived_and_valid() {
+    fn stack_set_names_come_from_the_spec_or_the_derivation() {
+        let mut derived = bulk("workloads", spec());
+        derived.status = Some(crate::api::BulkRegistrationStatus {
+            stack_set_name: Some("someone-elses".into()),
+            ..Default::default()
+        });
         assert_eq!(
-            stack_set_name(&bulk("workloads", spec())),
-            "account-linker-platform-workloads"
+            stack_set_ref(&derived, "c-1").name,
+            labels::derived_stack_set_name("c-1", "platform", "workloads")
         );
-        let long = bulk(&"x.y".repeat(80), spec());
-        let name = stack_set_name(&long);
-        assert_eq!(name.len(), 128);
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
         let mut named = spec();
         named["stackSet"]["name"] = json!("chosen");
-        assert_eq!(stack_set_name(&bulk("w", named)), "chosen");
+        let mut named = bulk("w", named);
+        named.status = derived.status.clone();
+        assert_eq!(stack_set_ref(&named, "c-1").name, "chosen");
     }
 
     /// The API server fills these in; an object read without them means the same.
@@ -448,6 +460,7 @@ mod tests {
         };
         let mut described = base();
         described.description = "other".into();
+        described.tags[0].1 = "u-2".into();
         assert_eq!(definition_hash(&k, &base()), definition_hash(&k, &base()));
         assert_ne!(definition_hash(&k, &base()), definition_hash(&k, &rotated));
         assert_ne!(definition_hash(&k, &base()), definition_hash(&k, &auto));

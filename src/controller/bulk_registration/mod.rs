@@ -12,6 +12,7 @@ pub mod children;
 pub mod cleanup;
 pub mod definition;
 pub mod operation;
+pub mod ownership;
 pub mod plan;
 pub mod status;
 pub mod targets;
@@ -83,6 +84,8 @@ pub struct Settings {
     pub hub_role_arn: Option<String>,
     /// The key of template fingerprints.
     pub hash_key: HashKey,
+    /// This cluster's identity (`--cluster-id`): in every owner tag and derived StackSet name.
+    pub cluster_id: String,
 }
 
 impl Default for Settings {
@@ -95,6 +98,7 @@ impl Default for Settings {
             max_targets: 10_000,
             hub_role_arn: None,
             hash_key: HashKey::generate(),
+            cluster_id: String::new(),
         }
     }
 }
@@ -302,12 +306,13 @@ struct Inputs {
 impl<'a> Pass<'a> {
     fn new(bulk: &'a BulkRegistration, ctx: &'a Context) -> Self {
         let current = bulk.status.clone().unwrap_or_default();
-        let set = definition::stack_set_ref(bulk);
+        let set = definition::stack_set_ref(bulk, &ctx.settings.cluster_id);
         Self {
             bulk,
             ctx,
+            // A recorded name stays until [`ownership::locate`] has looked at its StackSet.
             next: BulkRegistrationStatus {
-                stack_set_name: Some(set.name.clone()),
+                stack_set_name: current.stack_set_name.clone().or(Some(set.name.clone())),
                 ..current.clone()
             },
             set,

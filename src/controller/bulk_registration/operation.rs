@@ -192,6 +192,9 @@ pub enum Outcome {
     Rejected(AwsError),
     /// Throttled or transient: the recorded operation is planned again with the same ID.
     Retry(AwsError),
+    /// The StackSet's tags, read right before the call, do not name this registration: nothing
+    /// was sent (the message says whose it is).
+    NotOwned(String),
 }
 
 impl Outcome {
@@ -209,14 +212,21 @@ impl Outcome {
     }
 }
 
-/// Starts the recorded operation. `definition` is what an UpdateStackSet sends (cleanup, which
-/// plans only deletions, has none).
+/// Starts the recorded operation, once the StackSet's tags (read now, not from status) show it is
+/// this registration's. `definition` is what an UpdateStackSet sends (cleanup, which plans only
+/// deletions, has none).
 pub async fn start(
     pass: &Pass<'_>,
     definition: Option<&StackSetDefinition>,
     preferences: &Preferences,
     recorded: &Recorded,
 ) -> Outcome {
+    let tagging = matches!(recorded.step, Step::UpdateStackSet);
+    match pass.may_change(tagging).await {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => return Outcome::NotOwned(message),
+        Err(e) => return Outcome::of(Err(e)),
+    }
     let (stacksets, set) = (&pass.ctx.stacksets, &pass.set);
     let id = recorded.id();
     let op = |batch: &plan::Batch| InstanceOperation {
@@ -273,7 +283,7 @@ pub fn after_start(
                 ..recorded.record.clone()
             });
         }
-        Outcome::Busy(_) => status.operation = None,
+        Outcome::Busy(_) | Outcome::NotOwned(_) => status.operation = None,
         // The StackSet keeps what it had (a refused UpdateStackSet changed nothing), so
         // `templateHash` stays; the rejection is remembered for the passes after this one.
         Outcome::Rejected(e) => {
@@ -346,6 +356,12 @@ pub(super) async fn begin(
         // Transient: the recorded operation is polled next time; CloudFormation does not know
         // it, so it is planned again with the same ID.
         Outcome::Retry(e) => Err(e.into()),
+        Outcome::NotOwned(message) => {
+            let stall = Stall::stack_set(reason::STACK_SET_NOT_OWNED, message);
+            pass.settle(inputs, instances, Headline::Stalled(stall))
+                .await?;
+            Ok(Action::requeue(super::STALLED_RECHECK))
+        }
     }
 }
 
@@ -459,6 +475,7 @@ mod tests {
                 Outcome::Duplicate(_) => "duplicate",
                 Outcome::Rejected(_) => "rejected",
                 Outcome::Retry(_) => "retry",
+                Outcome::NotOwned(_) => "not owned",
             };
             assert_eq!(got, want, "{e}");
         }

@@ -5,7 +5,7 @@
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::decide::closure::{self, CLOSE_RECHECK, CloseAnswer, ClosureStep, Recorded};
 use super::{Context, Error, Pass, decided, identity, publish};
@@ -23,7 +23,7 @@ pub(super) async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Act
         account_id: status.account_id,
         request_id: status.create_account_request_id,
     };
-    let who = identity(member);
+    let who = identity(member, &ctx.settings.cluster_id);
     let step = decided(ctx.accounts.as_ref(), &who, |seen| {
         match closure::closure(&recorded, seen, &who) {
             ClosureStep::Look(lookup) => Err(lookup),
@@ -53,6 +53,12 @@ pub(super) async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Act
             Ok(Action::await_change())
         }
         ClosureStep::AlreadyClosed => Ok(Action::await_change()),
+        ClosureStep::NotOwned(note) => {
+            warn!(name = %member.name_any(), "{note}");
+            let reason = reason::ACCOUNT_NOT_OWNED;
+            publish(member, ctx, EventType::Warning, reason, &note).await;
+            Ok(Action::await_change())
+        }
         ClosureStep::Close(account) => close(member, ctx, &account).await,
     }
 }

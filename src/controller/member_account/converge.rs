@@ -1,6 +1,7 @@
 //! After creation: the account is moved under `parentId`, its tags are kept equal to the spec
-//! (plus the owner tag), its name and state are reported, and the child LinkedAccount proves
-//! the access role. What to change is [`decide::converge`]'s; refusals that will not go away by
+//! (plus the owner and cluster tags), its name and state are reported, and the child
+//! LinkedAccount proves the access role — once its tags, read in the same pass right before
+//! those calls, show it is this object's (status is a cache). What to change is [`decide::converge`]'s; refusals that will not go away by
 //! themselves are reported as Stalled and looked at again on the slow resync.
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -8,7 +9,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::decide::converge::{self, Call, Child, LinkStep};
 use super::{Error, Pass, identity, publish};
@@ -28,7 +29,6 @@ pub(super) async fn converge(pass: &mut Pass<'_>, account: &str) -> Result<Actio
         Ok(info) => info,
         Err(e) => return refused(pass, Call::DescribeAccount, account, e).await,
     };
-    pass.next.account_status = info.state.as_ref().map(ToString::to_string);
     let parent = match accounts.parent_of(account).await {
         Ok(parent) => parent,
         Err(e) => return refused(pass, Call::ListParents, account, e).await,
@@ -37,14 +37,14 @@ pub(super) async fn converge(pass: &mut Pass<'_>, account: &str) -> Result<Actio
         Ok(tags) => tags,
         Err(e) => return refused(pass, Call::ListTags, account, e).await,
     };
-    let plan = converge::plan(
-        spec,
-        &identity(member).owner,
-        account,
-        &info,
-        &parent,
-        &tags,
-    );
+    let who = identity(member, &ctx.settings.cluster_id);
+    if let Some(report) = converge::not_owned(account, &tags, &who) {
+        warn!(name = %member.name_any(), %account, "the account in status is not this object's; left alone");
+        pass.report(&report).await?;
+        return Ok(Action::requeue(ctx.settings.resync_interval));
+    }
+    pass.next.account_status = info.state.as_ref().map(ToString::to_string);
+    let plan = converge::plan(spec, &who, account, &info, &parent, &tags);
 
     pass.next.parent_id = Some(parent.clone());
     if let Some(from) = &plan.move_from {

@@ -28,7 +28,7 @@ pub(super) enum Creation {
 /// account may exist.
 pub(super) async fn create(pass: &mut Pass<'_>) -> Result<Creation, Error> {
     let ctx = pass.ctx;
-    let who = identity(pass.member);
+    let who = identity(pass.member, &ctx.settings.cluster_id);
     let name = pass.member.name_any();
     let poll = ctx.settings.poll_interval;
     let (generation, now) = (pass.generation(), pass.now);
@@ -126,8 +126,8 @@ fn forget(status: &mut MemberAccountStatus, seen: &mut Seen, why: &Forgotten, wh
 /// Calls CreateAccount once and records its request before anything waits on it.
 async fn start(pass: &mut Pass<'_>) -> Result<Creation, Error> {
     let ctx = pass.ctx;
-    let who = identity(pass.member);
-    let new = creation::new_account(&pass.member.spec, &who.owner);
+    let who = identity(pass.member, &ctx.settings.cluster_id);
+    let new = creation::new_account(&pass.member.spec, &who);
     let result = ctx.accounts.create_account(&new).await;
     match creation::answered(result) {
         CreateAnswer::Recorded(request) => {
@@ -169,6 +169,7 @@ mod tests {
             email: "dev@example.com".into(),
             account_name: "dev".into(),
             owner: "team-a/dev".into(),
+            cluster: "cluster-1".into(),
         }
     }
 
@@ -179,7 +180,13 @@ mod tests {
             email: email.into(),
             role_name: "OrganizationAccountAccessRole".into(),
             billing_allowed: true,
-            tags: owner.map_or_else(Default::default, |o| wanted_tags(&Default::default(), o)),
+            tags: owner.map_or_else(Default::default, |o| {
+                let who = Identity {
+                    owner: o.into(),
+                    ..who()
+                };
+                wanted_tags(&Default::default(), &who)
+            }),
         }
     }
 

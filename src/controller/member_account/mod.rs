@@ -52,6 +52,8 @@ pub struct Settings {
     pub poll_interval: Duration,
     /// How often a Ready account is checked again (parent, tags, state).
     pub resync_interval: Duration,
+    /// This cluster's identity (`--cluster-id`): the cluster tag of every account.
+    pub cluster_id: String,
 }
 
 impl Default for Settings {
@@ -59,6 +61,7 @@ impl Default for Settings {
         Self {
             poll_interval: Duration::from_secs(10),
             resync_interval: Duration::from_secs(600),
+            cluster_id: String::new(),
         }
     }
 }
@@ -231,12 +234,13 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// What proves an account or a request this object's.
-fn identity(member: &MemberAccount) -> Identity {
+/// What proves an account or a request this object's, in cluster `cluster`.
+fn identity(member: &MemberAccount, cluster: &str) -> Identity {
     Identity {
         email: member.spec.email.clone(),
         account_name: member.spec.account_name.clone(),
         owner: labels::owner(&member.namespace().unwrap_or_default(), &member.name_any()),
+        cluster: cluster.to_string(),
     }
 }
 
@@ -281,12 +285,16 @@ async fn look(
                 Some(account) => {
                     let tags = accounts.tags(&account.id).await?;
                     Some(Found {
-                        owned: decide::owned(&tags, &who.owner),
+                        owned: decide::owned(&tags, who),
                         id: account.id,
                     })
                 }
             };
             seen.by_email = Some(found);
+        }
+        Lookup::Tags(id) => {
+            let tags = accounts.tags(id).await?;
+            seen.tags.insert(id.clone(), tags);
         }
         Lookup::InProgress => {
             let pending = accounts.requests_in_progress().await?;

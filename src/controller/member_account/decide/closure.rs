@@ -1,12 +1,14 @@
 //! Deletion: which account, if any, this object may close, as a pure step function like
 //! [`super::creation`]. Only an account provably the object's is ever closed: the one in status,
 //! the one its recorded request made for its e-mail, or the one with its e-mail and its owner
-//! tag. Anything else is an Event and nothing is closed.
+//! tag — and in every case only when its tags, read right before CloseAccount, name this object
+//! and this cluster (status is a cache: a forged `status.accountId` closes nothing). Anything else
+//! is an Event and nothing is closed.
 
 use std::time::Duration;
 
 use super::Identity;
-use super::{Found, Health, Lookup, Report, Seen, created, request_account};
+use super::{Found, Health, Lookup, Report, Seen, account_owner, created, request_account};
 use crate::api::member_account::{MemberDeletionPolicy, reason};
 use crate::aws::accounts::{AccountState, CreateAccountState};
 use crate::aws::{AwsError, ErrorClass};
@@ -35,6 +37,9 @@ pub enum ClosureStep {
     NothingToClose,
     /// The account is already closing or closed: the object goes.
     AlreadyClosed,
+    /// The account's tags do not make it this object's: an Event with this note, nothing is
+    /// closed, the object goes.
+    NotOwned(String),
     /// Call CloseAccount for this account.
     Close(String),
 }
@@ -81,7 +86,15 @@ pub fn closure(recorded: &Recorded, seen: &Seen, who: &Identity) -> ClosureStep 
         {
             ClosureStep::AlreadyClosed
         }
-        Some(_) => ClosureStep::Close(account),
+        Some(_) => match seen.tags.get(&account) {
+            None => ClosureStep::Look(Lookup::Tags(account)),
+            Some(tags) => match account_owner(tags, who) {
+                Ok(()) => ClosureStep::Close(account),
+                Err(whose) => ClosureStep::NotOwned(format!(
+                    "account {account} is not this MemberAccount's: {whose}; it is not closed"
+                )),
+            },
+        },
     }
 }
 
@@ -133,7 +146,7 @@ pub fn close_answered(account: &str, result: Result<(), AwsError>) -> CloseAnswe
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{account, described, failed, found, request, who};
+    use super::super::fixtures::{account, described, failed, found, ours, request, who};
     use super::*;
 
     fn close(account: Option<&str>, request: Option<&str>) -> Recorded {
@@ -144,9 +157,11 @@ mod tests {
         }
     }
 
+    /// The account described ACTIVE and its tags read: this object's.
     fn active(id: &str) -> Seen {
         Seen {
             accounts: described(&[account(id, "dev@example.com", "ACTIVE")]),
+            tags: [(id.to_string(), ours())].into(),
             ..Seen::default()
         }
     }
@@ -172,16 +187,65 @@ mod tests {
     }
 
     #[test]
-    fn the_account_in_status_is_described_then_closed() {
+    fn the_account_in_status_is_described_its_tags_read_then_closed() {
         let rec = close(Some("111"), Some("car-1"));
         assert_eq!(
             closure(&rec, &Seen::default(), &who()),
             ClosureStep::Look(Lookup::Account("111".into()))
         );
+        let mut seen = active("111");
+        seen.tags.clear();
+        assert_eq!(
+            closure(&rec, &seen, &who()),
+            ClosureStep::Look(Lookup::Tags("111".into()))
+        );
         assert_eq!(
             closure(&rec, &active("111"), &who()),
             ClosureStep::Close("111".into())
         );
+    }
+
+    /// A forged `status.accountId` (or a recorded request) pointing at someone else's account:
+    /// its tags, read right before CloseAccount, decide; nothing is closed.
+    #[test]
+    fn an_account_whose_tags_name_someone_else_is_never_closed() {
+        use crate::api::labels::{CLUSTER_TAG, OWNER_TAG};
+        let tags = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases = [
+            (
+                tags(&[]),
+                "it carries no accountlinker.dev/member-account tag",
+            ),
+            (
+                tags(&[(OWNER_TAG, "team-a/dev"), (CLUSTER_TAG, "cluster-2")]),
+                "another cluster (cluster-2)",
+            ),
+            (
+                tags(&[(OWNER_TAG, "team-b/dev"), (CLUSTER_TAG, "cluster-1")]),
+                "names team-b/dev",
+            ),
+        ];
+        for (foreign, says) in cases {
+            for rec in [close(Some("111"), None), close(None, Some("car-1"))] {
+                let mut seen = active("111");
+                seen.request = Some(request("car-1", "SUCCEEDED", Some("111")));
+                seen.tags.insert("111".into(), foreign.clone());
+                let step = closure(&rec, &seen, &who());
+                let ClosureStep::NotOwned(note) = &step else {
+                    panic!("{foreign:?}: not closed, got {step:?}")
+                };
+                assert!(
+                    note.starts_with("account 111 is not this MemberAccount's: "),
+                    "{note}"
+                );
+                assert!(note.contains(says), "{note}");
+            }
+        }
     }
 
     #[test]
@@ -223,10 +287,14 @@ mod tests {
             ClosureStep::Look(Lookup::Account("222".into()))
         );
         made.accounts = described(&[account("222", "dev@example.com", "ACTIVE")]);
+        made.tags.insert("222".into(), ours());
         assert_eq!(
             closure(&rec, &made, &who()),
             ClosureStep::Close("222".into())
         );
+        // An account described without an e-mail proves nothing.
+        made.accounts = described(&[account("222", "", "ACTIVE")]);
+        assert_eq!(closure(&rec, &made, &who()), ClosureStep::NothingToClose);
         made.accounts = described(&[account("222", "other@example.com", "ACTIVE")]);
         assert_eq!(closure(&rec, &made, &who()), ClosureStep::NothingToClose);
         let failed = Seen {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-use super::{Health, Report, aws_text, created, wanted_tags};
+use super::{Health, Identity, Report, account_owner, aws_text, created, wanted_tags};
 use crate::api::MemberAccountSpec;
 use crate::api::conditions::{READY, STALLED};
 use crate::api::member_account::reason;
@@ -73,6 +73,21 @@ pub fn refused(call: Call, account: &str, to: &str, e: &AwsError) -> Option<Repo
     ))
 }
 
+/// The report when `account`'s tags (read in this pass, right before any MoveAccount, TagResource
+/// or UntagResource) do not make it this object's: `status.accountId` is a cache, and a forged
+/// one must not move, tag or untag someone else's account. `None`: it is this object's.
+pub fn not_owned(account: &str, tags: &BTreeMap<String, String>, who: &Identity) -> Option<Report> {
+    let whose = account_owner(tags, who).err()?;
+    let message = format!(
+        "account {account} in status.accountId is not this MemberAccount's: {whose}; it is not moved, tagged, untagged or closed from here; looked at again periodically and on any change to this object"
+    );
+    Some(Report::not_created(
+        Health::Stalled,
+        reason::ACCOUNT_NOT_OWNED,
+        &message,
+    ))
+}
+
 /// What to change and what to report about an existing account.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
@@ -91,14 +106,14 @@ pub struct Plan {
 /// The plan for `account` as Organizations describes it, under `parent`, with `tags`.
 pub fn plan(
     spec: &MemberAccountSpec,
-    owner: &str,
+    who: &Identity,
     account: &str,
     info: &AccountInfo,
     parent: &str,
     tags: &BTreeMap<String, String>,
 ) -> Plan {
     // The spec (and the owner tag) is the whole truth about the account's tags.
-    let (tag, untag) = tag_changes(tags, &wanted_tags(&spec.tags, owner));
+    let (tag, untag) = tag_changes(tags, &wanted_tags(&spec.tags, who));
     // The name cannot change after creation: say so rather than ignore it.
     let created = if !info.name.is_empty() && info.name != spec.account_name {
         created(
@@ -239,7 +254,7 @@ pub fn link(enabled: bool, account: &str, name: &str, child: &Child, created: Co
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::account;
+    use super::super::fixtures::{account, who};
     use super::*;
     use crate::aws::ErrorClass;
 
@@ -258,16 +273,18 @@ mod tests {
             .collect()
     }
 
-    const OWNER: &str = "team-a/dev";
-
     fn in_sync() -> BTreeMap<String, String> {
-        tags(&[("team", "a"), (crate::api::labels::OWNER_TAG, OWNER)])
+        tags(&[
+            ("team", "a"),
+            (crate::api::labels::OWNER_TAG, "team-a/dev"),
+            (crate::api::labels::CLUSTER_TAG, "cluster-1"),
+        ])
     }
 
     /// The plan for account 111 in `state` under `parent` with `actual` tags.
     fn plan_of(state: &str, parent: &str, actual: &BTreeMap<String, String>) -> Plan {
         let info = account("111", "dev@example.com", state);
-        plan(&spec(), OWNER, "111", &info, parent, actual)
+        plan(&spec(), &who(), "111", &info, parent, actual)
     }
 
     // docs/memberaccount.md, "After creation".
@@ -282,6 +299,38 @@ mod tests {
             p.created,
             created("Created", "account 111 is ACTIVE under ou-ab12-aaaaaaaa")
         );
+    }
+
+    /// A forged `status.accountId`: the account's tags decide, and nothing is changed.
+    #[test]
+    fn an_account_tagged_for_someone_else_is_reported_not_changed() {
+        use crate::api::labels::{CLUSTER_TAG, OWNER_TAG};
+        assert_eq!(not_owned("111", &in_sync(), &who()), None);
+        let legacy = tags(&[(OWNER_TAG, "team-a/dev")]);
+        assert_eq!(
+            not_owned("111", &legacy, &who()),
+            None,
+            "an earlier release's"
+        );
+        for foreign in [
+            tags(&[(OWNER_TAG, "team-a/dev"), (CLUSTER_TAG, "cluster-2")]),
+            tags(&[(OWNER_TAG, "team-b/dev"), (CLUSTER_TAG, "cluster-1")]),
+            tags(&[("team", "a")]),
+        ] {
+            let report = not_owned("111", &foreign, &who()).expect("reported");
+            assert_eq!(
+                (report.health, report.reason.as_str()),
+                (Health::Stalled, "AccountNotOwned")
+            );
+            assert!(
+                report
+                    .message
+                    .starts_with("account 111 in status.accountId is not this MemberAccount's: "),
+                "{}",
+                report.message
+            );
+            assert_eq!(report.created.status, Status::False);
+        }
     }
 
     #[test]
@@ -304,12 +353,26 @@ mod tests {
     fn a_changed_name_is_reported_not_applied() {
         let mut info = account("111", "dev@example.com", "ACTIVE");
         info.name = "old".into();
-        let p = plan(&spec(), OWNER, "111", &info, "ou-ab12-aaaaaaaa", &in_sync());
+        let p = plan(
+            &spec(),
+            &who(),
+            "111",
+            &info,
+            "ou-ab12-aaaaaaaa",
+            &in_sync(),
+        );
         assert_eq!(p.created.reason, "AccountNameNotApplied");
         assert_eq!(p.created.status, Status::True);
         // An account described without a name is not reported.
         info.name.clear();
-        let p = plan(&spec(), OWNER, "111", &info, "ou-ab12-aaaaaaaa", &in_sync());
+        let p = plan(
+            &spec(),
+            &who(),
+            "111",
+            &info,
+            "ou-ab12-aaaaaaaa",
+            &in_sync(),
+        );
         assert_eq!(p.created.reason, "Created");
     }
 

@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::{Found, Health, Identity, Lookup, Report, Seen, request_account};
 use crate::api::MemberAccountStatus;
 use crate::api::conditions::ACCOUNT_CREATED;
-use crate::api::labels::OWNER_TAG;
+use crate::api::labels::{CLUSTER_TAG, OWNER_TAG};
 use crate::api::member_account::reason;
 use crate::aws::accounts::{CreateAccountState, CreateRequest};
 use crate::aws::{AwsError, ErrorClass};
@@ -184,9 +184,10 @@ pub fn creation(recorded: &Recorded, seen: &Seen, who: &Identity) -> CreationSte
         }
         Some(Some(Found { id, owned: false })) => {
             let message = format!(
-                "account {id} already has the e-mail {} and was not created for this MemberAccount (it lacks the tag {OWNER_TAG}={owner}); use another e-mail, or tag that account to manage it here: aws organizations tag-resource --resource-id {id} --tags Key={OWNER_TAG},Value={owner}",
+                "account {id} already has the e-mail {} and was not created for this MemberAccount of this cluster (it is not tagged {OWNER_TAG}={owner} and {CLUSTER_TAG}={cluster}); use another e-mail, or tag that account to manage it here: aws organizations tag-resource --resource-id {id} --tags Key={OWNER_TAG},Value={owner} Key={CLUSTER_TAG},Value={cluster}",
                 who.email,
                 owner = who.owner,
+                cluster = who.cluster,
             );
             return CreationStep::Report {
                 report: Report::not_created(Health::Stalled, reason::EMAIL_IN_USE, &message),
@@ -282,7 +283,7 @@ fn camel(code: &str) -> String {
 /// carries it from its first moment.
 pub fn new_account(
     spec: &crate::api::MemberAccountSpec,
-    owner: &str,
+    who: &Identity,
 ) -> crate::aws::accounts::NewAccount {
     crate::aws::accounts::NewAccount {
         name: spec.account_name.clone(),
@@ -290,7 +291,7 @@ pub fn new_account(
         role_name: spec.role_name.clone(),
         billing_allowed: spec.iam_user_access_to_billing
             == crate::api::member_account::BillingAccess::Allow,
-        tags: super::wanted_tags(&spec.tags, owner),
+        tags: super::wanted_tags(&spec.tags, who),
     }
 }
 

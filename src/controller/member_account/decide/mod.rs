@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::api::conditions::{ACCOUNT_CREATED, READY, RECONCILING, STALLED};
-use crate::api::labels::OWNER_TAG;
+use crate::api::labels::{CLUSTER_TAG, OWNER_TAG};
 use crate::api::member_account::reason;
 use crate::aws::AwsError;
 use crate::aws::accounts::{AccountInfo, CreateRequest};
@@ -31,6 +31,8 @@ pub struct Identity {
     pub account_name: String,
     /// The owner tag's value.
     pub owner: String,
+    /// This cluster's identity: the cluster tag's value.
+    pub cluster: String,
 }
 
 /// An account with the spec's e-mail, and whether it carries this object's owner tag.
@@ -51,6 +53,8 @@ pub enum Lookup {
     ByEmail,
     /// ListCreateAccountStatus: a request in progress under the spec's account name.
     InProgress,
+    /// ListTagsForResource of an account, right before a call that could harm it.
+    Tags(String),
 }
 
 /// What a pass has read from Organizations so far. `None`: not read yet.
@@ -63,6 +67,8 @@ pub struct Seen {
     pub by_email: Option<Option<Found>>,
     /// `Some(None)`: no request in progress under the name.
     pub in_progress: Option<Option<CreateRequest>>,
+    /// ListTagsForResource answers, by account ID.
+    pub tags: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How the kstatus trio reads.
@@ -146,23 +152,39 @@ pub fn created(reason: &str, message: impl Into<String>) -> Cond {
     Cond::new(ACCOUNT_CREATED, Status::True, reason, message)
 }
 
-/// The tags an account should carry: the spec's, and the owner tag.
-pub fn wanted_tags(spec: &BTreeMap<String, String>, owner: &str) -> BTreeMap<String, String> {
+/// The tags an account should carry: the spec's, the owner tag and the cluster tag.
+pub fn wanted_tags(spec: &BTreeMap<String, String>, who: &Identity) -> BTreeMap<String, String> {
     let mut tags = spec.clone();
-    tags.insert(OWNER_TAG.to_string(), owner.to_string());
+    tags.insert(OWNER_TAG.to_string(), who.owner.clone());
+    tags.insert(CLUSTER_TAG.to_string(), who.cluster.clone());
     tags
 }
 
-/// Whether an account's tags name `owner` as its MemberAccount.
-pub fn owned(tags: &BTreeMap<String, String>, owner: &str) -> bool {
-    tags.get(OWNER_TAG).is_some_and(|v| v == owner)
+/// Whether an account's tags make it this object's, and if not, whose they say it is. The owner
+/// tag must name the object and the cluster tag this cluster; an account tagged by an earlier
+/// release (the owner tag and no cluster tag at all) is this object's too, and gets the cluster
+/// tag with the next tag sync. Status never takes part: this is read from AWS right before every
+/// call that could harm the account.
+pub fn account_owner(tags: &BTreeMap<String, String>, who: &Identity) -> Result<(), String> {
+    let owner = tags.get(OWNER_TAG);
+    match (owner, tags.get(CLUSTER_TAG)) {
+        (None, _) => Err(format!("it carries no {OWNER_TAG} tag")),
+        (Some(o), _) if *o != who.owner => Err(format!("its {OWNER_TAG} tag names {o}")),
+        (Some(_), Some(c)) if *c != who.cluster => {
+            Err(format!("its {CLUSTER_TAG} tag names another cluster ({c})"))
+        }
+        (Some(_), _) => Ok(()),
+    }
 }
 
-/// Whether an account's e-mail is the spec's (e-mail addresses compare without case here, as
-/// Organizations compares them). An account described without an e-mail is given the benefit
-/// of the doubt: the request that made it is this object's own.
+/// Whether an account's tags make it this object's ([`account_owner`]).
+pub fn owned(tags: &BTreeMap<String, String>, who: &Identity) -> bool {
+    account_owner(tags, who).is_ok()
+}
+
+/// Whether an account's e-mail is the spec's: without case, and never an empty one.
 pub fn same_email(account: &str, spec: &str) -> bool {
-    account.is_empty() || account.eq_ignore_ascii_case(spec)
+    crate::aws::accounts::same_email(account, spec)
 }
 
 /// AWS's code and message, once (some messages already start with the code).
@@ -200,7 +222,13 @@ pub(crate) mod fixtures {
             email: "dev@example.com".into(),
             account_name: "dev".into(),
             owner: crate::api::labels::owner("team-a", "dev"),
+            cluster: "cluster-1".into(),
         }
+    }
+
+    /// The tags CreateAccount gives this object's account.
+    pub fn ours() -> BTreeMap<String, String> {
+        wanted_tags(&BTreeMap::new(), &who())
     }
 
     pub fn request(id: &str, state: &str, account: Option<&str>) -> CreateRequest {
@@ -246,21 +274,67 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_owner_tag_is_wanted_and_proves_ownership() {
-        let me = crate::api::labels::owner("team-a", "sandbox");
+    fn the_owner_and_cluster_tags_are_wanted_and_prove_ownership() {
+        let me = fixtures::who();
         let spec = BTreeMap::from([("team".to_string(), "a".to_string())]);
         let wanted = wanted_tags(&spec, &me);
-        assert_eq!(wanted.len(), 2);
+        assert_eq!(wanted.len(), 3);
+        assert_eq!(wanted[CLUSTER_TAG], "cluster-1");
         assert!(owned(&wanted, &me));
         assert!(!owned(&spec, &me));
-        assert!(!owned(&wanted, "team-b/sandbox"));
+        let other = Identity {
+            owner: "team-b/dev".into(),
+            ..me.clone()
+        };
+        assert!(!owned(&wanted, &other));
+    }
+
+    /// Owner tag and cluster tag, as another cluster, another object, an earlier release or
+    /// nobody wrote them.
+    #[test]
+    fn tags_decide_whose_an_account_is() {
+        let tag = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases = [
+            (
+                tag(&[(OWNER_TAG, "team-a/dev"), (CLUSTER_TAG, "cluster-1")]),
+                Ok(()),
+            ),
+            (tag(&[(OWNER_TAG, "team-a/dev")]), Ok(())),
+            (
+                tag(&[(OWNER_TAG, "team-a/dev"), (CLUSTER_TAG, "cluster-2")]),
+                Err("its accountlinker.dev/cluster-id tag names another cluster (cluster-2)"),
+            ),
+            (
+                tag(&[(OWNER_TAG, "team/a-dev"), (CLUSTER_TAG, "cluster-1")]),
+                Err("its accountlinker.dev/member-account tag names team/a-dev"),
+            ),
+            (
+                tag(&[(CLUSTER_TAG, "cluster-1")]),
+                Err("it carries no accountlinker.dev/member-account tag"),
+            ),
+            (
+                tag(&[]),
+                Err("it carries no accountlinker.dev/member-account tag"),
+            ),
+        ];
+        for (tags, want) in cases {
+            let want = want.map_err(String::from);
+            assert_eq!(account_owner(&tags, &fixtures::who()), want, "{tags:?}");
+        }
     }
 
     #[test]
-    fn an_account_is_matched_by_e_mail_without_case() {
+    fn an_account_is_matched_by_e_mail_without_case_and_never_by_an_empty_one() {
         assert!(same_email("Dev@Example.com", "dev@example.com"));
         assert!(!same_email("other@example.com", "dev@example.com"));
-        assert!(same_email("", "dev@example.com"));
+        assert!(!same_email("", "dev@example.com"));
+        assert!(!same_email("", ""));
+        assert!(!same_email("dev@example.com", ""));
     }
 
     #[test]
