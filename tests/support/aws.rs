@@ -21,7 +21,7 @@ pub const ACCESS_ROLE: &str = "AccountLinkerAccess";
 pub const EXECUTION_ROLE: &str = "AWSCloudFormationStackSetExecutionRole";
 
 /// An account as Organizations describes it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub id: String,
     pub name: String,
@@ -326,6 +326,80 @@ impl AwsAdmin {
             }
             Err(err) => fail("DescribeStackSet", err),
         }
+    }
+
+    /// Creates a SELF_MANAGED StackSet as something other than this cluster's operator would:
+    /// with `tags` and `description`, deploying a role named `role` (needs the execution role in
+    /// the target), and with a stack instance in `account` when given; returns once that
+    /// instance's operation has finished.
+    pub async fn stack_set_made_elsewhere(
+        &self,
+        name: &str,
+        tags: &[(&str, &str)],
+        description: &str,
+        account: Option<&str>,
+    ) {
+        use aws_sdk_cloudformation::types::{Capability, Tag};
+        let template = serde_json::json!({
+            "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {
+                "RoleName": format!("made-elsewhere-{}", name.len()),
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "sts:AssumeRole",
+                    "Principal": {"AWS": format!("arn:aws:iam::{HUB_ACCOUNT}:root")}}]}}}}
+        });
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect();
+        self.cloudformation
+            .create_stack_set()
+            .stack_set_name(name)
+            .description(description)
+            .template_body(template.to_string())
+            .capabilities(Capability::CapabilityNamedIam)
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("CreateStackSet", e));
+        let Some(account) = account else { return };
+        self.cloudformation
+            .create_stack_instances()
+            .stack_set_name(name)
+            .accounts(account)
+            .regions("us-east-1")
+            .operation_id("made-elsewhere")
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("CreateStackInstances", e));
+        for _ in 0..600 {
+            let done = self.emulator.operations(name).await;
+            if done.iter().all(|op| op["status"] == "SUCCEEDED") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the stack instance of {name} was not deployed");
+    }
+
+    /// The tags of StackSet `name`.
+    pub async fn stack_set_tags(&self, name: &str) -> BTreeMap<String, String> {
+        let described = self
+            .cloudformation
+            .describe_stack_set()
+            .stack_set_name(name)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("DescribeStackSet", e));
+        described
+            .stack_set()
+            .map(|s| s.tags())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| {
+                let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+                (text(t.key()), text(t.value()))
+            })
+            .collect()
     }
 
     // --- IAM and STS ----------------------------------------------------------------------
