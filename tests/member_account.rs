@@ -24,6 +24,9 @@ static THROTTLE: RwLock<()> = RwLock::const_new(());
 
 /// The tag CreateAccount puts on every account, naming its MemberAccount.
 const OWNER_TAG: &str = "accountlinker.dev/member-account";
+/// The tag CreateAccount puts on every account, naming the cluster (by default the UID of
+/// `kube-system`).
+const CLUSTER_TAG: &str = "accountlinker.dev/cluster-id";
 
 const FLAGS: &[&str] = &[
     "--account-poll-interval",
@@ -142,8 +145,12 @@ async fn a_member_account_is_created_once_in_its_ou_tagged_linked_and_kubectl_wa
         "one CreateAccount call"
     );
 
-    // In AWS: under the OU (moved there from the root), tagged, and naming its MemberAccount.
+    // In AWS: under the OU (moved there from the root), tagged, and naming its MemberAccount
+    // and this cluster.
     let owner = format!("{}/sandbox", f.ns.name);
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(f.client.clone());
+    let kube_system = namespaces.get("kube-system").await.expect("kube-system");
+    let cluster = kube_system.metadata.uid.expect("uid");
     let described = f.aws.describe_account(&account).await;
     assert_eq!(described.parent_id, ou);
     assert_eq!(
@@ -151,7 +158,8 @@ async fn a_member_account_is_created_once_in_its_ou_tagged_linked_and_kubectl_wa
         tags([
             ("team", "platform"),
             ("cost-center", "42"),
-            (OWNER_TAG, &owner)
+            (OWNER_TAG, &owner),
+            (CLUSTER_TAG, &cluster),
         ])
     );
 
@@ -179,7 +187,12 @@ async fn a_member_account_is_created_once_in_its_ou_tagged_linked_and_kubectl_wa
         )
         .await
         .expect("patch tags");
-    let wanted = tags([("team", "payments"), ("env", "dev"), (OWNER_TAG, &owner)]);
+    let wanted = tags([
+        ("team", "payments"),
+        ("env", "dev"),
+        (OWNER_TAG, &owner),
+        (CLUSTER_TAG, &cluster),
+    ]);
     eventually(f.budget.react(), "tags in sync", || async {
         (f.tags(&account).await == wanted).then_some(())
     })

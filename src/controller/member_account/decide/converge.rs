@@ -347,32 +347,28 @@ mod tests {
         assert_eq!(p.untag, ["by-hand"]);
         let (set, remove) = tag_changes(&in_sync(), &in_sync());
         assert!(set.is_empty() && remove.is_empty());
+        // An account of an earlier release gets the cluster tag.
+        let legacy = tags(&[("team", "a"), (crate::api::labels::OWNER_TAG, "team-a/dev")]);
+        let p = plan_of("ACTIVE", "ou-ab12-aaaaaaaa", &legacy);
+        assert_eq!(
+            p.tag,
+            tags(&[(crate::api::labels::CLUSTER_TAG, "cluster-1")])
+        );
+        assert!(p.untag.is_empty());
     }
 
     #[test]
     fn a_changed_name_is_reported_not_applied() {
         let mut info = account("111", "dev@example.com", "ACTIVE");
         info.name = "old".into();
-        let p = plan(
-            &spec(),
-            &who(),
-            "111",
-            &info,
-            "ou-ab12-aaaaaaaa",
-            &in_sync(),
-        );
+        let plan_for =
+            |info: &AccountInfo| plan(&spec(), &who(), "111", info, "ou-ab12-aaaaaaaa", &in_sync());
+        let p = plan_for(&info);
         assert_eq!(p.created.reason, "AccountNameNotApplied");
         assert_eq!(p.created.status, Status::True);
         // An account described without a name is not reported.
         info.name.clear();
-        let p = plan(
-            &spec(),
-            &who(),
-            "111",
-            &info,
-            "ou-ab12-aaaaaaaa",
-            &in_sync(),
-        );
+        let p = plan_for(&info);
         assert_eq!(p.created.reason, "Created");
     }
 
