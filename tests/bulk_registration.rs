@@ -610,8 +610,11 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
             "rot",
             "Ready after the rotation",
             f.ready_within(2, 1),
+            // No operation in flight: the write that records the update before starting it
+            // still carries the conditions of the pass before.
             |b| {
                 support::has(b, "Ready", "True", None)
+                    && b.status.as_ref().is_some_and(|s| s.operation.is_none())
                     && b.status
                         .as_ref()
                         .and_then(|s| s.external_id_rotated_time.as_ref())
