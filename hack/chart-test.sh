@@ -66,6 +66,7 @@ reject "a bad log format" --set operator.logFormat=xml
 reject "a negative replica count" --set replicaCount=-1
 reject "a non-duration verify interval" --set operator.defaultVerifyInterval=often
 reject "a zero STS budget" --set operator.stsRequestsPerSecond=0
+reject "a cluster id that is not an AWS tag value" --set "operator.clusterId=prod cluster"
 reject "an invalid namespace name" --set 'watchNamespaces[0]=Team_A'
 reject "a string port" --set-string operator.metricsPort=http
 reject "credentials Secret without keys" --set awsCredentials.create=true
