@@ -1140,8 +1140,11 @@ async fn a_rotation_interrupted_after_creating_the_next_secret_uses_that_secret(
         "rot",
         "Ready on the next Secret",
         f.ready_within(1, 1),
+        // No operation in flight: the write that records the update still carries the
+        // conditions of the pass before.
         |b| {
             support::has(b, "Ready", "True", None)
+                && b.status.as_ref().is_some_and(|s| s.operation.is_none())
                 && b.status
                     .as_ref()
                     .and_then(|s| s.external_id_secret.as_deref())
