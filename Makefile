@@ -62,8 +62,24 @@ integration-test: ## Integration tests against a real API server and the strict 
 chart-test: ## Lint, render and server-side validate the Helm chart; Argo CD health checks
 	PY=$(PY) bash hack/chart-test.sh
 
+# cargo-deny, built once from crates.io into the cache outside the repository (hack/tools.sh).
+DENY = $(shell bash hack/tools.sh cargo-deny)
+
+.PHONY: deny
+deny: ## Licenses, sources and banned crates of the dependency graph (deny.toml)
+	$(DENY) --locked check licenses sources bans
+
+.PHONY: deny-advisories
+deny-advisories: ## RustSec advisories of the dependency graph (fetches the advisory database from GitHub)
+	@$(DENY) --locked check advisories || { \
+		echo "deny-advisories: failed. If the output above says the advisory database could not be fetched," >&2; \
+		echo "this check needs network access to the RustSec advisory database (a git repository on" >&2; \
+		echo "GitHub). A clone placed in ~/.cargo/advisory-dbs is used offline with:" >&2; \
+		echo "  $(DENY) --locked --offline check advisories" >&2; \
+		exit 1; }
+
 .PHONY: test
-test: lint unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
+test: lint deny unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
 
 include hack/dev-env.mk
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Chart-test tools, pinned here and only here, built or fetched from the Go module proxy once into
-# a version-keyed cache outside the repository. Prints the path of the requested tool on stdout.
+# Test tools, pinned here and only here, built or fetched (Go module proxy, crates.io) once into a
+# version-keyed cache outside the repository. Prints the path of the requested tool on stdout.
 #
 #   hack/tools.sh helm              helm binary
 #   hack/tools.sh prometheus-crds   folder with the prometheus-operator CRDs (ServiceMonitor, ...)
 #   hack/tools.sh healthcheck       hack/healthcheck binary (Argo CD Lua + kstatus evaluator)
+#   hack/tools.sh cargo-deny        cargo-deny binary, built from crates.io (deny.toml)
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+CARGO_DENY_VERSION=0.20.2
 
 CACHE_ROOT="${ACCOUNT_LINKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/account-linker}/tools"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -38,6 +40,15 @@ fetch_prometheus_crds() {
   chmod u+w "$1"/*.yaml
 }
 
+# cargo-deny's release profile asks for fat LTO and one codegen unit: several extra minutes of
+# build for a tool that runs for seconds. Its own lock file (--locked), a build folder of its own
+# (never the project's target/), removed once the binary is in place.
+build_cargo_deny() {
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_TARGET_DIR="$1/build" \
+    nice cargo install --locked --quiet --root "$1" --version "$CARGO_DENY_VERSION" cargo-deny >&2
+  rm -rf "$1/build" "$1/.crates.toml" "$1/.crates2.json"
+}
+
 build_healthcheck() { (cd "$HERE/healthcheck" && GOFLAGS=-p=1 nice go build -o "$1/healthcheck" .) >&2; }
 
 case "${1:-}" in
@@ -55,5 +66,9 @@ case "${1:-}" in
     dest="$CACHE_ROOT/healthcheck-$key"
     [[ -x "$dest/healthcheck" ]] || { need_go healthcheck; log "building hack/healthcheck (once)"; install_atomically "$dest" build_healthcheck; }
     echo "$dest/healthcheck" ;;
-  *) echo "usage: $0 helm|prometheus-crds|healthcheck" >&2; exit 2 ;;
+  cargo-deny)
+    dest="$CACHE_ROOT/cargo-deny-$CARGO_DENY_VERSION"
+    [[ -x "$dest/bin/cargo-deny" ]] || { log "building cargo-deny $CARGO_DENY_VERSION (once, a few minutes)"; install_atomically "$dest" build_cargo_deny; }
+    echo "$dest/bin/cargo-deny" ;;
+  *) echo "usage: $0 helm|prometheus-crds|healthcheck|cargo-deny" >&2; exit 2 ;;
 esac
