@@ -13,12 +13,12 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::Api;
 use kube::api::ListParams;
 use kube::config::Kubeconfig;
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use account_linker::api::LinkedAccount;
+use account_linker::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use support::{
     Budget, Context, HUB_ACCOUNT, Operator, TestNamespace, eventually, repo_root, run, run_ok,
     unique,
@@ -199,6 +199,22 @@ fn impersonating_kubeconfig(ctx: &Context, ns: &str) -> PathBuf {
     path
 }
 
+/// The status of the BulkRegistration `via-chart`.
+async fn status_of(bulks: &Api<BulkRegistration>) -> BulkRegistrationStatus {
+    bulks
+        .get("via-chart")
+        .await
+        .expect("get the registration")
+        .status
+        .unwrap_or_default()
+}
+
+/// The generated value in Secret `name` of the test namespace.
+async fn secret_value(ctx: &Context, name: &str) -> Vec<u8> {
+    let secret = ctx.api::<Secret>().get(name).await.expect("get the Secret");
+    secret.data.unwrap_or_default()["externalId"].0.clone()
+}
+
 fn assert_forbidden(install: &ChartInstall, what: &str, args: &[&str]) {
     let mut cmd = install.kubectl_as_sa();
     cmd.args(args);
@@ -261,14 +277,23 @@ async fn the_chart_rbac_runs_the_linked_account_controller_and_nothing_more() {
         holder.starts_with("chart-rbac-"),
         "Lease held by {holder:?}"
     );
+    // The verification's transitions (RoleAssumable and Ready, both `Verified`) are one Event
+    // and its repetition: created, then patched into a series.
     let events = ctx.api::<Event>();
-    eventually(budget.react(), "an Event about the link", || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("via-chart"))
-            .then_some(())
-    })
+    eventually(
+        budget.react(),
+        "a repeated Event about the link",
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| {
+                    e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("via-chart")
+                        && e.series.as_ref().is_some_and(|s| s.count >= 2)
+                })
+                .then_some(())
+        },
+    )
     .await;
     install.assert_no_forbidden_in_log();
 
@@ -341,16 +366,14 @@ async fn the_chart_rbac_runs_the_bulk_registration_controller() {
         .create_accounts(&unique("rbac-bulk"), 3, Some(&ou))
         .await;
 
-    // The account list ConfigMap is read through the operator's watch (list/watch granted).
-    install.kubectl(
-        &[
-            "create",
-            "configmap",
-            "bulk-accounts",
-            &format!("--from-literal=accounts={}", accounts[0]),
-        ],
-        None,
-    );
+    // The account list ConfigMap is read by name (get) and, labelled, also arrives through
+    // the operator's label-scoped watch (list, watch).
+    let config_map = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "bulk-accounts", "labels": {"accountlinker.dev/watch": "true"}},
+        "data": {"accounts": accounts[0]},
+    });
+    install.kubectl(&["apply", "-f", "-"], Some(&config_map.to_string()));
     let manifest = json!({
         "apiVersion": "accountlinker.dev/v1alpha1", "kind": "BulkRegistration",
         "metadata": {"name": "via-chart"},
@@ -362,11 +385,16 @@ async fn the_chart_rbac_runs_the_bulk_registration_controller() {
                 "accountsFrom": [{"configMapRef": {"name": "bulk-accounts", "key": "accounts"}}],
             },
             "regions": ["us-east-1"],
+            "externalId": {"rotateEvery": "1h"},
             "deletionPolicy": "Delete",
         },
     });
     // The default operation preferences: one account at a time.
     install.apply_and_wait_ready(manifest, budget.registration_ready(3, 1, 1));
+    let bulks: Api<BulkRegistration> = ctx.api();
+    let before = status_of(&bulks).await;
+    let token_secret = before.external_id_secret.expect("token Secret in status");
+    let token_before = secret_value(ctx, &token_secret).await;
     let children: Api<LinkedAccount> = ctx.api();
     let of_registration =
         ListParams::default().labels("accountlinker.dev/bulk-registration=via-chart");
@@ -375,6 +403,65 @@ async fn the_chart_rbac_runs_the_bulk_registration_controller() {
         .await
         .expect("list children");
     assert_eq!(listed.items.len(), 3, "one child per account in the OU");
+
+    // A token Secret generated before Secrets were labelled gets the label back (patch).
+    install.kubectl(
+        &[
+            "label",
+            "secret",
+            &token_secret,
+            "accountlinker.dev/external-id-",
+        ],
+        None,
+    );
+    install.kubectl(
+        &["annotate", "bulkregistration", "via-chart", "test/nudge=1"],
+        None,
+    );
+    let secrets: Api<Secret> = ctx.api();
+    eventually(
+        budget.react(),
+        "the token Secret labelled again",
+        || async {
+            let secret = secrets.get(&token_secret).await.ok()?;
+            (secret.labels().get("accountlinker.dev/external-id")? == "true").then_some(())
+        },
+    )
+    .await;
+
+    // A rotation that is due (rotateEvery passed since the recorded rotation) writes a new
+    // token and deploys it (a new template hash), and the children verify with it.
+    let forged = "2020-01-01T00:00:00Z";
+    install.kubectl(
+        &[
+            "patch",
+            "bulkregistration",
+            "via-chart",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &json!({"status": {"externalIdRotatedTime": forged}}).to_string(),
+        ],
+        None,
+    );
+    let rotated = eventually(
+        budget.registration_ready(3, 1, 1),
+        "rotated and Ready",
+        || async {
+            let bulk = bulks.get("via-chart").await.ok()?;
+            let status = bulk.status.as_ref()?;
+            let rotated = status.external_id_rotated_time.as_ref()?;
+            let deployed =
+                status.template_hash.is_some() && status.template_hash != before.template_hash;
+            (rotated.0.to_string() != forged
+                && deployed
+                && support::has(&bulk, "Ready", "True", None))
+            .then(|| status.clone())
+        },
+    )
+    .await;
+    let token_after = secret_value(ctx, &rotated.external_id_secret.expect("token Secret")).await;
+    assert_ne!(token_after, token_before, "the token was not rotated");
 
     // Deletion: instances and StackSet in AWS, then the children (deletecollection) and the
     // finalizer, all as the ServiceAccount.
@@ -412,6 +499,28 @@ async fn the_chart_rbac_runs_the_member_account_controller() {
     install.apply_and_wait_ready(manifest, budget.member_ready());
     let child: Api<LinkedAccount> = ctx.api();
     assert!(child.get("via-chart").await.is_ok(), "child LinkedAccount");
+
+    // Unlinking deletes the child LinkedAccount (delete).
+    install.kubectl(
+        &[
+            "patch",
+            "memberaccount",
+            "via-chart",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"link":{"enabled":false}}}"#,
+        ],
+        None,
+    );
+    eventually(budget.react(), "child LinkedAccount deleted", || async {
+        child
+            .get_opt("via-chart")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
 
     // Deletion with Close: CloseAccount, an Event, the finalizer released.
     install.delete_and_wait("memberaccount.accountlinker.dev/via-chart", budget.react());

@@ -43,38 +43,39 @@ Rules of the operator. Each rule names the code that needs it; nothing else is g
 The same rules back a ClusterRole (all namespaces) or one Role per watched namespace.
 */}}
 {{- define "account-linker.rules" -}}
-# Controllers watch their kind and add/remove finalizers (src/controller/*: Controller::new,
-# finalizer()); BulkRegistration/MemberAccount reconcilers patch their own objects.
+# The controllers watch their kinds (Controller::new: list, watch) and add or remove their
+# finalizers with JSON patches (kube::runtime::finalizer). They never read one by name, never
+# replace (update) one and never delete one of their own.
 - apiGroups: ["accountlinker.dev"]
   resources: ["linkedaccounts", "bulkregistrations", "memberaccounts"]
-  verbs: ["get", "list", "watch", "patch", "update"]
-# BulkRegistration and MemberAccount own LinkedAccount children: created by server-side apply
-# (patch, above), deleted when an account leaves the registration, and removed together
+  verbs: ["list", "watch", "patch"]
+# LinkedAccount children of BulkRegistrations and MemberAccounts: read by name (MemberAccount),
+# written by server-side apply (a patch that creates an object is authorized as `create` too),
+# deleted when an account leaves a registration or a MemberAccount unlinks, and removed together
 # (deletecollection by the owner's label) when a BulkRegistration is deleted.
 - apiGroups: ["accountlinker.dev"]
   resources: ["linkedaccounts"]
-  verbs: ["create", "delete", "deletecollection"]
-# Conditions and observedGeneration are written through the status subresource.
+  verbs: ["get", "create", "delete", "deletecollection"]
+# Conditions and observedGeneration: server-side apply on the status subresource.
 - apiGroups: ["accountlinker.dev"]
   resources: ["linkedaccounts/status", "bulkregistrations/status", "memberaccounts/status"]
-  verbs: ["get", "patch", "update"]
-# Generated ExternalId Secrets (LinkedAccount controller) and registration tokens, created
-# immutable and never rewritten; a rotated registration token's old Secret is deleted once the
-# new one is proven (src/controller/bulk_registration/token.rs). The controllers read
-# user-referenced ExternalId Secrets through the same watch.
+  verbs: ["patch"]
+# ExternalId Secrets: generated ones (LinkedAccount, BulkRegistration token) are created
+# immutable, never rewritten, and watched by the managed-by label; referenced ones are read by
+# name. A rotation creates the next token Secret and deletes the replaced one once the new token
+# is proven (src/controller/bulk_registration/token.rs).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# Account lists of BulkRegistrations (spec.accounts.fromConfigMap), read only.
+# BulkRegistration account lists and templates are read by name; list and watch serve a watch
+# restricted in code to ConfigMaps labelled accountlinker.dev/watch=true (RBAC cannot scope a
+# verb to a label).
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch"]
-# Events on every condition transition (kube::runtime::events::Recorder writes events.k8s.io/v1;
-# core Events are granted for clients that fall back to them).
+# Events on condition transitions (kube::runtime::events::Recorder writes events.k8s.io/v1 only:
+# create, and patch when the same Event repeats as a series).
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
