@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::api::BulkRegistration;
 use crate::api::bulk_registration::{BulkDeletionPolicy, CallAs, PermissionModel};
+use crate::api::labels::{WATCH_LABEL, WATCH_LABEL_VALUE};
 
 /// ConfigMap key holding the normalised account IDs, one per line.
 pub const ACCOUNTS_KEY: &str = "accounts.csv";
@@ -61,7 +62,11 @@ pub fn import(text: &str, options: &Options) -> Result<Imported, Vec<LineError>>
     }
 
     let config_map_name = format!("{}-accounts", options.name);
-    let mut metadata = json!({ "name": config_map_name });
+    // Labelled so that an edit of the list reaches the registration at once.
+    let mut metadata = json!({
+        "name": config_map_name,
+        "labels": { WATCH_LABEL: WATCH_LABEL_VALUE },
+    });
     let mut bulk_metadata = json!({ "name": options.name });
     if let Some(ns) = &options.namespace {
         metadata["namespace"] = json!(ns);
@@ -142,6 +147,7 @@ mod tests {
             .collect();
         assert_eq!(docs[0]["kind"], "ConfigMap");
         assert_eq!(docs[0]["metadata"]["name"], "fleet-accounts");
+        assert_eq!(docs[0]["metadata"]["labels"][WATCH_LABEL], "true");
         assert_eq!(
             docs[0]["data"][ACCOUNTS_KEY],
             "111122223333\n444455556666\n"

@@ -46,6 +46,11 @@ const CONCURRENCY: usize = 50;
 
 /// A test's operator; [`Share::Exclusive`] for a test that changes emulator-wide settings.
 async fn fixture(prefix: &str, share: Share) -> Running {
+    fixture_with(prefix, share, FLAGS).await
+}
+
+/// [`fixture`] with other operator flags.
+async fn fixture_with(prefix: &str, share: Share, flags: &[&str]) -> Running {
     // The organization, trusted access and operation latency, once per test binary.
     let setup = async |ctx: &Context| {
         ctx.aws.ensure_org().await;
@@ -57,7 +62,7 @@ async fn fixture(prefix: &str, share: Share) -> Running {
             )
             .await;
     };
-    Running::start(prefix, FLAGS, (&TRUSTED_ACCESS, share), (&SETUP, setup)).await
+    Running::start(prefix, flags, (&TRUSTED_ACCESS, share), (&SETUP, setup)).await
 }
 
 /// What the tests of this file do with their operator.
@@ -456,7 +461,9 @@ async fn a_malformed_csv_line_is_named_and_nothing_is_deployed_until_fixed() {
     );
     let cm: ConfigMap = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "accounts"}, "data": {"accounts.csv": csv},
+        // Labelled: the fix below must reach the registration at once.
+        "metadata": {"name": "accounts", "labels": {"accountlinker.dev/watch": "true"}},
+        "data": {"accounts.csv": csv},
     }))
     .expect("configmap");
     let cms: Api<ConfigMap> = f.api();
@@ -1168,5 +1175,73 @@ async fn a_rotation_interrupted_after_creating_the_next_secret_uses_that_secret(
         names.iter().all(|n| *n == next || *n == current),
         "no third token Secret: {names:?}"
     );
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_labelled_config_maps_trigger_a_registration_at_once() {
+    // No resync within the test: only a watch event can start a pass.
+    let flags: Vec<&str> = FLAGS
+        .iter()
+        .copied()
+        .map(|f| if f == "3s" { "1h" } else { f })
+        .collect();
+    let f = fixture_with("bulk-cm-watch", Shared, &flags).await;
+    let (_, accounts) = f.ou_with_accounts(2, None).await;
+    let cms: Api<ConfigMap> = f.api();
+    let list = |accounts: &[String]| json!({"accounts.csv": accounts.join("\n")});
+    let cm: ConfigMap = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "accounts"}, "data": list(&accounts[..1]),
+    }))
+    .expect("configmap");
+    cms.create(&PostParams::default(), &cm)
+        .await
+        .expect("create cm");
+    let stack_set = f
+        .create(
+            "cm-watch",
+            service_managed(json!({
+                "accountsFrom": [{"configMapRef": {"name": "accounts", "key": "accounts.csv"}}]
+            })),
+        )
+        .await;
+    let bulk = f.wait_ready("cm-watch", f.ready_within(1, 1)).await;
+    assert_eq!(summary(&bulk).0, 1);
+    // The pass that the Ready status write itself triggers ends before the edit.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let operations = f.emulator.operations(&stack_set).await.len();
+
+    // An unlabelled ConfigMap is read by name, not watched: editing it starts nothing.
+    cms.patch(
+        "accounts",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": list(&accounts)})),
+    )
+    .await
+    .expect("edit cm");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let bulk = f.bulks().get("cm-watch").await.expect("get");
+    assert_eq!(
+        summary(&bulk).0,
+        1,
+        "an unlabelled ConfigMap edit was acted on"
+    );
+    assert_eq!(f.emulator.operations(&stack_set).await.len(), operations);
+
+    // Labelled, it is watched: the registration picks up the second account at once.
+    cms.patch(
+        "accounts",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"accountlinker.dev/watch": "true"}}})),
+    )
+    .await
+    .expect("label cm");
+    let bulk = f
+        .wait("cm-watch", "two targets", f.ready_within(2, 1), |b| {
+            summary(b).0 == 2 && support::has(b, "Ready", "True", None)
+        })
+        .await;
+    assert_eq!(summary(&bulk), (2, 2, 0, 2));
     f.cleanup().await;
 }

@@ -24,6 +24,15 @@ pub const EXTERNAL_ID_LABEL: &str = "accountlinker.dev/external-id";
 /// Value of [`EXTERNAL_ID_LABEL`].
 pub const EXTERNAL_ID_LABEL_VALUE: &str = "true";
 
+/// Label that makes a ConfigMap a BulkRegistration reads (`targets.accountsFrom`,
+/// `template.configMapRef`) trigger the registration as soon as it changes. The operator watches
+/// only ConfigMaps carrying it, not every ConfigMap of the watched namespaces; it reads the ones
+/// a registration names by name whether labelled or not, so an unlabelled one still works and
+/// its changes are picked up at the next resync.
+pub const WATCH_LABEL: &str = "accountlinker.dev/watch";
+/// Value of [`WATCH_LABEL`].
+pub const WATCH_LABEL_VALUE: &str = "true";
+
 /// Finalizer of LinkedAccounts.
 pub const LINKED_ACCOUNT_FINALIZER: &str = "accountlinker.dev/linked-account";
 /// Finalizer of BulkRegistrations: the StackSet and its instances are removed (or retained)

@@ -61,8 +61,8 @@ const TRANSITIONS: Transitions = Transitions {
     types: &[READY, STALLED, STACK_SET_READY, INSTANCES_READY],
     action: "Reconcile",
 };
-/// How soon a stalled registration is looked at again (spec, ConfigMap and child changes
-/// trigger a pass anyway).
+/// How soon a stalled registration is looked at again (spec, labelled ConfigMap and child
+/// changes trigger a pass anyway).
 const STALLED_RECHECK: Duration = Duration::from_secs(60);
 /// How soon a registration whose operation AWS refused is looked at again.
 const REJECTED_RECHECK: Duration = Duration::from_secs(300);
@@ -256,9 +256,16 @@ pub async fn run(
     let controller = Controller::new(bulks, watcher::Config::default().any_semantic())
         .owns(children, watcher::Config::default().labels(CHILD_LABEL))
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
-    // A fixed account list or template in a ConfigMap is picked up at once.
+    // A change to a labelled ConfigMap (account list or template) is picked up at once; the
+    // rest of a namespace's ConfigMaps are neither watched nor cached, and a registration reads
+    // the ones it names by name on every pass.
     let referencing = controller.store();
-    let controller = controller.watches(config_maps, watcher::Config::default(), move |cm| {
+    let labelled = watcher::Config::default().labels(&format!(
+        "{}={}",
+        labels::WATCH_LABEL,
+        labels::WATCH_LABEL_VALUE
+    ));
+    let controller = controller.watches(config_maps, labelled, move |cm| {
         let ns = cm.namespace();
         let name = cm.name_any();
         referencing
