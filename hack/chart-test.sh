@@ -5,7 +5,8 @@
 #  2. values.schema.json rejects bad values (each case must make `helm template` fail);
 #  3. the rendered manifests (CRDs included) pass `kubectl apply --dry-run=server --validate=strict`
 #     against a real kube-apiserver of the pinned release, with the prometheus-operator CRDs
-#     installed so ServiceMonitor and PrometheusRule are checked against their schemas too;
+#     installed so ServiceMonitor and PrometheusRule are checked against their schemas too (and
+#     ours before the starter LinkPolicy is);
 #  4. the Argo CD health check (Lua, run by gopher-lua as in Argo CD) and kstatus give the expected
 #     verdict for every status fixture in hack/healthcheck/testdata.
 set -euo pipefail
@@ -48,6 +49,24 @@ expect all-features.yaml "resource.customizations.health.accountlinker.dev_Membe
 if grep -qF "kind: ClusterRole" "$OUT/all-features.yaml"; then fail "watchNamespaces set but a ClusterRole rendered"; fi
 if grep -qE "^kind: (Role|ClusterRole)$" "$OUT/minimal.yaml"; then fail "rbac.create=false still rendered RBAC"; fi
 
+# The starter LinkPolicy: off by default; when on, built-in template and hub-only trust, the
+# accounts and managed policies of the values and nothing else.
+if grep -qE "^kind: LinkPolicy$" "$OUT/default.yaml"; then fail "the starter policy is rendered by default"; fi
+render -f "$ALL" --show-only templates/starter-policy.yaml > "$OUT/starter.yaml"
+starter_spec="$(sed -n '/^spec:/,$p' "$OUT/starter.yaml" | grep -v '^ *#')"
+expected_spec='spec:
+  namespaces: ["team-a"]
+  accounts:
+    ids: ["111122223333"]
+    organizationalUnitIds: ["ou-ab12-cdefgh34"]
+  bulkRegistrations:
+    templateSources: [Builtin]
+    trustedPrincipals: []
+    managedPolicyArns: ["arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    stackSetNamePrefixes: []
+    stackSetAdoption: false'
+[[ "$starter_spec" == "$expected_spec" ]] || { diff <(echo "$expected_spec") <(echo "$starter_spec") >&2; fail "starter policy spec differs"; }
+
 # Every `account-linker run` flag must be settable through the chart: its env var is rendered
 # when every feature is on (a new flag without a chart value fails here).
 flags="$(grep -oE 'env = "[A-Z_]+"' src/config.rs | cut -d'"' -f2)"
@@ -70,6 +89,11 @@ reject "a cluster id that is not an AWS tag value" --set "operator.clusterId=pro
 reject "an invalid namespace name" --set 'watchNamespaces[0]=Team_A'
 reject "a string port" --set-string operator.metricsPort=http
 reject "credentials Secret without keys" --set awsCredentials.create=true
+reject "a starter policy for no namespace" --set starterPolicy.enabled=true
+reject "a starter policy with trusted principals" --set starterPolicy.enabled=true \
+  --set 'starterPolicy.namespaces={team-a}' --set 'starterPolicy.trustedPrincipals={*}'
+reject "a starter policy account that is not an ID" --set starterPolicy.enabled=true \
+  --set 'starterPolicy.namespaces={team-a}' --set-string 'starterPolicy.accounts.ids={1234}'
 
 log "Argo CD health checks (gopher-lua) and kstatus against the status fixtures"
 HEALTHCHECK="$(bash hack/tools.sh healthcheck)"
@@ -91,11 +115,17 @@ KUBECONFIG="$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["kub
 for ns in "$NS" team-a team-b account-linker-leader argocd; do
   "$KUBECTL" create namespace "$ns" >/dev/null
 done
-for f in default all-features minimal; do
-  log "kubectl apply --dry-run=server --validate=strict: $f"
-  "$KUBECTL" apply --dry-run=server --validate=strict -f "$OUT/$f.yaml" > "$OUT/$f.applied" 2>&1 \
-    || { cat "$OUT/$f.applied" >&2; fail "$f.yaml rejected by the API server"; }
-done
+dry_run() {
+  log "kubectl apply --dry-run=server --validate=strict: $1"
+  "$KUBECTL" apply --dry-run=server --validate=strict -f "$OUT/$1.yaml" > "$OUT/$1.applied" 2>&1 \
+    || { cat "$OUT/$1.applied" >&2; fail "$1.yaml rejected by the API server"; }
+}
+dry_run default
+dry_run minimal
+# The starter LinkPolicy (in all-features) is an object of our CRDs: they are installed first.
+"$KUBECTL" apply --server-side -f $CHART/crds/ >/dev/null
+"$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
+dry_run all-features
 # A non-strict-valid manifest must fail the same way, or the check above proves nothing.
 sed 's/^  replicas: 2$/  replicas: 2\n  replicaz: 2/' "$OUT/default.yaml" > "$OUT/broken.yaml"
 if "$KUBECTL" apply --dry-run=server --validate=strict -f "$OUT/broken.yaml" > /dev/null 2>&1; then
