@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The `make demo` tour, run with target/dev-env/env.sh sourced:
-#   1. an administrator creates a member account in the emulator's organization (Organizations);
+#   1. an administrator creates two OUs and a member account in the emulator's organization
+#      (Organizations), and the cluster administrator applies the LinkPolicies that let the demo
+#      namespace use them (examples/linkpolicy.yaml; tenancy is enforced);
 #   2. the operator runs against the local control plane and the emulator;
 #   3. a LinkedAccount for the new account is applied; the operator generates its ExternalId;
 #   4. the administrator deploys the role with that ExternalId (IAM), as the onboarding guide says;
@@ -22,12 +24,18 @@ say "Building the operator"
 cargo build --quiet --locked
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 
-say "Administrator: create a member account in the organization"
+say "Administrator: two OUs and a member account in the organization"
 "$py" hack/aws-admin.py ensure-org >/dev/null
-ou=$("$py" hack/aws-admin.py create-ou --name workloads | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ouId"])')
+ou_id() { "$py" hack/aws-admin.py create-ou --name "$1" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ouId"])'; }
+ou=$(ou_id workloads)
+sandboxes=$(ou_id sandboxes)
 account=$("$py" hack/aws-admin.py create-account --name payments-prod --email payments-prod@example.com --parent "$ou" \
   | "$py" -c 'import json,sys; print(json.load(sys.stdin)["accountId"])')
-echo "account $account in $ou"
+echo "account $account in $ou; $sandboxes for sandboxes"
+
+say "Cluster administrator: LinkPolicies for namespace $ns (examples/linkpolicy.yaml)"
+sed -e "s/ou-ab12-workload1/$ou/g" -e "s/ou-ab12-sandbox01/$sandboxes/g" examples/linkpolicy.yaml \
+  | "$kubectl" apply --server-side -f -
 
 say "Starting the operator (log: $state/operator.log)"
 if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null; then
@@ -60,9 +68,8 @@ echo "role AccountLinkerAccess created in $account, trusting the hub with the Ex
 say "Waiting for the LinkedAccount to become Ready"
 "$kubectl" wait --for=condition=Ready lacct/payments-prod -n "$ns" --timeout=120s
 
-say "Administrator: an OU of five sandbox accounts; StackSets trusted access on"
+say "Administrator: five sandbox accounts in $sandboxes; StackSets trusted access on"
 "$py" hack/aws-admin.py activate-trusted-access >/dev/null
-sandboxes=$("$py" hack/aws-admin.py create-ou --name sandboxes | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ouId"])')
 "$py" hack/aws-admin.py create-accounts --prefix sandbox --count 5 --parent "$sandboxes" \
   | "$py" -c 'import json,sys; print("accounts", " ".join(json.load(sys.stdin)["accountIds"]))'
 echo "in $sandboxes"

@@ -127,13 +127,11 @@ async fn crds_are_established_with_names_and_categories() {
     }
 }
 
-#[tokio::test]
-async fn every_example_is_accepted() {
-    let env = support::env();
-    let client = env.client().await;
-    let ns = TestNamespace::create(&client, "examples").await;
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
-    let mut files: Vec<_> = std::fs::read_dir(&examples)
+/// Every manifest a user is told to apply: each file of `examples/` and each YAML block of
+/// `docs/policy-recipes.md`, named by where it comes from.
+fn documented_manifests() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("examples"))
         .expect("examples/ exists")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
@@ -143,9 +141,59 @@ async fn every_example_is_accepted() {
         files.len() >= 3,
         "expected example manifests, found {files:?}"
     );
-    for file in files {
-        let path = file.to_str().expect("UTF-8 path");
-        env.kubectl_ok(&["apply", "--server-side", "-n", &ns.name, "-f", path]);
+    let mut manifests: Vec<(String, String)> = files
+        .iter()
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("readable example");
+            (f.display().to_string(), text)
+        })
+        .collect();
+    let recipes = "docs/policy-recipes.md";
+    let text = std::fs::read_to_string(root.join(recipes)).expect("readable recipes");
+    let blocks: Vec<&str> = text
+        .split("```yaml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().expect("a closed block"))
+        .collect();
+    assert!(
+        blocks.len() >= 4,
+        "expected a policy per recipe in {recipes}, found {}",
+        blocks.len()
+    );
+    manifests.extend(
+        blocks
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (format!("{recipes}, YAML block {}", i + 1), b.to_string())),
+    );
+    manifests
+}
+
+#[tokio::test]
+async fn every_example_and_policy_recipe_is_accepted() {
+    let env = support::env();
+    let client = env.client().await;
+    let ns = TestNamespace::create(&client, "examples").await;
+    // A server-side dry run: admission, the schemas and CEL rules, strict field validation, and
+    // nothing left behind (LinkPolicies are cluster-scoped).
+    for (origin, manifest) in documented_manifests() {
+        let mut apply = env.kubectl();
+        apply.args([
+            "apply",
+            "--server-side",
+            "--dry-run=server",
+            "--validate=strict",
+            "-n",
+            &ns.name,
+            "-f",
+            "-",
+        ]);
+        let out = support::run(apply, Some(&manifest));
+        assert!(
+            out.status.success(),
+            "{origin} was rejected: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     ns.cleanup().await;
 }
