@@ -1181,11 +1181,12 @@ async fn a_rotation_interrupted_after_creating_the_next_secret_uses_that_secret(
 #[tokio::test(flavor = "multi_thread")]
 async fn only_labelled_config_maps_trigger_a_registration_at_once() {
     // No resync within the test: only a watch event can start a pass.
-    let flags: Vec<&str> = FLAGS
+    let mut flags = FLAGS.to_vec();
+    let resync = 1 + flags
         .iter()
-        .copied()
-        .map(|f| if f == "3s" { "1h" } else { f })
-        .collect();
+        .position(|f| *f == "--bulk-resync-interval")
+        .expect("a resync flag");
+    flags[resync] = "1h";
     let f = fixture_with("bulk-cm-watch", Shared, &flags).await;
     let (_, accounts) = f.ou_with_accounts(2, None).await;
     let cms: Api<ConfigMap> = f.api();

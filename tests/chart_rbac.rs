@@ -13,9 +13,9 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
+use kube::Api;
 use kube::api::ListParams;
 use kube::config::Kubeconfig;
-use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use account_linker::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
@@ -404,33 +404,9 @@ async fn the_chart_rbac_runs_the_bulk_registration_controller() {
         .expect("list children");
     assert_eq!(listed.items.len(), 3, "one child per account in the OU");
 
-    // A token Secret generated before Secrets were labelled gets the label back (patch).
-    install.kubectl(
-        &[
-            "label",
-            "secret",
-            &token_secret,
-            "accountlinker.dev/external-id-",
-        ],
-        None,
-    );
-    install.kubectl(
-        &["annotate", "bulkregistration", "via-chart", "test/nudge=1"],
-        None,
-    );
-    let secrets: Api<Secret> = ctx.api();
-    eventually(
-        budget.react(),
-        "the token Secret labelled again",
-        || async {
-            let secret = secrets.get(&token_secret).await.ok()?;
-            (secret.labels().get("accountlinker.dev/external-id")? == "true").then_some(())
-        },
-    )
-    .await;
-
-    // A rotation that is due (rotateEvery passed since the recorded rotation) writes a new
-    // token and deploys it (a new template hash), and the children verify with it.
+    // A rotation that is due (rotateEvery passed since the recorded rotation) creates the next
+    // token Secret, deploys it (a new template hash), the children verify with it, and the
+    // replaced Secret is deleted.
     let forged = "2020-01-01T00:00:00Z";
     install.kubectl(
         &[
@@ -462,6 +438,20 @@ async fn the_chart_rbac_runs_the_bulk_registration_controller() {
     .await;
     let token_after = secret_value(ctx, &rotated.external_id_secret.expect("token Secret")).await;
     assert_ne!(token_after, token_before, "the token was not rotated");
+    let secrets: Api<Secret> = ctx.api();
+    eventually(
+        budget.react(),
+        "the replaced token Secret deleted",
+        || async {
+            secrets
+                .get_opt(&token_secret)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
 
     // Deletion: instances and StackSet in AWS, then the children (deletecollection) and the
     // finalizer, all as the ServiceAccount.
