@@ -22,6 +22,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "Building the operator"
 cargo build --quiet --locked
+bin="${CARGO_TARGET_DIR:-target}/debug/account-linker"
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 
 say "Administrator: two OUs and a member account in the organization"
@@ -41,7 +42,7 @@ say "Starting the operator (log: $state/operator.log)"
 if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null; then
   echo "already running (pid $(cat "$state/operator.pid"))"
 else
-  nohup target/debug/account-linker run --watch-namespace "$ns" --leader-elect=false \
+  nohup "$bin" run --watch-namespace "$ns" --leader-elect=false \
     --metrics-addr 127.0.0.1:0 --log-format text --access-denied-grace 5m \
     --stackset-poll-interval 1s --bulk-resync-interval 30s --account-poll-interval 1s \
     >"$state/operator.log" 2>&1 &
