@@ -46,7 +46,11 @@ expect default.yaml "replicas: 2"
 expect default.yaml "path: /readyz"
 expect all-features.yaml "kind: ServiceMonitor"
 expect all-features.yaml "resource.customizations.health.accountlinker.dev_MemberAccount"
-if grep -qF "kind: ClusterRole" "$OUT/all-features.yaml"; then fail "watchNamespaces set but a ClusterRole rendered"; fi
+# With watchNamespaces set, the only cluster-wide grant is the read of LinkPolicies and Namespaces.
+expect all-features.yaml "$NS-tenancy"
+for role in $(awk '/^kind: ClusterRole$/ { getline; getline; print $2 }' "$OUT/all-features.yaml"); do
+  [[ "$role" == *-"$NS"-tenancy ]] || fail "watchNamespaces set but ClusterRole $role rendered"
+done
 if grep -qE "^kind: (Role|ClusterRole)$" "$OUT/minimal.yaml"; then fail "rbac.create=false still rendered RBAC"; fi
 
 # The starter LinkPolicy: off by default; when on, built-in template and hub-only trust, the
@@ -82,6 +86,7 @@ reject() {
 reject "an unknown top-level key" --set unknownKey=1
 reject "an unknown operator flag" --set operator.stsBurst=3
 reject "a bad log format" --set operator.logFormat=xml
+reject "an unknown tenancy mode" --set operator.tenancy=off
 reject "a negative replica count" --set replicaCount=-1
 reject "a non-duration verify interval" --set operator.defaultVerifyInterval=often
 reject "a zero STS budget" --set operator.stsRequestsPerSecond=0

@@ -15,6 +15,15 @@ pub enum LogFormat {
     Text,
 }
 
+/// Whether LinkPolicies decide what the objects of each namespace may ask of AWS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Tenancy {
+    /// An object acts only when a LinkPolicy selecting its namespace permits all it asks.
+    Enforced,
+    /// Every object may use all of the operator's AWS rights: one tenant only.
+    Disabled,
+}
+
 /// Flags of `account-linker run`. Every flag falls back to an environment variable.
 #[derive(Clone, Debug, Args)]
 pub struct RunArgs {
@@ -128,6 +137,12 @@ pub struct RunArgs {
     )]
     pub metrics_addr: SocketAddr,
 
+    /// `enforced`: objects act only as far as a LinkPolicy selecting their namespace permits
+    /// (a namespace no policy selects may do nothing). `disabled`: a single-tenant mode in which
+    /// every namespace may use all of the operator's AWS rights.
+    #[arg(long, env = "ACCOUNT_LINKER_TENANCY", value_enum, default_value_t = Tenancy::Enforced)]
+    pub tenancy: Tenancy,
+
     /// Log format.
     #[arg(long, env = "ACCOUNT_LINKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -197,6 +212,9 @@ mod tests {
         assert_eq!(cli.run.default_verify_interval, Duration::from_secs(1800));
         assert_eq!(cli.run.lease_name, "account-linker");
         assert_eq!(cli.run.log_format, LogFormat::Json);
+        assert_eq!(cli.run.tenancy, Tenancy::Enforced);
+        let single = Cli::try_parse_from(["x", "--tenancy", "disabled"]).unwrap();
+        assert_eq!(single.run.tenancy, Tenancy::Disabled);
         assert_eq!(cli.run.max_targets, 10_000);
         assert_eq!(cli.run.hub_role_arn, None);
         assert_eq!(cli.run.hash_key_secret, "account-linker-hash-key");
@@ -240,5 +258,6 @@ mod tests {
         }
         let cli = Cli::try_parse_from(["x", "--cluster-id", "eks:eu-west-1/prod"]).unwrap();
         assert_eq!(cli.run.cluster_id.as_deref(), Some("eks:eu-west-1/prod"));
+        assert!(Cli::try_parse_from(["x", "--tenancy", "off"]).is_err());
     }
 }

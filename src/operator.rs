@@ -17,8 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use crate::aws::{AwsClients, AwsSettings};
-use crate::config::RunArgs;
+use crate::config::{RunArgs, Tenancy};
 use crate::controller::hash_key::{self, HashKey, HashKeyError};
+use crate::controller::tenancy::{self, Gate};
 use crate::controller::{bulk_registration, linked_account, member_account};
 use crate::runtime::{Readiness, http, leader, shutdown};
 use crate::telemetry::{self, Metrics};
@@ -54,6 +55,11 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// Runs the operator until SIGTERM/SIGINT (Ok) or a fatal error.
 pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
     telemetry::tracing::init(args.log_format, &args.log_level)?;
+    if args.tenancy == Tenancy::Disabled {
+        warn!(
+            "tenancy is disabled: objects in every watched namespace may use all of the operator's AWS rights; run this way for a single tenant only"
+        );
+    }
     let client = Client::try_default().await?;
     let cluster_id = cluster_id(&args, &client).await?;
     info!(%cluster_id, "cluster identity of every owner tag");
@@ -293,6 +299,7 @@ fn contexts(
     aws: Arc<AwsClients>,
     hash_key: HashKey,
     metrics: &Arc<Metrics>,
+    gate: &Arc<Gate>,
 ) -> Contexts {
     let recorder = Recorder::new(
         client.clone(),
@@ -322,6 +329,7 @@ fn contexts(
             cluster_id: args.cluster_id.clone().unwrap_or_default(),
         },
         metrics.clone(),
+        gate.clone(),
     ));
     let members = Arc::new(member_account::Context::new(
         client.clone(),
@@ -333,6 +341,7 @@ fn contexts(
             ..member_account::Settings::default()
         },
         metrics.clone(),
+        gate.clone(),
     ));
     let links = Arc::new(linked_account::Context::new(
         client.clone(),
@@ -347,6 +356,7 @@ fn contexts(
             default_verify_interval: args.default_verify_interval,
         },
         metrics.clone(),
+        gate.clone(),
     ));
     Contexts {
         links,
@@ -377,7 +387,6 @@ fn start_controllers(
     readiness: &Readiness,
     stop: &CancellationToken,
 ) -> Controllers {
-    let ctx = contexts(args, client, aws, hash_key, metrics);
     let namespaces: Vec<Option<&str>> = if args.watch_namespaces.is_empty() {
         vec![None]
     } else {
@@ -392,6 +401,7 @@ fn start_controllers(
     };
     // Every controller is registered before any starts, so the first cache to sync cannot
     // make the replica ready alone.
+    let tenancy_ready = (args.tenancy == Tenancy::Enforced).then(|| readiness.register("tenancy"));
     let ready: Vec<_> = namespaces
         .iter()
         .map(|&ns| {
@@ -408,6 +418,22 @@ fn start_controllers(
         async move { token.cancelled().await }
     };
     let mut controllers = Controllers::default();
+    let gate = match tenancy_ready {
+        None => Gate::disabled(),
+        Some(synced) => {
+            // One watch of LinkPolicies and Namespaces serves every controller.
+            let (gate, watch) = tenancy::watch::start(client, aws.clone(), synced);
+            let token = stop.clone();
+            controllers.spawn("tenancy".into(), async move {
+                tokio::select! {
+                    () = watch => {}
+                    () = token.cancelled() => {}
+                }
+            });
+            gate
+        }
+    };
+    let ctx = contexts(args, client, aws, hash_key, metrics, &Arc::new(gate));
     for (ns, [bulk_ready, member_ready, link_ready]) in namespaces.into_iter().zip(ready) {
         controllers.spawn(
             name(bulk_registration::CONTROLLER, ns),

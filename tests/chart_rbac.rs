@@ -339,6 +339,13 @@ async fn the_chart_rbac_runs_the_linked_account_controller_and_nothing_more() {
         "delete a BulkRegistration",
         &["delete", "bulkregistration", "any", "-n", &ns],
     );
+    // The link became Ready through the LinkPolicy the operator reads (list/watch); it can
+    // never write one.
+    assert_forbidden(
+        &install,
+        "delete a LinkPolicy",
+        &["delete", "linkpolicy", &ns],
+    );
 
     other.cleanup().await;
     install.cleanup().await;

@@ -625,6 +625,9 @@ pub mod reason {
     /// Stalled: the StackSet exists and its tags do not name this registration (another
     /// cluster, another object, or none and no adoption asked for); nothing is changed.
     pub const STACK_SET_NOT_OWNED: &str = "StackSetNotOwned";
+    /// Stalled: no LinkPolicy selecting the namespace permits everything the registration
+    /// asks; the message names the field, the value and the policies (docs/linkpolicy.md).
+    pub const NOT_PERMITTED: &str = "NotPermitted";
 }
 
 /// Event reasons of BulkRegistration, besides condition transitions (which carry the
@@ -640,4 +643,7 @@ pub mod event {
     pub const STACK_SET_DELETED: &str = "StackSetDeleted";
     /// `deletionPolicy: Retain` left the StackSet and its stacks in AWS.
     pub const RETAINED: &str = "Retained";
+    /// Deleted while no LinkPolicy permits it: the StackSet and its stacks stay in AWS,
+    /// whatever `deletionPolicy` says.
+    pub const RETAINED_NOT_PERMITTED: &str = "RetainedNotPermitted";
 }

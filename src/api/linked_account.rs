@@ -30,6 +30,8 @@ pub mod reason {
     pub const STACK_INSTANCE_SUCCEEDED: &str = "StackInstanceSucceeded";
     pub const STACK_INSTANCE_PENDING: &str = "StackInstancePending";
     pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";
+    /// No LinkPolicy selecting the namespace permits the account or role (docs/linkpolicy.md).
+    pub const NOT_PERMITTED: &str = "NotPermitted";
 }
 
 /// A LinkedAccount declares that the hub identity must be able to assume a role in one AWS

@@ -53,6 +53,9 @@ pub mod reason {
     pub const CLOSE_QUOTA: &str = "CloseAccountQuotaExceeded";
     /// The e-mail belongs to an account this object did not create (AWS's own reason for it).
     pub const EMAIL_IN_USE: &str = "EmailAlreadyExists";
+    /// No LinkPolicy selecting the namespace permits everything the object asks; the message
+    /// names the field, the value and the policies (docs/linkpolicy.md).
+    pub const NOT_PERMITTED: &str = "NotPermitted";
 
     /// Event: deletion with `Close` closed the account (PENDING_CLOSURE).
     pub const CLOSING: &str = "Closing";
@@ -64,6 +67,9 @@ pub mod reason {
     /// `status.accountId` is not tagged for this object and cluster; it is never moved,
     /// tagged, untagged or closed from here.
     pub const ACCOUNT_NOT_OWNED: &str = "AccountNotOwned";
+    /// Event: deleted while no LinkPolicy permits it: the account stays in the organization,
+    /// whatever `deletionPolicy` says.
+    pub const RETAINED_NOT_PERMITTED: &str = "RetainedNotPermitted";
     /// Event: the account was moved to `parentId`.
     pub const MOVED: &str = "Moved";
 }

@@ -1,6 +1,7 @@
-//! Organizations structure: which accounts sit under a set of OUs (nested OUs included).
+//! Organizations structure: which accounts sit under a set of OUs (nested OUs included), and
+//! everything under one OU (what a LinkPolicy listing it covers).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use aws_sdk_organizations::types::{AccountStatus, ChildType};
 use futures::future::BoxFuture;
@@ -20,6 +21,55 @@ pub trait OrgUnits: Send + Sync {
 
     /// The organization's root ID.
     fn root(&self) -> BoxFuture<'_, Result<String, AwsError>>;
+
+    /// Every OU and account under `unit`, nested OUs included, whatever their state.
+    fn subtree<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<BTreeSet<String>, AwsError>>;
+}
+
+/// What one walk down from an OU or root found.
+#[derive(Default)]
+struct Walked {
+    units: Vec<String>,
+    /// Each account, with whether it is active.
+    accounts: Vec<(String, bool)>,
+}
+
+impl AwsClients {
+    /// Walks down from `top` through nested OUs (ListChildren, ListAccountsForParent).
+    async fn walk(&self, top: &str) -> Result<Walked, AwsError> {
+        let org = &self.organizations;
+        let mut walked = Walked::default();
+        let mut queue = VecDeque::from([top.to_string()]);
+        while let Some(parent) = queue.pop_front() {
+            let mut children = org
+                .list_children()
+                .parent_id(&parent)
+                .child_type(ChildType::OrganizationalUnit)
+                .into_paginator()
+                .send();
+            while let Some(page) = children.next().await {
+                let page = self.observe("organizations:ListChildren", page)?;
+                for unit in page.children().iter().filter_map(|c| c.id()) {
+                    queue.push_back(unit.to_string());
+                    walked.units.push(unit.to_string());
+                }
+            }
+            let mut accounts = org
+                .list_accounts_for_parent()
+                .parent_id(&parent)
+                .into_paginator()
+                .send();
+            while let Some(page) = accounts.next().await {
+                let page = self.observe("organizations:ListAccountsForParent", page)?;
+                for account in page.accounts() {
+                    let Some(id) = account.id() else { continue };
+                    let active = account.status().is_none_or(|s| *s == AccountStatus::Active);
+                    walked.accounts.push((id.to_string(), active));
+                }
+            }
+        }
+        Ok(walked)
+    }
 }
 
 impl OrgUnits for AwsClients {
@@ -61,41 +111,21 @@ impl OrgUnits for AwsClients {
                 .map(str::to_string);
             let mut found = BTreeMap::new();
             for top in parents {
-                let mut queue = VecDeque::from([top.clone()]);
-                while let Some(parent) = queue.pop_front() {
-                    let mut children = org
-                        .list_children()
-                        .parent_id(&parent)
-                        .child_type(ChildType::OrganizationalUnit)
-                        .into_paginator()
-                        .send();
-                    while let Some(page) = children.next().await {
-                        let page = self.observe("organizations:ListChildren", page)?;
-                        queue.extend(
-                            page.children()
-                                .iter()
-                                .filter_map(|c| c.id().map(str::to_string)),
-                        );
-                    }
-                    let mut accounts = org
-                        .list_accounts_for_parent()
-                        .parent_id(&parent)
-                        .into_paginator()
-                        .send();
-                    while let Some(page) = accounts.next().await {
-                        let page = self.observe("organizations:ListAccountsForParent", page)?;
-                        for account in page.accounts() {
-                            let Some(id) = account.id() else { continue };
-                            let active =
-                                account.status().is_none_or(|s| *s == AccountStatus::Active);
-                            if active && management.as_deref() != Some(id) {
-                                found.entry(id.to_string()).or_insert_with(|| top.clone());
-                            }
-                        }
+                for (id, active) in self.walk(top).await?.accounts {
+                    if active && management.as_deref() != Some(id.as_str()) {
+                        found.entry(id).or_insert_with(|| top.clone());
                     }
                 }
             }
             Ok(found)
+        })
+    }
+
+    fn subtree<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<BTreeSet<String>, AwsError>> {
+        Box::pin(async move {
+            let walked = self.walk(unit).await?;
+            let accounts = walked.accounts.into_iter().map(|(id, _)| id);
+            Ok(walked.units.into_iter().chain(accounts).collect())
         })
     }
 }

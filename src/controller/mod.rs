@@ -9,3 +9,4 @@ pub mod linked_account;
 pub mod member_account;
 pub mod runner;
 pub mod status;
+pub mod tenancy;

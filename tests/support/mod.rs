@@ -10,6 +10,7 @@ mod cluster;
 mod emulator;
 mod env;
 mod operator;
+mod tenancy;
 
 pub use self::aws::{ACCESS_ROLE, Account, AwsAdmin, EXECUTION_ROLE, HUB_ACCOUNT};
 pub use self::budget::Budget;
@@ -20,6 +21,7 @@ pub use self::cluster::{
 pub use self::emulator::{Emulator, trust_policy};
 pub use self::env::{TestEnv, env, repo_root};
 pub use self::operator::Operator;
+pub use self::tenancy::{apply_policy, delete_policy, permissive};
 
 use std::ops::Deref;
 use std::time::Duration;
@@ -38,8 +40,20 @@ pub struct Context {
 }
 
 impl Context {
-    /// Starts the environment if needed and creates a namespace whose name starts with `prefix`.
+    /// Starts the environment if needed, creates a namespace whose name starts with `prefix`,
+    /// and a LinkPolicy named like it that permits the namespace everything the tests ask for
+    /// ([`permissive`]): the operator enforces tenancy.
     pub async fn new(prefix: &str) -> Self {
+        let ctx = Self::without_policy(prefix).await;
+        let root = ctx.aws.ensure_org().await;
+        let ns = &ctx.ns.name;
+        apply_policy(&ctx.client, ns, permissive(ns, &root)).await;
+        ctx
+    }
+
+    /// Like [`Context::new`], with no LinkPolicy selecting the namespace: nothing in it is
+    /// permitted until the test applies one (named like the namespace, so cleanup removes it).
+    pub async fn without_policy(prefix: &str) -> Self {
         let env = env();
         let client = env.client().await;
         let ns = TestNamespace::create(&client, prefix).await;
@@ -83,6 +97,7 @@ impl Context {
     }
 
     pub async fn cleanup(self) {
+        delete_policy(&self.client, &self.ns.name).await;
         self.ns.cleanup().await;
     }
 }

@@ -4,7 +4,7 @@
 //! is asynchronous and not idempotent, CloseAccount's quota, AccessDenied for a wrong
 //! ExternalId) and nothing else. Faults are injected per operation with [`FakeAws::fail`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use futures::future::{BoxFuture, ready};
@@ -205,8 +205,8 @@ impl State {
         })
     }
 
-    /// Accounts under `parent`, nested OUs included.
-    fn under(&self, parent: &str) -> Vec<String> {
+    /// `parent` and the OUs nested under it.
+    fn units_under(&self, parent: &str) -> Vec<String> {
         let mut parents = vec![parent.to_string()];
         let mut i = 0;
         while i < parents.len() {
@@ -214,6 +214,12 @@ impl State {
             parents.extend(children.map(|(ou, _)| ou.clone()).collect::<Vec<_>>());
             i += 1;
         }
+        parents
+    }
+
+    /// Accounts under `parent`, nested OUs included.
+    fn under(&self, parent: &str) -> Vec<String> {
+        let parents = self.units_under(parent);
         let active = |a: &FakeAccount| a.info.state == Some(AccountState::Active);
         self.accounts
             .values()
@@ -251,6 +257,17 @@ impl OrgUnits for FakeAws {
         now(s
             .enter("organizations:ListRoots")
             .map(|()| ROOT.to_string()))
+    }
+
+    fn subtree<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<BTreeSet<String>, AwsError>> {
+        let mut s = self.state();
+        now(s.enter("organizations:ListChildren").map(|()| {
+            let mut units = s.units_under(unit);
+            let accounts = s.accounts.values().filter(|a| units.contains(&a.parent));
+            let accounts: Vec<String> = accounts.map(|a| a.info.id.clone()).collect();
+            units.retain(|u| u != unit);
+            units.into_iter().chain(accounts).collect()
+        }))
     }
 }
 

@@ -2,7 +2,8 @@
 //! StackSet; `Retain` leaves AWS alone. The children go last, before the finalizer is released.
 //! Cleanup needs no valid spec beyond the deletion policy and the StackSet's name. Each delete
 //! call is preceded by a fresh look at the StackSet's owner tags: a StackSet that is not this
-//! registration's is left in AWS (Event `StackSetNotOwned`) and the finalizer is released.
+//! registration's is left in AWS (Event `StackSetNotOwned`) and the finalizer is released. A
+//! registration no LinkPolicy permits any more leaves AWS alone whatever its policy says.
 
 use std::time::Duration;
 
@@ -15,9 +16,10 @@ use tracing::info;
 use super::definition::preferences;
 use super::operation::{self, Outcome, Poll};
 use super::ownership;
+use super::permit::{self, Permit};
 use super::plan::{self, Desired, Step};
 use super::status::{self, Stall};
-use super::{CHILD_LABEL, Context, Error, Pass};
+use super::{CHILD_LABEL, Context, Error, Halt, Pass};
 use crate::api::bulk_registration::{BulkDeletionPolicy, PermissionModel, event, reason};
 use crate::api::{BulkRegistration, LinkedAccount};
 use crate::aws::ErrorClass;
@@ -27,7 +29,23 @@ const STUCK_RECHECK: Duration = Duration::from_secs(60);
 
 pub async fn cleanup(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> {
     let ns = bulk.namespace().unwrap_or_default();
-    if bulk.spec.deletion_policy == BulkDeletionPolicy::Delete {
+    let refusal = match permit::permit(bulk, ctx).await {
+        Ok(Permit::Granted(_)) => None,
+        Ok(Permit::Refused(message)) => Some(message),
+        // The policies cannot be evaluated (a ConfigMap of the targets is gone): retain.
+        Err(Halt::Stalled(stall)) => Some(stall.message),
+        Err(Halt::Failed(e)) => return Err(e),
+    };
+    if let Some(message) = refusal {
+        if permit::touched_aws(bulk) {
+            let note = format!(
+                "the StackSet and its stacks stay in AWS: no LinkPolicy permits this registration ({message})"
+            );
+            let pass = Pass::new(bulk, ctx);
+            pass.publish(EventType::Warning, event::RETAINED_NOT_PERMITTED, &note)
+                .await;
+        }
+    } else if bulk.spec.deletion_policy == BulkDeletionPolicy::Delete {
         let mut pass = Pass::new(bulk, ctx);
         if let Some(wait) = delete_in_aws(&mut pass).await? {
             return Err(Error::Waiting(

@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod definition;
 pub mod operation;
 pub mod ownership;
+mod permit;
 pub mod plan;
 pub mod status;
 pub mod targets;
@@ -34,6 +35,7 @@ use tokio::sync::OnceCell;
 
 use self::definition::Definition;
 use self::operation::{Next, Poll};
+use self::permit::Permit;
 use self::plan::Desired;
 use self::status::{Facts, Headline, Stall};
 use self::targets::TargetsError;
@@ -49,6 +51,7 @@ use crate::controller::events;
 use crate::controller::hash_key::HashKey;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self as status_writer, Transitions};
+use crate::controller::tenancy::{Gate, NOT_PERMITTED_RECHECK};
 use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
@@ -117,6 +120,7 @@ pub struct Context {
     hub_principal: OnceCell<String>,
     /// Custom templates found to hide the token, so polling passes do not ask again.
     vetted: template::Vetted,
+    pub gate: Arc<Gate>,
 }
 
 impl Context {
@@ -126,8 +130,10 @@ impl Context {
         recorder: Recorder,
         settings: Settings,
         metrics: Arc<Metrics>,
+        gate: Arc<Gate>,
     ) -> Self {
         Self {
+            gate,
             client,
             stacksets: aws.clone(),
             org: aws.clone(),
@@ -255,6 +261,7 @@ pub async fn run(
 ) {
     let controller = Controller::new(bulks, watcher::Config::default().any_semantic())
         .owns(children, watcher::Config::default().labels(CHILD_LABEL))
+        .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     // A change to a labelled ConfigMap (account list or template) is picked up at once; the
     // rest of a namespace's ConfigMaps are neither watched nor cached, and a registration reads
@@ -416,7 +423,7 @@ impl<'a> Pass<'a> {
 
 async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> {
     let mut pass = Pass::new(bulk, ctx);
-    match phases(&mut pass).await {
+    match gated(&mut pass).await {
         Ok(action) => Ok(action),
         Err(Halt::Stalled(stall)) => {
             pass.write(status::stalled(&stall)).await?;
@@ -426,8 +433,21 @@ async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> 
     }
 }
 
-/// The phases of a pass, in order.
-async fn phases(pass: &mut Pass<'_>) -> Result<Action, Halt> {
+/// The tenancy gate, then the phases: nothing in AWS or Kubernetes is changed for a
+/// registration no LinkPolicy permits.
+async fn gated(pass: &mut Pass<'_>) -> Result<Action, Halt> {
+    match permit::permit(pass.bulk, pass.ctx).await? {
+        Permit::Granted(resolved) => phases(pass, resolved).await,
+        Permit::Refused(message) => {
+            let stall = Stall::new(reason::NOT_PERMITTED, message);
+            pass.write(status::stalled(&stall)).await?;
+            Ok(Action::requeue(NOT_PERMITTED_RECHECK))
+        }
+    }
+}
+
+/// The phases of a pass, in order (`resolved`: the targets, when the gate resolved them).
+async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action, Halt> {
     let (bulk, ctx) = (pass.bulk, pass.ctx);
     let ns = bulk.namespace().unwrap_or_default();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
@@ -446,8 +466,13 @@ async fn phases(pass: &mut Pass<'_>) -> Result<Action, Halt> {
 
     // Targets (Kubernetes, Organizations).
     let region = &ctx.settings.region;
-    let max = ctx.settings.max_targets;
-    let desired = targets::resolve(bulk, &config_maps, ctx.org.as_ref(), region, max).await?;
+    let desired = match resolved {
+        Some(desired) => desired,
+        None => {
+            let max = ctx.settings.max_targets;
+            targets::resolve(bulk, &config_maps, ctx.org.as_ref(), region, max).await?
+        }
+    };
 
     // Definition (Kubernetes, STS once), then the StackSet (CloudFormation).
     let definition = definition::build(bulk, ctx, &config_maps, &token).await?;

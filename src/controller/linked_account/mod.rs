@@ -7,6 +7,7 @@
 //! changed — the generation or the ExternalId Secret.
 
 pub mod external_id;
+mod permit;
 pub mod verdict;
 
 use std::collections::HashMap;
@@ -32,10 +33,11 @@ use crate::api::conditions::{READY, ROLE_ASSUMABLE, STALLED};
 use crate::api::labels;
 use crate::api::linked_account::{DEFAULT_ROLE_NAME, reason};
 use crate::api::{LinkedAccount, LinkedAccountStatus};
-use crate::aws::{AccountDirectory, ErrorClass, RoleVerifier, VerifyRequest, sts};
+use crate::aws::{AccountDirectory, AwsError, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
+use crate::controller::tenancy::Gate;
 use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
@@ -95,6 +97,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    pub gate: Arc<Gate>,
     limiter: RateLimiter,
     in_flight: Semaphore,
     memory: Mutex<HashMap<ObjectRef<LinkedAccount>, Memory>>,
@@ -119,8 +122,10 @@ impl Context {
         recorder: Recorder,
         settings: Settings,
         metrics: Arc<Metrics>,
+        gate: Arc<Gate>,
     ) -> Self {
         Self {
+            gate,
             limiter: RateLimiter::direct(sts_quota(settings.sts_requests_per_second)),
             in_flight: Semaphore::new(settings.sts_concurrency.max(1)),
             client,
@@ -166,6 +171,9 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error(transparent)]
     ExternalId(#[from] Unavailable),
+    /// Organizations, read to evaluate a LinkPolicy.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
 }
 
 /// The role ARN a LinkedAccount verifies.
@@ -214,8 +222,11 @@ impl Reconciler for Context {
         Ok(Action::await_change())
     }
 
-    fn classify(_: &Error) -> Failure {
-        Failure::Other
+    fn classify(error: &Error) -> Failure {
+        match error {
+            Error::Aws(_) => Failure::Aws,
+            Error::Kube(_) | Error::ExternalId(_) => Failure::Other,
+        }
     }
 }
 
@@ -235,6 +246,7 @@ pub async fn run(
     ));
     let controller = Controller::new(links, watcher::Config::default().any_semantic())
         .owns(secrets, owned)
+        .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let gauges = tokio::spawn(count_ready(controller.store(), ctx.clone()));
     runner::run(controller, ctx, readiness, shutdown).await;
@@ -264,6 +276,9 @@ async fn count_ready(store: kube::runtime::reflector::Store<LinkedAccount>, ctx:
 }
 
 async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
+    if let Some(refused) = permit::refuse_unless_permitted(link, ctx).await? {
+        return Ok(refused);
+    }
     let key = ObjectRef::from_obj(link);
     let ns = link.namespace().unwrap_or_default();
     let links: Api<LinkedAccount> = Api::namespaced(ctx.client.clone(), &ns);
@@ -379,6 +394,12 @@ fn not_due(
 ) -> Option<Duration> {
     let status = link.status.as_ref()?;
     if status.observed_generation != link.meta().generation || memory.attempt > 0 {
+        return None;
+    }
+    // Refused until now: verify at once.
+    if conditions::find(&status.conditions, READY)
+        .is_some_and(|c| c.reason == reason::NOT_PERMITTED)
+    {
         return None;
     }
     if memory

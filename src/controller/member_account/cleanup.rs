@@ -1,6 +1,7 @@
 //! Deletion: `Retain` leaves the account; `Close` closes only an account that is provably this
 //! object's ([`decide::closure`] says which), and reports CloseAccount's refusals instead of
-//! retrying them in a tight loop.
+//! retrying them in a tight loop. An object no LinkPolicy permits any more leaves its account
+//! alone whatever its policy says.
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -8,7 +9,7 @@ use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
 use super::decide::closure::{self, CLOSE_RECHECK, CloseAnswer, ClosureStep, Recorded};
-use super::{Context, Error, Pass, decided, identity, publish};
+use super::{Context, Error, Pass, decided, identity, permit, publish};
 use crate::api::MemberAccount;
 use crate::api::member_account::reason;
 use crate::aws::accounts::AccountState;
@@ -17,6 +18,22 @@ use crate::aws::accounts::AccountState;
 const NOTHING_TO_CLOSE: &str = "no account of this object exists (none was created, or the one with its e-mail is not tagged for it); nothing is closed";
 
 pub(super) async fn cleanup(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
+    if let Some(message) = permit::refusal(member, ctx).await? {
+        if permit::touched_aws(member) {
+            let note = format!(
+                "the account stays in the organization: no LinkPolicy permits this object ({message})"
+            );
+            publish(
+                member,
+                ctx,
+                EventType::Warning,
+                reason::RETAINED_NOT_PERMITTED,
+                &note,
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
     let status = member.status.clone().unwrap_or_default();
     let recorded = Recorded {
         policy: member.spec.deletion_policy,

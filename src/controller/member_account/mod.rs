@@ -11,6 +11,7 @@ mod cleanup;
 mod converge;
 mod create;
 pub mod decide;
+mod permit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,11 +26,14 @@ use kube::{Client, Resource, ResourceExt};
 use self::decide::{Found, Identity, Lookup, Report, Seen};
 use crate::api::conditions::{ACCOUNT_CREATED, READY, STALLED};
 use crate::api::labels;
+use crate::api::member_account::reason;
 use crate::api::{LinkedAccount, MemberAccount, MemberAccountStatus};
 use crate::aws::{Accounts, AwsError};
+use crate::controller::conditions::Desired;
 use crate::controller::events;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
+use crate::controller::tenancy::{self, Gate, NOT_PERMITTED_RECHECK};
 use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
@@ -73,6 +77,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
+    pub gate: Arc<Gate>,
 }
 
 impl Context {
@@ -82,8 +87,10 @@ impl Context {
         recorder: Recorder,
         settings: Settings,
         metrics: Arc<Metrics>,
+        gate: Arc<Gate>,
     ) -> Self {
         Self {
+            gate,
             client,
             accounts,
             recorder,
@@ -152,6 +159,7 @@ pub async fn run(
             children,
             watcher::Config::default().labels(labels::MEMBER_ACCOUNT_LABEL),
         )
+        .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     runner::run(controller, ctx, readiness, shutdown).await;
 }
@@ -159,6 +167,11 @@ pub async fn run(
 /// The account first (found, resumed or created), then everything that follows from the spec.
 async fn apply(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
     let mut pass = Pass::new(member, ctx);
+    if let Some(message) = permit::refusal(member, ctx).await? {
+        pass.write(&tenancy::refused(reason::NOT_PERMITTED, &message))
+            .await?;
+        return Ok(Action::requeue(NOT_PERMITTED_RECHECK));
+    }
     let account = match pass.next.account_id.clone() {
         Some(account) => account,
         None => match create::create(&mut pass).await? {
@@ -209,10 +222,16 @@ impl<'a> Pass<'a> {
     /// Writes `next` with the report's conditions when anything but timestamps changed;
     /// Events on transitions.
     async fn report(&mut self, report: &Report) -> Result<(), Error> {
+        self.write(&report.conditions()).await
+    }
+
+    /// Writes `next` with `conditions` when anything but timestamps changed; Events on
+    /// transitions.
+    async fn write(&mut self, conditions: &[Desired]) -> Result<(), Error> {
         let next = status::next(
             &self.current,
             self.next.clone(),
-            Some(&report.conditions()),
+            Some(conditions),
             self.generation(),
             self.now,
         );
