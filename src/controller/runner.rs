@@ -15,7 +15,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -153,7 +153,7 @@ pub async fn run<R: Reconciler>(
 ) {
     let store = controller.store();
     let synced = tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
+        if until_ready(&store).await {
             readiness.synced();
             info!(controller = R::NAME, "cache synced");
         }
@@ -172,6 +172,22 @@ pub async fn run<R: Reconciler>(
         })
         .await;
     synced.abort();
+}
+
+/// Waits until `store` has synced; `false` when its writer went away first. A store wakes only
+/// the last task that waited on it, and the controller itself waits on its store too, so look
+/// again every second instead of relying on the wake-up.
+pub async fn until_ready<K>(store: &Store<K>) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 async fn reconcile<R: Reconciler>(
@@ -324,6 +340,26 @@ mod tests {
         assert!(backoff(0, now()) <= Duration::from_millis(2400));
         assert!(backoff(3, now()) >= Duration::from_millis(12800));
         assert!(backoff(40, now()) <= Duration::from_secs(360));
+    }
+
+    #[tokio::test]
+    async fn readiness_is_seen_by_every_waiter_not_only_the_last() {
+        let (store, mut writer) = kube::runtime::reflector::store::<LinkedAccount>();
+        let first = tokio::spawn({
+            let store = store.clone();
+            async move { until_ready(&store).await }
+        });
+        tokio::task::yield_now().await;
+        // A later waiter takes the store's one wake-up.
+        let later = tokio::spawn({
+            let store = store.clone();
+            async move { store.wait_until_ready().await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        writer.apply_watcher_event(&kube::runtime::watcher::Event::InitDone);
+        let seen = tokio::time::timeout(Duration::from_secs(5), first).await;
+        assert!(seen.expect("the first waiter saw readiness").unwrap());
+        assert!(later.await.unwrap());
     }
 
     #[test]

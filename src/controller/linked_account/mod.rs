@@ -255,7 +255,7 @@ pub async fn run(
 
 /// Refreshes the LinkedAccount readiness gauge from the cache every 10 s.
 async fn count_ready(store: kube::runtime::reflector::Store<LinkedAccount>, ctx: Arc<Context>) {
-    let _ = store.wait_until_ready().await;
+    let _ = runner::until_ready(&store).await;
     loop {
         let (mut ready, mut not_ready, mut unknown) = (0, 0, 0);
         for link in store.state() {
