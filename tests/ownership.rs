@@ -19,7 +19,7 @@ use tokio::sync::{OnceCell, RwLock};
 use account_linker::api::labels::{
     BULK_REGISTRATION_TAG, CLUSTER_TAG, NAMESPACE_TAG, OWNER_TAG, UID_TAG, derived_stack_set_name,
 };
-use account_linker::api::{BulkRegistration, LinkPolicy, MemberAccount};
+use account_linker::api::{BulkRegistration, MemberAccount};
 use support::{
     Context, Running, Share, Turn, create, gone, has, message, unique, wait_condition, wait_ready,
 };
@@ -131,26 +131,9 @@ async fn registrations_whose_old_derived_names_collide_get_stack_sets_of_their_o
         .create(&PostParams::default(), &ns)
         .await
         .expect("second namespace");
-    // The operator enforces tenancy: the second namespace gets what this test asks for.
-    let policy = json!({
-        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "LinkPolicy",
-        "metadata": {"name": second},
-        "spec": {
-            "namespaces": [second],
-            "accounts": {"ids": ["*"]},
-            "roleNames": ["*"],
-            "bulkRegistrations": {"templateSources": ["Builtin"]},
-        },
-    });
-    let policies: Api<LinkPolicy> = Api::all(ctx.client.clone());
-    policies
-        .patch(
-            &second,
-            &PatchParams::apply("account-linker-tests").force(),
-            &Patch::Apply(&policy),
-        )
-        .await
-        .expect("LinkPolicy of the second namespace");
+    // The operator enforces tenancy: the second namespace gets a policy too.
+    let root = ctx.aws.ensure_org().await;
+    support::apply_policy(&ctx.client, &second, support::permissive(&second, &root)).await;
     let mut flags = FLAGS.to_vec();
     flags.extend(["--watch-namespace", second.as_str()]);
     let mut operator = ctx.operator(&flags);
@@ -187,7 +170,7 @@ async fn registrations_whose_old_derived_names_collide_get_stack_sets_of_their_o
     }
 
     operator.terminate(Duration::from_secs(10));
-    let _ = policies.delete(&second, &DeleteParams::default()).await;
+    support::delete_policy(&ctx.client, &second).await;
     let _ = namespaces.delete(&second, &DeleteParams::default()).await;
     ctx.cleanup().await;
 }
