@@ -42,7 +42,7 @@ say "Starting the operator (log: $state/operator.log)"
 if [[ -f "$state/operator.pid" ]] && kill -0 "$(cat "$state/operator.pid")" 2>/dev/null; then
   echo "already running (pid $(cat "$state/operator.pid"))"
 else
-  nohup "$bin" run --watch-namespace "$ns" --leader-elect=false \
+  nohup "$bin" run --watch-namespace "$ns" --tenancy enforced --leader-elect=false \
     --metrics-addr 127.0.0.1:0 --log-format text --access-denied-grace 5m \
     --stackset-poll-interval 1s --bulk-resync-interval 30s --account-poll-interval 1s \
     >"$state/operator.log" 2>&1 &

@@ -18,10 +18,10 @@ use kube::api::ListParams;
 use kube::config::Kubeconfig;
 use serde_json::json;
 
-use account_linker::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
+use account_linker::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount, MemberAccount};
 use support::{
-    Budget, Context, HUB_ACCOUNT, Operator, TestNamespace, eventually, repo_root, run, run_ok,
-    unique,
+    Budget, Context, HUB_ACCOUNT, Operator, TestNamespace, delete_policy, eventually, repo_root,
+    run, run_ok, unique,
 };
 
 /// Release name; the chart names its ServiceAccount and roles after it.
@@ -75,7 +75,11 @@ impl ChartInstall {
 
     /// [`ChartInstall::start`] with extra operator flags.
     async fn start_with(prefix: &str, flags: &[&str]) -> Self {
-        let ctx = Context::new(prefix).await;
+        Self::install(Context::new(prefix).await, flags).await
+    }
+
+    /// [`ChartInstall::start_with`] in the namespace of `ctx`.
+    async fn install(ctx: Context, flags: &[&str]) -> Self {
         let ns = &ctx.ns.name;
         let mut helm_cmd = Command::new(helm());
         helm_cmd.current_dir(repo_root()).args([
@@ -522,5 +526,155 @@ async fn the_chart_rbac_runs_the_member_account_controller() {
     // Deletion with Close: CloseAccount, an Event, the finalizer released.
     install.delete_and_wait("memberaccount.accountlinker.dev/via-chart", budget.react());
     install.assert_no_forbidden_in_log();
+    install.cleanup().await;
+}
+
+/// The chart's starter LinkPolicy for `ns` over `accounts` and `ous`, as helm renders it, named
+/// `<ns>-starter`, with one managed policy.
+fn starter_policy(ns: &str, accounts: &[String], ous: &[String]) -> String {
+    let mut helm_cmd = Command::new(helm());
+    helm_cmd.current_dir(repo_root()).args([
+        "template",
+        RELEASE,
+        "charts/account-linker",
+        "--namespace",
+        ns,
+        "--kube-version",
+        "v1.36.5",
+        "--show-only",
+        "templates/starter-policy.yaml",
+        "--set",
+        &format!("fullnameOverride={ns}"),
+        "--set",
+        "starterPolicy.enabled=true",
+        "--set",
+        &format!("starterPolicy.namespaces={{{ns}}}"),
+        "--set-string",
+        &format!("starterPolicy.accounts.ids={{{}}}", accounts.join(",")),
+        "--set",
+        &format!(
+            "starterPolicy.accounts.organizationalUnitIds={{{}}}",
+            ous.join(",")
+        ),
+        "--set",
+        "starterPolicy.managedPolicyArns={arn:aws:iam::aws:policy/ReadOnlyAccess}",
+    ]);
+    run_ok(helm_cmd, None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_starter_policy_permits_builtin_links_and_registrations_and_nothing_wider() {
+    // No policy but the chart's: the operator enforces tenancy (its default).
+    let install = ChartInstall::install(
+        Context::without_policy("chart-starter").await,
+        &[
+            "--stackset-poll-interval",
+            "500ms",
+            "--bulk-resync-interval",
+            "3s",
+        ],
+    )
+    .await;
+    let ctx = &install.ctx;
+    let budget = install.budget;
+    let ns = ctx.ns.name.clone();
+    ctx.aws.set_trusted_access(true).await;
+    let linked = ctx.aws.member_account("starter").await;
+    let ou = ctx.aws.create_ou(&unique("starter-ou"), None).await;
+    ctx.aws
+        .create_accounts(&unique("starter"), 2, Some(&ou))
+        .await;
+    let policy = starter_policy(
+        &ns,
+        std::slice::from_ref(&linked),
+        std::slice::from_ref(&ou),
+    );
+    install.kubectl(&["apply", "-f", "-"], Some(&policy));
+
+    // A LinkedAccount of a listed account: permitted (its ExternalId Secret is generated).
+    let links: Api<LinkedAccount> = ctx.api();
+    let link = json!({
+        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "LinkedAccount",
+        "metadata": {"name": "starter-link"}, "spec": {"accountId": linked},
+    });
+    install.kubectl(&["apply", "-f", "-"], Some(&link.to_string()));
+    let secret_name = eventually(budget.react(), "generated Secret in status", || async {
+        links
+            .get("starter-link")
+            .await
+            .ok()?
+            .status?
+            .external_id_secret
+    })
+    .await;
+    let external_id = secret_value(ctx, &secret_name).await;
+    ctx.aws
+        .put_role(
+            &linked,
+            &String::from_utf8(external_id).unwrap(),
+            HUB_ACCOUNT,
+        )
+        .await;
+    install.apply_and_wait_ready(link, budget.react());
+
+    // A built-in registration over the listed OU with the listed managed policy: permitted.
+    let registration = |name: &str, builtin: serde_json::Value| {
+        json!({
+            "apiVersion": "accountlinker.dev/v1alpha1", "kind": "BulkRegistration",
+            "metadata": {"name": name},
+            "spec": {
+                "stackSet": {"permissionModel": "ServiceManaged"},
+                "template": {"builtin": builtin},
+                "targets": {"organizationalUnitIds": [ou]},
+                "regions": ["us-east-1"],
+            },
+        })
+    };
+    install.apply_and_wait_ready(
+        registration(
+            "starter",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]}),
+        ),
+        budget.registration_ready(2, 1, 1),
+    );
+
+    // What the starter does not grant is refused: other trust, another managed policy, a
+    // MemberAccount.
+    let bulks: Api<BulkRegistration> = ctx.api();
+    for (name, builtin) in [
+        ("foreign-trust", json!({"trustedAccountId": "999999999999"})),
+        (
+            "admin",
+            json!({"managedPolicyArns": ["arn:aws:iam::aws:policy/AdministratorAccess"]}),
+        ),
+    ] {
+        install.kubectl(
+            &["apply", "-f", "-"],
+            Some(&registration(name, builtin).to_string()),
+        );
+        support::wait_for(&bulks, name, "NotPermitted", budget.react(), |b| {
+            support::has(b, "Stalled", "True", Some("NotPermitted"))
+        })
+        .await;
+    }
+    let member = json!({
+        "apiVersion": "accountlinker.dev/v1alpha1", "kind": "MemberAccount",
+        "metadata": {"name": "starter-member"},
+        "spec": {"accountName": "starter-member", "email": "starter-member@example.com",
+                 "parentId": ou},
+    });
+    install.kubectl(&["apply", "-f", "-"], Some(&member.to_string()));
+    let members: Api<MemberAccount> = ctx.api();
+    support::wait_for(
+        &members,
+        "starter-member",
+        "NotPermitted",
+        budget.react(),
+        |m| support::has(m, "Stalled", "True", Some("NotPermitted")),
+    )
+    .await;
+    install.assert_no_forbidden_in_log();
+
+    delete_policy(&ctx.client, &format!("{ns}-starter")).await;
     install.cleanup().await;
 }
