@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The `make demo` tour, run with target/dev-env/env.sh sourced:
-#   1. an administrator creates two OUs and a member account in the emulator's organization
+#   1. an administrator creates two OUs, a member account and five sandbox accounts in the
+#      emulator's organization
 #      (Organizations), and the cluster administrator applies the LinkPolicies that let the demo
 #      namespace use them (examples/linkpolicy.yaml; tenancy is enforced);
 #   2. the operator runs against the local control plane and the emulator;
 #   3. a LinkedAccount for the new account is applied; the operator generates its ExternalId;
 #   4. the administrator deploys the role with that ExternalId (IAM), as the onboarding guide says;
 #   5. the LinkedAccount becomes Ready;
-#   6. an OU of five sandbox accounts is registered with one BulkRegistration (one StackSet,
+#   6. the OU of five sandbox accounts is registered with one BulkRegistration (one StackSet,
 #      one operation), and its five child LinkedAccounts become Ready;
 #   7. a MemberAccount creates a new account through Organizations (exactly once), moves it
 #      into the workloads OU and links its access role; kubectl shows all three kinds Ready.
@@ -25,14 +26,19 @@ cargo build --quiet --locked
 bin="${CARGO_TARGET_DIR:-target}/debug/account-linker"
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 
-say "Administrator: two OUs and a member account in the organization"
+say "Administrator: a member account in a workloads OU, five sandbox accounts in a sandboxes OU"
 "$py" hack/aws-admin.py ensure-org >/dev/null
 ou_id() { "$py" hack/aws-admin.py create-ou --name "$1" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["ouId"])'; }
 ou=$(ou_id workloads)
 sandboxes=$(ou_id sandboxes)
 account=$("$py" hack/aws-admin.py create-account --name payments-prod --email payments-prod@example.com --parent "$ou" \
   | "$py" -c 'import json,sys; print(json.load(sys.stdin)["accountId"])')
-echo "account $account in $ou; $sandboxes for sandboxes"
+echo "account $account in $ou"
+# Created before any object is evaluated: the operator reads a permitted OU's accounts once and
+# re-reads it on a miss at most once a minute (docs/linkpolicy.md).
+"$py" hack/aws-admin.py create-accounts --prefix sandbox --count 5 --parent "$sandboxes" \
+  | "$py" -c 'import json,sys; print("accounts", " ".join(json.load(sys.stdin)["accountIds"]))'
+echo "in $sandboxes"
 
 say "Cluster administrator: LinkPolicies for namespace $ns (examples/linkpolicy.yaml)"
 sed -e "s/ou-ab12-workload1/$ou/g" -e "s/ou-ab12-sandbox01/$sandboxes/g" examples/linkpolicy.yaml \
@@ -69,11 +75,8 @@ echo "role AccountLinkerAccess created in $account, trusting the hub with the Ex
 say "Waiting for the LinkedAccount to become Ready"
 "$kubectl" wait --for=condition=Ready lacct/payments-prod -n "$ns" --timeout=120s
 
-say "Administrator: five sandbox accounts in $sandboxes; StackSets trusted access on"
+say "Administrator: StackSets trusted access on"
 "$py" hack/aws-admin.py activate-trusted-access >/dev/null
-"$py" hack/aws-admin.py create-accounts --prefix sandbox --count 5 --parent "$sandboxes" \
-  | "$py" -c 'import json,sys; print("accounts", " ".join(json.load(sys.stdin)["accountIds"]))'
-echo "in $sandboxes"
 
 say "Applying a BulkRegistration over $sandboxes"
 "$kubectl" apply --server-side -n "$ns" -f - <<YAML
@@ -123,7 +126,8 @@ The control plane, the emulator and the operator keep running. To poke at them:
   \$KUBEBUILDER_ASSETS/kubectl describe macct analytics-dev -n $ns    # request ID, account, events
   python hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
   python hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
-                                                            # a sixth account: auto-deployed, linked within 30s
+                                                            # a sixth account: auto-deployed, then linked once
+                                                            # the operator re-reads the OU (docs/linkpolicy.md)
   curl -s \$EMULATOR_CONTROL_URL/requests                     # AWS calls the operator made
 Stop everything with: make dev-env-down
 TXT
