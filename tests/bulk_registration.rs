@@ -1180,14 +1180,15 @@ async fn a_rotation_interrupted_after_creating_the_next_secret_uses_that_secret(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_labelled_config_maps_trigger_a_registration_at_once() {
-    // No resync within the test: only a watch event can start a pass.
+    // No resync within the test: only a watch event can start a pass. Alone, because every
+    // LinkPolicy another test creates re-evaluates (so passes) every registration.
     let mut flags = FLAGS.to_vec();
     let resync = 1 + flags
         .iter()
         .position(|f| *f == "--bulk-resync-interval")
         .expect("a resync flag");
     flags[resync] = "1h";
-    let f = fixture_with("bulk-cm-watch", Shared, &flags).await;
+    let f = fixture_with("bulk-cm-watch", Exclusive, &flags).await;
     let (_, accounts) = f.ou_with_accounts(2, None).await;
     let cms: Api<ConfigMap> = f.api();
     let list = |accounts: &[String]| json!({"accounts.csv": accounts.join("\n")});

@@ -512,3 +512,67 @@ async fn policy_changes_are_followed_both_ways_and_a_refused_deletion_retains() 
     drop(operator);
     ctx.cleanup().await;
 }
+
+/// A MemberAccount's new account joins a permitted OU moments after the gate read that OU (here
+/// for a link to an account already there); its child link is refused at first (the cache has
+/// not seen the new account) and permitted on the next look, about a minute later — not after
+/// ten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_member_account_in_a_permitted_ou_is_linked_within_minutes() {
+    let _turn = Turn::take(&LOCK, Share::Shared).await;
+    let ctx = Context::without_policy("ten-member").await;
+    setup(&ctx).await;
+    let ns = ctx.ns.name.clone();
+    let ou = ctx.aws.create_ou(&unique("ten-ou"), None).await;
+    apply_policy(
+        &ctx.client,
+        &ns,
+        json!({
+            "namespaces": [ns],
+            "accounts": {"organizationalUnitIds": [ou]},
+            "roleNames": ["OrganizationAccountAccessRole"],
+            "memberAccounts": {"parentIds": [ou], "emailDomains": ["example.com"]},
+        }),
+    )
+    .await;
+    let operator = ctx.operator(FLAGS);
+    // A link to an account already in the OU: permitted, and the gate has read the OU.
+    let existing = ctx
+        .aws
+        .create_accounts(&unique("ten-in-ou"), 1, Some(&ou))
+        .await
+        .remove(0);
+    let links = ctx.api::<LinkedAccount>();
+    create(
+        &links,
+        "existing",
+        json!({"accountId": existing, "roleName": "OrganizationAccountAccessRole"}),
+    )
+    .await;
+    let link = wait_for(
+        &links,
+        "existing",
+        "a condition",
+        Duration::from_secs(60),
+        |l: &LinkedAccount| l.status.as_ref().is_some_and(|s| !s.conditions.is_empty()),
+    )
+    .await;
+    assert!(!has(&link, "Ready", "False", Some(REASON)), "{link:?}");
+
+    let members = ctx.api::<MemberAccount>();
+    let email = format!("{}@example.com", unique("ten-member"));
+    create(
+        &members,
+        "new",
+        json!({"accountName": "ten-member", "email": email, "parentId": ou}),
+    )
+    .await;
+    // Created, moved, and its access role verified by the child: two OU reads a minute apart
+    // plus creation fit well inside three minutes.
+    let member = ready(&members, &operator, "new", Duration::from_secs(180)).await;
+    let account = member.status.unwrap().account_id.expect("account id");
+    assert_eq!(ctx.aws.describe_account(&account).await.parent_id, ou);
+
+    drop(operator);
+    ctx.cleanup().await;
+}

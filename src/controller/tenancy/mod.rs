@@ -31,8 +31,11 @@ use crate::controller::conditions::{Desired, Status};
 use crate::policy::{self, Ask, Facts, Verdict};
 
 /// How soon a refused object is evaluated again without a policy or namespace change: an
-/// account may have moved into a permitted OU meanwhile.
-pub const NOT_PERMITTED_RECHECK: Duration = Duration::from_secs(600);
+/// account may have joined a permitted OU meanwhile — a MemberAccount's new account always
+/// does, moments after the OU was read for the MemberAccount itself. Just past the membership
+/// cache's shortest refresh, so the second look reads the OU again; a refusal on the spec
+/// alone makes no AWS call however often it is repeated.
+pub const NOT_PERMITTED_RECHECK: Duration = org::MIN_REFRESH.saturating_add(Duration::from_secs(5));
 
 /// At most this many rounds of reads per decision (targets, OU membership, rank): evaluation
 /// asks for each at most once, so more rounds would be a bug, answered with a refusal.
