@@ -5,7 +5,7 @@
 mod support;
 
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt, Resource};
+use kube::{Api, Client, Resource};
 use serde_json::{Value, json};
 
 use account_linker::api::{BulkRegistration, LinkedAccount, MemberAccount};
@@ -101,11 +101,7 @@ fn assert_invalid<T>(result: Result<T, kube::Error>, case: &str, expected: &str)
 async fn crds_are_established_with_names_and_categories() {
     let env = support::env();
     let text = env.kubectl_ok(&["get", "crd", "-o", "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Established\")].status}{\"\\n\"}{end}"]);
-    for crd in [
-        LinkedAccount::crd(),
-        BulkRegistration::crd(),
-        MemberAccount::crd(),
-    ] {
+    for crd in account_linker::api::crds() {
         let name = crd.metadata.name.unwrap();
         assert!(
             text.contains(&format!("{name}=True")),
@@ -119,12 +115,31 @@ async fn crds_are_established_with_names_and_categories() {
         "-o",
         "name",
     ]);
-    for plural in ["linkedaccounts", "bulkregistrations", "memberaccounts"] {
+    for plural in [
+        "linkedaccounts",
+        "bulkregistrations",
+        "memberaccounts",
+        "linkpolicies",
+    ] {
         assert!(
             text.contains(plural),
             "{plural} missing from category: {text}"
         );
     }
+    // A namespace's author cannot grant itself rights: policies live outside namespaces.
+    let cluster_scoped = env.kubectl_ok(&[
+        "api-resources",
+        "--api-group",
+        "accountlinker.dev",
+        "--namespaced=false",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(
+        cluster_scoped.trim(),
+        "linkpolicies.accountlinker.dev",
+        "{cluster_scoped}"
+    );
 }
 
 /// Every manifest a user is told to apply: each file of `examples/` and each YAML block of
