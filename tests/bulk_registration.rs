@@ -53,13 +53,7 @@ async fn fixture(prefix: &str, share: Share) -> Running {
 async fn fixture_with(prefix: &str, share: Share, flags: &[&str]) -> Running {
     // The organization, trusted access and operation latency, once per test binary.
     let setup = async |ctx: &Context| {
-        ctx.aws.ensure_org().await;
-        ctx.aws.set_trusted_access(true).await;
-        ctx.emulator
-            .put(
-                "/stacksets/timing",
-                json!({"base_seconds": 0.5, "seconds_per_wave": 0.2}),
-            )
+        ctx.prepare_stack_sets(json!({"base_seconds": 0.5, "seconds_per_wave": 0.2}))
             .await;
     };
     Running::start(prefix, flags, (&TRUSTED_ACCESS, share), (&SETUP, setup)).await

@@ -42,13 +42,7 @@ const OTHER_CLUSTER: &str = "staging-cluster";
 
 /// The organization, trusted access and short operation and creation latencies.
 async fn setup(ctx: &Context) {
-    ctx.aws.ensure_org().await;
-    ctx.aws.set_trusted_access(true).await;
-    ctx.emulator
-        .put(
-            "/stacksets/timing",
-            json!({"base_seconds": 0.3, "seconds_per_wave": 0.1}),
-        )
+    ctx.prepare_stack_sets(json!({"base_seconds": 0.3, "seconds_per_wave": 0.1}))
         .await;
     ctx.emulator
         .put("/organizations", json!({"create_seconds": 1}))

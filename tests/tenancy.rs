@@ -41,13 +41,7 @@ const REASON: &str = "NotPermitted";
 /// The organization, trusted access for StackSets and short StackSet operations, once.
 async fn setup(ctx: &Context) {
     ctx.once(&SETUP, async |ctx: &Context| {
-        ctx.aws.ensure_org().await;
-        ctx.aws.set_trusted_access(true).await;
-        ctx.emulator
-            .put(
-                "/stacksets/timing",
-                json!({"base_seconds": 0.5, "seconds_per_wave": 0.2}),
-            )
+        ctx.prepare_stack_sets(json!({"base_seconds": 0.5, "seconds_per_wave": 0.2}))
             .await;
     })
     .await;

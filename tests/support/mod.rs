@@ -27,6 +27,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use kube::{Api, Client, Resource};
+use serde_json::Value;
 use tokio::sync::{OnceCell, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Everything one test works with. Create one per test: its clients belong to the test's
@@ -66,6 +67,15 @@ impl Context {
             emulator,
             aws,
         }
+    }
+
+    /// What StackSet tests need of the emulator: the organization, trusted access between
+    /// StackSets and Organizations, and operations as fast as `timing` says
+    /// (`{"base_seconds": …, "seconds_per_wave": …}`).
+    pub async fn prepare_stack_sets(&self, timing: Value) {
+        self.aws.ensure_org().await;
+        self.aws.set_trusted_access(true).await;
+        self.emulator.put("/stacksets/timing", timing).await;
     }
 
     /// Runs `init` once per test binary: the first test to get here runs it, the others wait.
