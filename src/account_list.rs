@@ -217,3 +217,6 @@ mod tests {
         assert_eq!(parse("\n# nothing\n").unwrap(), []);
     }
 }
+
+#[cfg(test)]
+mod properties;
