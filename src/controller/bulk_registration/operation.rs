@@ -15,6 +15,7 @@ use tracing::info;
 use super::definition;
 use super::plan::{self, Step};
 use super::status::{Headline, Stall};
+use super::template::fingerprint;
 use super::{Error, Inputs, Pass, REJECTED_RECHECK, aws_text};
 use crate::api::BulkRegistrationStatus;
 use crate::api::bulk_registration::{StackSetOperation, reason};
@@ -110,6 +111,12 @@ pub enum Next {
 /// The next operation from the planned `step`: started unless `lastOperation` already is the
 /// same operation — then the instances decide if it ran, and AWS's refusal stands if it was
 /// rejected.
+///
+/// `id_of` names the step; the ID sent to CloudFormation also carries the last operation's ID.
+/// CloudFormation treats a repeated OperationId as the earlier operation and starts nothing, so
+/// a step planned again after other operations (accounts removed from a ConfigMap and added back,
+/// an update of the same cancelled instances after a delete) needs an ID of its own, while a
+/// retry after a crash (nothing ended in between, so the same last operation) still repeats it.
 pub fn next(
     step: Option<Step>,
     id_of: impl Fn(&Step) -> String,
@@ -118,15 +125,35 @@ pub fn next(
     let Some(step) = step else {
         return Next::Settle;
     };
-    let id = id_of(&step);
+    let planned = id_of(&step);
     match last {
-        Some(last) if last.id == id && last.status.as_deref() == Some(REJECTED) => {
+        Some(last)
+            if names_step(&last.id, &planned) && last.status.as_deref() == Some(REJECTED) =>
+        {
             let message = last.reason.clone().unwrap_or_default();
             Next::Refused(rejection(&step, message))
         }
-        Some(last) if last.id == id => Next::Settle,
-        _ => Next::Start { step, id },
+        Some(last) if names_step(&last.id, &planned) => Next::Settle,
+        _ => {
+            let id = chained(&planned, last.map(|l| l.id.as_str()));
+            Next::Start { step, id }
+        }
     }
+}
+
+/// The OperationId of step `planned` started after operation `previous`.
+fn chained(planned: &str, previous: Option<&str>) -> String {
+    match previous {
+        Some(previous) => format!("{planned}-{}", &fingerprint(&[previous])[..8]),
+        None => planned.to_string(),
+    }
+}
+
+/// Whether operation ID `id` was given to step `planned` (after any previous operation; IDs
+/// recorded before chaining are the step's ID alone).
+fn names_step(id: &str, planned: &str) -> bool {
+    id.strip_prefix(planned)
+        .is_some_and(|rest| rest.is_empty() || (rest.len() == 9 && rest.starts_with('-')))
 }
 
 /// Proof that an operation is in status: [`start`] takes one, and only [`record`] makes one.
@@ -447,6 +474,51 @@ mod tests {
         let step = plan::next_step(&desired(), instances, current);
         let id_of = |s: &Step| plan::operation_id("uid-1", generation, hash, s);
         next(step, id_of, status.last_operation.as_ref())
+    }
+
+    #[test]
+    fn a_step_planned_again_after_other_operations_gets_an_id_of_its_own() {
+        let create = Step::Create(plan::Batch {
+            targets: crate::aws::stacksets::Targets {
+                accounts: vec!["111111111111".into()],
+                ..Default::default()
+            },
+            regions: vec!["eu-west-1".into()],
+        });
+        let id_of = |s: &Step| plan::operation_id("uid-1", 1, "hash", s);
+        let op = |id: &str| StackSetOperation {
+            id: id.into(),
+            status: Some("SUCCEEDED".into()),
+            ..StackSetOperation::default()
+        };
+        let start = |last: Option<&StackSetOperation>| match next(Some(create.clone()), id_of, last)
+        {
+            Next::Start { id, .. } => Some(id),
+            _ => None,
+        };
+        // The first create, after an unrelated delete: the account is created.
+        let first = start(Some(&op("al-delete-g1-0123456789abcdef"))).unwrap();
+        // Retried after a crash (the same last operation): the same ID, which CloudFormation
+        // answers with the operation already started.
+        assert_eq!(
+            start(Some(&op("al-delete-g1-0123456789abcdef"))),
+            Some(first.clone())
+        );
+        // Right after itself: nothing to start, the instances decide.
+        assert_eq!(start(Some(&op(&first))), None);
+        // The account was removed (another delete) and added back: a new ID, or CloudFormation
+        // would treat the create as the first one and deploy nothing.
+        let again = start(Some(&op("al-delete-g1-fedcba9876543210"))).unwrap();
+        assert_ne!(again, first);
+        assert!(again.starts_with(&id_of(&create)), "{again}");
+        assert!(
+            again.len() <= 128
+                && again
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        );
+        // IDs recorded before chaining still name their step.
+        assert_eq!(start(Some(&op(&id_of(&create)))), None);
     }
 
     #[test]

@@ -485,3 +485,6 @@ mod tests {
         assert_ne!(a, operation_id("uid-1", 3, "hash", &other));
     }
 }
+
+#[cfg(test)]
+mod properties;
