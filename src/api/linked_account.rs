@@ -162,6 +162,11 @@ pub struct LinkedAccountStatus {
     /// The stack instance that deploys the role, when a BulkRegistration manages this link.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack_instance: Option<StackInstanceRef>,
+
+    /// The last `accountlinker.dev/verify-requested-at` value handled: a new value verifies at
+    /// once, whatever `verifyInterval` says; the same value again does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_verify_request: Option<String>,
 }
 
 /// A CloudFormation stack instance as last listed by the owning BulkRegistration.

@@ -3,6 +3,7 @@
 //! Every field's doc comment becomes its `kubectl explain` text, so they are written for the
 //! platform engineer reading them there.
 
+pub mod annotations;
 pub mod bulk_registration;
 pub mod common;
 pub mod conditions;

@@ -75,4 +75,8 @@ pub mod event {
     /// Deleted while no LinkPolicy permits it: the StackSet and its stacks stay in AWS,
     /// whatever `deletionPolicy` says.
     pub const RETAINED_NOT_PERMITTED: &str = "RetainedNotPermitted";
+    /// Warning: `accountlinker.dev/rotate-requested-at` on a registration whose token comes
+    /// from `externalId.secretRef`, which only its owner can rotate; the request is recorded
+    /// as handled.
+    pub const ROTATE_NOT_POSSIBLE: &str = "RotateNotPossible";
 }

@@ -47,6 +47,14 @@ pub struct BulkRegistrationStatus {
     /// The first 50 failed stack instances.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<InstanceFailure>,
+    /// The last `accountlinker.dev/verify-requested-at` value handled: a new value re-reads the
+    /// targets (OU membership past its cache) and the stack instances at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_verify_request: Option<String>,
+    /// The last `accountlinker.dev/rotate-requested-at` value handled: a new value rotates a
+    /// generated registration token once, recorded with the new token's Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_rotate_request: Option<String>,
 }
 
 /// A StackSet operation.

@@ -15,6 +15,7 @@ pub mod operation;
 pub mod ownership;
 mod permit;
 pub mod plan;
+mod requests;
 pub mod status;
 pub mod targets;
 pub mod template;
@@ -436,6 +437,11 @@ async fn apply(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, Error> 
 /// The tenancy gate, then the phases: nothing in AWS or Kubernetes is changed for a
 /// registration no LinkPolicy permits.
 async fn gated(pass: &mut Pass<'_>) -> Result<Action, Halt> {
+    if let Some(value) = requests::verify(pass.bulk, &pass.current) {
+        // Targets and instances are read on every pass; OU membership comes from a cache.
+        pass.ctx.gate.refresh_membership();
+        pass.next.last_handled_verify_request = Some(value);
+    }
     match permit::permit(pass.bulk, pass.ctx).await? {
         Permit::Granted(resolved) => phases(pass, resolved).await,
         Permit::Refused(message) => {
@@ -454,7 +460,20 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
 
     // Token (Kubernetes).
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let token = token::ensure(&secrets, bulk, &pass.current, pass.now).await?;
+    let rotation = requests::rotation(bulk, &pass.current);
+    if let requests::Rotation::NotPossible(value) = &rotation {
+        let note = requests::not_possible_note(bulk);
+        pass.publish(EventType::Warning, event::ROTATE_NOT_POSSIBLE, &note)
+            .await;
+        pass.next.last_handled_rotate_request = Some(value.clone());
+    }
+    let requested = matches!(rotation, requests::Rotation::Rotate(_));
+    let token = token::ensure(&secrets, bulk, &pass.current, pass.now, requested).await?;
+    if let requests::Rotation::Rotate(value) = rotation
+        && token.replaced.is_some()
+    {
+        pass.next.last_handled_rotate_request = Some(value);
+    }
     pass.next.external_id_secret = Some(token.secret_name.clone());
     pass.next.external_id_rotated_time = token.rotated.clone();
     let retired = &mut pass.next.external_id_retired_secrets;

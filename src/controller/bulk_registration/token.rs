@@ -140,11 +140,15 @@ pub fn replacement(readable: bool, immutable: bool, due: bool, retiring: bool) -
 
 /// Reads (creating or rotating when due) the registration token. `status` is where the last
 /// pass left the token: its Secret, its rotation time, the Secrets not retired yet.
+/// `requested`: a rotation was asked for (`accountlinker.dev/rotate-requested-at`), which makes
+/// it due now; the next Secret's name follows from the current one, so a pass that crashes
+/// before recording the rotation finds the same Secret again, never rotates twice.
 pub async fn ensure(
     secrets: &Api<Secret>,
     bulk: &BulkRegistration,
     status: &BulkRegistrationStatus,
     now: Timestamp,
+    requested: bool,
 ) -> Result<Token, TokenError> {
     let spec = bulk.spec.external_id.clone().unwrap_or_default();
     let recorded = status
@@ -193,7 +197,7 @@ pub async fn ensure(
     let why = replacement(
         value.is_some(),
         secret.immutable == Some(true),
-        rotation_due(rotate_every, since.as_ref(), now),
+        requested || rotation_due(rotate_every, since.as_ref(), now),
         !status.external_id_retired_secrets.is_empty(),
     );
     let why = match (why, value) {

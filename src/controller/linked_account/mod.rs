@@ -4,7 +4,10 @@
 //! Verification is driven by requeues: a settled object is looked at again after its
 //! `verifyInterval` (with jitter); retries back off per object. Reconciles triggered for other
 //! reasons (a restart, a watch resync) do not verify early unless something that matters
-//! changed — the generation or the ExternalId Secret.
+//! changed — the generation or the ExternalId Secret — or a new
+//! `accountlinker.dev/verify-requested-at` value asks for it (handled once, recorded in
+//! `status.lastHandledVerifyRequest`). The watch has no generation predicate, so an
+//! annotation-only change reaches the reconciler.
 
 pub mod external_id;
 mod permit;
@@ -29,6 +32,7 @@ use tracing::debug;
 
 use self::external_id::Unavailable;
 use self::verdict::{Blocked, Clock, Verdict, VerifyOutcome};
+use crate::api::annotations::{self, VERIFY_REQUESTED_AT};
 use crate::api::conditions::{READY, ROLE_ASSUMABLE, STALLED};
 use crate::api::labels;
 use crate::api::linked_account::{DEFAULT_ROLE_NAME, reason};
@@ -295,8 +299,19 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
     let mut memory = ctx.memory(&key);
     // observedGeneration moves only with a decision for this generation (below): a transient
     // failure after a spec change leaves the object visibly in progress.
+    // A verification request is handled by this reconcile whatever it decides (a suspended
+    // or undeployed link says why it did not verify): recorded so it is handled once.
+    let requested = annotations::pending(
+        link.annotations(),
+        VERIFY_REQUESTED_AT,
+        current.last_handled_verify_request.as_deref(),
+    )
+    .map(str::to_owned);
     let mut next = LinkedAccountStatus {
         role_arn: Some(role_arn.clone()),
+        last_handled_verify_request: requested
+            .clone()
+            .or(current.last_handled_verify_request.clone()),
         ..current.clone()
     };
     let clock = |refused_since| Clock {
@@ -334,7 +349,9 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                     generation,
                     format!("{}|{}", resolved.version, instance.unwrap_or_default()),
                 );
-                if let Some(wait) = not_due(link, &memory, &fingerprint, interval, now) {
+                if requested.is_some() {
+                    debug!(name = %link.name_any(), "verification requested by annotation");
+                } else if let Some(wait) = not_due(link, &memory, &fingerprint, interval, now) {
                     // Remember the baseline so a later Secret change is noticed.
                     memory.verified = Some(fingerprint);
                     ctx.remember(key, memory);

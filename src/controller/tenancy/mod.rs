@@ -131,6 +131,14 @@ impl Gate {
         })
     }
 
+    /// Makes the next decisions read OU membership from Organizations again (a requested
+    /// re-read of targets); nothing with tenancy disabled, which reads no membership.
+    pub fn refresh_membership(&self) {
+        if let Some(gate) = &self.enforced {
+            gate.membership.forget();
+        }
+    }
+
     /// Decides `ask` of `object`. `reads` makes a read of the object's own kind when
     /// evaluation asks for one. Nothing is read that a refusal on the spec alone makes
     /// unnecessary.

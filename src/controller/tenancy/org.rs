@@ -37,6 +37,13 @@ impl Membership {
         }
     }
 
+    /// Forgets every subtree read, so the next question about each OU reads it again: a user
+    /// asked for fresh targets (`accountlinker.dev/verify-requested-at`), which the cache's
+    /// [`MIN_REFRESH`] would otherwise hold back for up to a minute.
+    pub fn forget(&self) {
+        self.units.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Whether the account or OU `id` is nested under the OU `unit`.
     pub async fn within(&self, id: &str, unit: &str) -> Result<bool, AwsError> {
         self.within_at(id, unit, Instant::now()).await
