@@ -16,7 +16,9 @@ use serde_json::json;
 use tokio::sync::RwLock;
 
 use account_linker::api::LinkedAccount;
-use account_linker::api::labels::{EXTERNAL_ID_LABEL, EXTERNAL_ID_LABEL_VALUE};
+use account_linker::api::labels::{
+    EXTERNAL_ID_LABEL, EXTERNAL_ID_LABEL_VALUE, LINKED_ACCOUNT_FINALIZER,
+};
 use support::{
     Context, HUB_ACCOUNT, Operator, condition, create, eventually, gone, message, wait_condition,
 };
@@ -302,6 +304,66 @@ async fn a_generated_external_id_is_owned_stable_across_restarts_and_collected_o
     links.delete("gen", &DeleteParams::default()).await.unwrap();
     gone(&links, "gen", budget.react()).await;
     gone(&secrets, &secret_name, budget.react()).await;
+    ctx.cleanup().await;
+}
+
+/// A LinkedAccount owns nothing outside the cluster: it carries no finalizer, so it (and its
+/// namespace) can be deleted while the operator is down, and the finalizer earlier versions put
+/// on it is taken off, from live and deleting objects alike.
+#[tokio::test]
+async fn a_link_has_no_finalizer_and_goes_while_the_operator_is_down() {
+    let _shared = FAULTS.read().await;
+    let ctx = Context::new("la-finalizer").await;
+    let budget = ctx.budget().await;
+    let account = ctx.aws.member_account("la").await;
+    ctx.aws
+        .put_role(&account, "finalizer-external-id", HUB_ACCOUNT)
+        .await;
+    secret_with_key(&ctx, "fin-id", "externalId", "finalizer-external-id").await;
+    let links = ctx.api::<LinkedAccount>();
+    let spec = json!({"accountId": account, "externalId": {"secretRef": {"name": "fin-id", "key": "externalId"}}});
+    let with_retired = |name: &str| {
+        let mut link = support::object::<LinkedAccount>(name, spec.clone());
+        link.metadata.finalizers = Some(vec![LINKED_ACCOUNT_FINALIZER.to_string()]);
+        link
+    };
+    let finalizers = |link: &LinkedAccount| link.metadata.finalizers.clone().unwrap_or_default();
+
+    let mut op = ctx.operator(&["--leader-elect=false"]);
+    create(&links, "plain", spec.clone()).await;
+    let ready = wait_condition(&links, "plain", "Ready", "True", None, budget.react()).await;
+    assert_eq!(finalizers(&ready), Vec::<String>::new());
+    links
+        .create(&PostParams::default(), &with_retired("legacy"))
+        .await
+        .unwrap();
+    eventually(budget.react(), "the retired finalizer removed", || async {
+        finalizers(&links.get("legacy").await.ok()?)
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+
+    // The operator is down: deletion does not wait for it.
+    op.kill();
+    links
+        .delete("plain", &DeleteParams::default())
+        .await
+        .unwrap();
+    gone(&links, "plain", Duration::from_secs(5)).await;
+
+    // An object of an earlier version, deleted while the operator is down, waits for it (its
+    // finalizer says so) and goes once the operator is back.
+    links
+        .create(&PostParams::default(), &with_retired("old"))
+        .await
+        .unwrap();
+    links.delete("old", &DeleteParams::default()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = links.get("old").await.expect("held by its finalizer");
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    let _op = ctx.operator(&["--leader-elect=false"]);
+    gone(&links, "old", budget.react()).await;
     ctx.cleanup().await;
 }
 

@@ -33,7 +33,8 @@ pub const WATCH_LABEL: &str = "accountlinker.dev/watch";
 /// Value of [`WATCH_LABEL`].
 pub const WATCH_LABEL_VALUE: &str = "true";
 
-/// Finalizer of LinkedAccounts.
+/// Finalizer that LinkedAccounts carried up to v0.2 although they own nothing outside the
+/// cluster; the controller removes it (it blocked namespace deletion while the operator was down).
 pub const LINKED_ACCOUNT_FINALIZER: &str = "accountlinker.dev/linked-account";
 /// Finalizer of BulkRegistrations: the StackSet and its instances are removed (or retained)
 /// before the object goes.

@@ -1,4 +1,5 @@
-//! How every controller runs: the finalizer dispatch to `apply` / `cleanup`, the error policy
+//! How every controller runs: the finalizer dispatch to `apply` / `cleanup` (or `apply` alone
+//! for a kind that owns nothing outside the cluster), the error policy
 //! (per-object backoff, reset on success; waiting is not failing), reconcile metrics and the
 //! one log line per failure, and readiness once the cache has synced. A controller builds its
 //! own `kube::runtime::Controller` (what it owns and watches) and implements [`Reconciler`];
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -40,8 +42,13 @@ pub trait Reconciler: Send + Sync + 'static {
 
     /// The controller's name in metrics and logs (a bounded label value).
     const NAME: &'static str;
-    /// The finalizer that keeps an object until [`Reconciler::cleanup`] succeeded.
-    const FINALIZER: &'static str;
+    /// The finalizer that keeps an object until [`Reconciler::cleanup`] succeeded; `None` for a
+    /// kind whose objects own nothing outside the cluster, where a finalizer would only block
+    /// deletion (of the object and of its namespace) while the operator is down.
+    const FINALIZER: Option<&'static str>;
+    /// Finalizers earlier versions put on this kind that guard nothing any more: removed from
+    /// every object the controller sees, deleted or not (kinds without [`Self::FINALIZER`]).
+    const RETIRED_FINALIZERS: &'static [&'static str] = &[];
 
     /// The client the finalizer is added and removed with.
     fn client(&self) -> Client;
@@ -53,11 +60,14 @@ pub trait Reconciler: Send + Sync + 'static {
         object: &Self::Object,
     ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
     /// Undoes what `apply` did before the finalizer goes. Must be idempotent, and must work
-    /// when `apply` never ran.
+    /// when `apply` never ran. Never called for a kind without [`Self::FINALIZER`].
     fn cleanup(
         &self,
         object: &Self::Object,
-    ) -> impl Future<Output = Result<Action, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<Action, Self::Error>> + Send {
+        let _ = object;
+        async { Ok(Action::await_change()) }
+    }
     /// How a failure is retried.
     fn classify(error: &Self::Error) -> Failure;
 }
@@ -201,13 +211,18 @@ async fn reconcile<R: Reconciler>(
         &object.namespace().unwrap_or_default(),
     );
     let reconciler = &shared.reconciler;
-    let result = finalizer::finalizer(&api, R::FINALIZER, object, |event| async move {
-        match event {
-            FinalizerEvent::Apply(object) => reconciler.apply(&object).await,
-            FinalizerEvent::Cleanup(object) => reconciler.cleanup(&object).await,
+    let result = match R::FINALIZER {
+        Some(name) => {
+            finalizer::finalizer(&api, name, object, |event| async move {
+                match event {
+                    FinalizerEvent::Apply(object) => reconciler.apply(&object).await,
+                    FinalizerEvent::Cleanup(object) => reconciler.cleanup(&object).await,
+                }
+            })
+            .await
         }
-    })
-    .await;
+        None => without_finalizer(&api, reconciler.as_ref(), &object).await,
+    };
     let succeeded = match &result {
         Ok(_) => true,
         Err(err) => matches!(classify::<R>(err), Failure::Waiting(_)),
@@ -224,6 +239,44 @@ async fn reconcile<R: Reconciler>(
         .metrics()
         .reconcile(R::NAME, outcome, started.elapsed());
     result
+}
+
+/// A pass of a kind without a finalizer: retired finalizers go first (with the resourceVersion
+/// read, so a concurrent change of the list is a conflict, retried, never a lost finalizer of
+/// someone else's); a deleting object needs nothing more.
+async fn without_finalizer<R: Reconciler>(
+    api: &Api<R::Object>,
+    reconciler: &R,
+    object: &R::Object,
+) -> Result<Action, ReconcileError<R::Error>> {
+    let finalizers = object.finalizers();
+    let kept: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| !R::RETIRED_FINALIZERS.contains(&f.as_str()))
+        .collect();
+    if kept.len() != finalizers.len() {
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": object.resource_version(),
+                "finalizers": kept,
+            }
+        });
+        api.patch(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(finalizer::Error::RemoveFinalizer)?;
+        info!(controller = R::NAME, name = %object.name_any(), namespace = %object.namespace().unwrap_or_default(), "retired finalizer removed");
+    }
+    if object.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    reconciler
+        .apply(object)
+        .await
+        .map_err(finalizer::Error::ApplyFailed)
 }
 
 fn error_policy<R: Reconciler>(
@@ -268,7 +321,7 @@ mod tests {
         type Object = LinkedAccount;
         type Error = FakeError;
         const NAME: &'static str = "fake";
-        const FINALIZER: &'static str = "example.com/fake";
+        const FINALIZER: Option<&'static str> = Some("example.com/fake");
 
         fn client(&self) -> Client {
             unreachable!("not reconciled")

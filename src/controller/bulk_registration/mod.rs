@@ -223,7 +223,7 @@ impl Reconciler for Context {
     type Object = BulkRegistration;
     type Error = Error;
     const NAME: &'static str = CONTROLLER;
-    const FINALIZER: &'static str = labels::BULK_REGISTRATION_FINALIZER;
+    const FINALIZER: Option<&'static str> = Some(labels::BULK_REGISTRATION_FINALIZER);
 
     fn client(&self) -> Client {
         self.client.clone()

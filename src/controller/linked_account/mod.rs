@@ -165,6 +165,14 @@ impl Context {
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
     }
+
+    /// Drops what is remembered of deleted objects (there is no finalizer to say when one goes).
+    fn forget_deleted(&self, store: &kube::runtime::reflector::Store<LinkedAccount>) {
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| store.get(key).is_some());
+    }
 }
 
 /// Errors that end a reconcile early; the object is retried with backoff. (AWS answers are
@@ -205,7 +213,10 @@ impl Reconciler for Context {
     type Object = LinkedAccount;
     type Error = Error;
     const NAME: &'static str = CONTROLLER;
-    const FINALIZER: &'static str = labels::LINKED_ACCOUNT_FINALIZER;
+    // Nothing lives in AWS for a LinkedAccount (the generated Secret is garbage-collected
+    // through its owner reference), so nothing needs to run before it goes.
+    const FINALIZER: Option<&'static str> = None;
+    const RETIRED_FINALIZERS: &'static [&'static str] = &[labels::LINKED_ACCOUNT_FINALIZER];
 
     fn client(&self) -> Client {
         self.client.clone()
@@ -217,13 +228,6 @@ impl Reconciler for Context {
 
     async fn apply(&self, link: &LinkedAccount) -> Result<Action, Error> {
         apply(link, self).await
-    }
-
-    async fn cleanup(&self, link: &LinkedAccount) -> Result<Action, Error> {
-        // Nothing lives in AWS for a LinkedAccount; the generated Secret is garbage-collected
-        // through its owner reference.
-        self.forget(&ObjectRef::from_obj(link));
-        Ok(Action::await_change())
     }
 
     fn classify(error: &Error) -> Failure {
@@ -257,7 +261,8 @@ pub async fn run(
     gauges.abort();
 }
 
-/// Refreshes the LinkedAccount readiness gauge from the cache every 10 s.
+/// Every 10 s, refreshes the LinkedAccount readiness gauge from the cache and forgets deleted
+/// objects.
 async fn count_ready(store: kube::runtime::reflector::Store<LinkedAccount>, ctx: Arc<Context>) {
     let _ = runner::until_ready(&store).await;
     loop {
@@ -275,6 +280,7 @@ async fn count_ready(store: kube::runtime::reflector::Store<LinkedAccount>, ctx:
             }
         }
         ctx.metrics.set_linked_accounts(ready, not_ready, unknown);
+        ctx.forget_deleted(&store);
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
 }

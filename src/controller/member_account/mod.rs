@@ -118,7 +118,7 @@ impl Reconciler for Context {
     type Object = MemberAccount;
     type Error = Error;
     const NAME: &'static str = CONTROLLER;
-    const FINALIZER: &'static str = labels::MEMBER_ACCOUNT_FINALIZER;
+    const FINALIZER: Option<&'static str> = Some(labels::MEMBER_ACCOUNT_FINALIZER);
 
     fn client(&self) -> Client {
         self.client.clone()
