@@ -29,6 +29,9 @@ pub enum Command {
     /// Turn a file of account IDs (CSV export, comma-separated or one per line) into a
     /// BulkRegistration and the ConfigMap holding the accounts, printed as YAML.
     ImportCsv(ImportCsvArgs),
+    /// The kubectl plugin's commands (`kubectl accountlinker …` when installed as
+    /// `kubectl-accountlinker`): status, why, verify, rotate.
+    Fleet(crate::plugin::FleetArgs),
     /// Generated documentation.
     Docs {
         #[command(subcommand)]
@@ -96,6 +99,8 @@ pub enum CliError {
         path: PathBuf,
         errors: Vec<crate::account_list::LineError>,
     },
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -120,6 +125,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Crd { out_dir: Some(dir) } => write_crd_files(&dir),
         Command::ImportCsv(args) => import_csv(&args),
+        Command::Fleet(args) => Ok(crate::plugin::run(args)?),
         Command::Docs {
             what: DocsCommand::ApiReference,
         } => {

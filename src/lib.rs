@@ -10,6 +10,7 @@ pub mod config;
 pub mod controller;
 pub mod import_csv;
 pub mod operator;
+pub mod plugin;
 pub mod policy;
 pub mod reference;
 pub mod runtime;
