@@ -150,8 +150,14 @@ pub fn render(e: &Explanation, now: Timestamp, colour: bool) -> String {
     }
     let mut explained: Vec<&str> = Vec::new();
     for c in &e.conditions {
-        let good = (c.status == "True") != (c.type_ == "Stalled" || c.type_ == "Reconciling");
-        let tone = if good { Tone::Good } else { Tone::Bad };
+        let tone = match (c.type_.as_str(), c.status.as_str()) {
+            ("Reconciling", "True") => Tone::Busy,
+            ("Reconciling" | "Stalled", "False") | (_, "True") if c.type_ != "Stalled" => {
+                Tone::Good
+            }
+            ("Stalled", "False") => Tone::Good,
+            _ => Tone::Bad,
+        };
         let head = format!("{}={}", c.type_, c.status);
         let _ = writeln!(
             out,
