@@ -23,6 +23,7 @@ from ..orgs import (
 )
 from ..protocol import AwsRequest, Reply, result_reply
 from .engine import StackSetEngine
+from .imports import import_stacks
 from .model import StackSetState, Target
 from .plan import validate_preferences
 from .templates import get_template_summary, needed_capability, template_from_url
@@ -58,6 +59,7 @@ class StackSetApi:
             "DeactivateOrganizationsAccess": self.deactivate_organizations_access,
             "DescribeOrganizationsAccess": self.describe_organizations_access,
             "GetTemplateSummary": get_template_summary,
+            "ImportStacksToStackSet": lambda req, forward: import_stacks(self, req, forward),
         }
         return {f"cloudformation:{name}": handler for name, handler in ops.items()}
 

@@ -20,6 +20,7 @@ from moto.cloudformation.models import cloudformation_backends
 from ..errors import AwsError
 from ..orgs import OrgTree, org_backend_of
 from . import deploy
+from .imports import FAILED_IMPORT, IMPORT, apply_import
 from .model import (
     CANCELLED,
     CANCELLED_REASON,
@@ -141,7 +142,7 @@ class StackSetEngine:
         )
         op.results = {t.key: (PENDING, None) for t in targets}
         state.operations.append(op)
-        if action == "CREATE":
+        if action in ("CREATE", IMPORT):
             for t in targets:
                 meta = state.instances.setdefault(t.key, InstanceMeta(ou=t.ou))
                 if overrides is not None:
@@ -247,9 +248,11 @@ class StackSetEngine:
                 op.results[key] = (SUCCEEDED, None)
                 return None
             meta = state.instances.setdefault(key, InstanceMeta(ou=ou))
-            if (problem := deploy.execution_role_problem(stackset, account)) is not None:
+            if op.action == IMPORT:
+                apply_import(state, op, key, index)
+            elif (problem := deploy.execution_role_problem(stackset, account)) is not None:
                 raise deploy.TargetFailed(problem)
-            if key not in index:
+            elif key not in index:
                 index[key] = deploy.create_instance(stackset, account, region, meta.overrides)
             elif op.action == "UPDATE":
                 overrides = meta.overrides
@@ -265,10 +268,11 @@ class StackSetEngine:
             reason = str(exc)
             op.results[key] = (FAILED, reason)
             if meta is not None:
+                detailed = FAILED_IMPORT if op.action == IMPORT else FAILED
                 meta.problem = (
                     ("INOPERABLE", "INOPERABLE", reason)
                     if op.action == "DELETE"
-                    else ("OUTDATED", FAILED, reason)
+                    else ("OUTDATED", detailed, reason)
                 )
                 meta.last_operation = op.id
             return reason
@@ -321,7 +325,8 @@ class StackSetEngine:
     def operation_summary(self, op: Operation) -> dict[str, Any]:
         summary: dict[str, Any] = {
             "OperationId": op.id,
-            "Action": op.action,
+            # AWS reports an import as a CREATE; the control API says IMPORT.
+            "Action": "CREATE" if op.action == IMPORT else op.action,
             "Status": op.status,
             "CreationTimestamp": op.created,
             "OperationPreferences": displayed_preferences(op.preferences),

@@ -58,6 +58,8 @@ class Operation:
     ended: datetime | None = None
     results: dict[Key, tuple[str, str | None]] = field(default_factory=dict)
     status_reason: str | None = None
+    # ImportStacksToStackSet: the stack each target adopts.
+    stack_ids: dict[Key, str] = field(default_factory=dict)
 
     @property
     def deadline(self) -> float:
