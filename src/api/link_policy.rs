@@ -166,6 +166,14 @@ pub struct BulkRegistrationRights {
     /// of this cluster. Adoption tags it as this registration's.
     #[serde(default)]
     pub stack_set_adoption: bool,
+
+    /// Names of existing per-account stacks that `import.stackName` may take into a StackSet
+    /// (`*` matches any run of characters). Importing takes over a stack someone created in each
+    /// target account. Empty: no import.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1, max = 128)), length(max = 100))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
+    pub import_stack_names: Vec<String>,
 }
 
 impl Default for BulkRegistrationRights {
@@ -178,6 +186,7 @@ impl Default for BulkRegistrationRights {
             max_targets: None,
             stack_set_name_prefixes: Vec::new(),
             stack_set_adoption: false,
+            import_stack_names: Vec::new(),
         }
     }
 }

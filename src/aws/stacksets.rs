@@ -25,7 +25,7 @@ pub enum CallAs {
 }
 
 impl CallAs {
-    fn sdk(self) -> SdkCallAs {
+    pub(super) fn sdk(self) -> SdkCallAs {
         match self {
             Self::Management => SdkCallAs::SelfValue,
             Self::DelegatedAdmin => SdkCallAs::DelegatedAdmin,
@@ -313,7 +313,7 @@ fn deployment_targets(targets: &Targets) -> DeploymentTargets {
     builder.build()
 }
 
-fn preferences(p: &Preferences) -> StackSetOperationPreferences {
+pub(super) fn preferences(p: &Preferences) -> StackSetOperationPreferences {
     StackSetOperationPreferences::builder()
         .set_max_concurrent_count(p.max_concurrent_count)
         .set_max_concurrent_percentage(p.max_concurrent_percentage)

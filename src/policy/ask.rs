@@ -42,6 +42,8 @@ pub struct BulkAsk {
     /// `stackSet.name` when given (a derived name is always the registration's own).
     pub stack_set_name: Option<String>,
     pub adopt: bool,
+    /// `import.stackName`: existing stacks to take over.
+    pub import_stack_name: Option<String>,
 }
 
 /// The built-in template's settings that widen what the deployed role can do or who may use it.
@@ -117,6 +119,7 @@ impl BulkAsk {
             lists: !targets.accounts_from.is_empty(),
             stack_set_name: spec.stack_set.name.clone(),
             adopt: spec.stack_set.adopt,
+            import_stack_name: spec.import.as_ref().map(|i| i.stack_name.clone()),
         }
     }
 }

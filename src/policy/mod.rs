@@ -360,6 +360,22 @@ fn bulk(spec: &LinkPolicySpec, ask: &BulkAsk, facts: &Facts, tally: &mut Tally) 
             "does not allow stackSetAdoption",
         );
     }
+    if let Some(name) = &ask.import_stack_name
+        && !rights
+            .import_stack_names
+            .iter()
+            .any(|p| glob::matches(p, name))
+    {
+        let allows = if rights.import_stack_names.is_empty() {
+            "allows no import (no importStackNames)".to_string()
+        } else {
+            format!(
+                "allows importStackNames {}",
+                list(&rights.import_stack_names)
+            )
+        };
+        tally.refuse(format!("spec.import.stackName={name}"), allows);
+    }
     let max = rights.max_targets.map(|m| usize::try_from(m).unwrap_or(0));
     if let Some(max) = max
         && ask.accounts.len() > max

@@ -278,6 +278,10 @@ fn escalating_registrations_are_refused_without_any_read() {
             "spec.stackSet.adopt=true is not permitted: LinkPolicy team-a does not allow stackSetAdoption",
         ),
         (
+            json!({"stackSet": {"permissionModel": "SelfManaged"}, "import": {"stackName": "linker-role"}, "targets": {"accounts": [A]}}),
+            "spec.import.stackName=linker-role is not permitted: LinkPolicy team-a allows no import (no importStackNames)",
+        ),
+        (
             json!({"targets": {"accounts": [A, B, "333333333333", "444444444444"]}}),
             "spec.targets.accounts (4 accounts) is not permitted: LinkPolicy team-a allows maxTargets 3",
         ),
@@ -539,4 +543,33 @@ fn messages_are_bounded() {
     assert!(message.chars().count() <= MAX_MESSAGE, "{}", message.len());
     assert!(message.starts_with("spec.roleName=Admin is not permitted: LinkPolicy policy-00-"));
     assert!(message.ends_with('…'));
+}
+
+/// Importing takes over stacks someone else created: only names a policy lists, by glob.
+#[test]
+fn import_needs_a_matching_stack_name() {
+    let policies = [policy(
+        "importer",
+        json!({"namespaces": [NS], "accounts": {"ids": [A]},
+               "bulkRegistrations": {"importStackNames": ["linker-*"]}}),
+    )];
+    let ask = |name: &str| {
+        bulk(json!({"stackSet": {"permissionModel": "SelfManaged"},
+                    "import": {"stackName": name}, "targets": {"accounts": [A]}}))
+    };
+    let permitted = decide(&ask("linker-role"), &policies, &Facts::default());
+    assert!(
+        matches!(permitted, Verdict::Permitted { .. }),
+        "{permitted:?}"
+    );
+    let message = refused(&decide(
+        &ask("payments-admin"),
+        &policies,
+        &Facts::default(),
+    ))
+    .to_string();
+    assert!(
+        message.contains("spec.import.stackName=payments-admin is not permitted: LinkPolicy importer allows importStackNames [linker-*]"),
+        "{message}"
+    );
 }

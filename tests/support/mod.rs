@@ -10,6 +10,7 @@ mod cluster;
 mod emulator;
 mod env;
 mod operator;
+mod stacks;
 mod tenancy;
 
 pub use self::aws::{ACCESS_ROLE, Account, AwsAdmin, EXECUTION_ROLE, HUB_ACCOUNT};
@@ -21,6 +22,7 @@ pub use self::cluster::{
 pub use self::emulator::{Emulator, trust_policy};
 pub use self::env::{TestEnv, env, repo_root};
 pub use self::operator::Operator;
+pub use self::stacks::MemberStacks;
 pub use self::tenancy::{apply_policy, delete_policy, permissive};
 
 use std::ops::Deref;

@@ -8,11 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{DURATION_PATTERN, ROLE_NAME_PATTERN, SecretKeyRef};
 
+mod brownfield;
 mod reasons;
 mod status;
 mod targets;
 mod template;
 
+pub use brownfield::StackImport;
 pub use reasons::{event, reason};
 pub use status::{BulkRegistrationStatus, InstanceFailure, StackSetOperation, Summary};
 pub use targets::{
@@ -86,6 +88,8 @@ pub const REGION_PATTERN: &str = "^[a-z]{2}(-[a-z]+)+-[0-9]+$";
         .message("targets.organizationalUnitIds needs a ServiceManaged StackSet; SelfManaged StackSets target accounts"),
     validation = Rule::new("!has(self.template.builtin) || !has(self.regions) || size(self.regions) <= 1")
         .message("the builtin template creates a named IAM role, which is global: deploy it to one region per account (set at most one region)"),
+    validation = Rule::new("!has(self.import) || self.stackSet.permissionModel == 'SelfManaged'")
+        .message("import applies to SelfManaged StackSets only: the stacks are found through the execution role"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct BulkRegistrationSpec {
@@ -126,6 +130,10 @@ pub struct BulkRegistrationSpec {
     /// The registration token: one ExternalId shared by every account of this registration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<RegistrationToken>,
+
+    /// Existing per-account stacks to import into the StackSet (SelfManaged only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<StackImport>,
 
     /// Labels, annotations and verification settings copied to each child LinkedAccount.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,6 +11,7 @@
 pub mod children;
 pub mod cleanup;
 pub mod definition;
+pub mod import;
 pub mod operation;
 pub mod ownership;
 mod permit;
@@ -46,7 +47,7 @@ use crate::api::conditions::{INSTANCES_READY, READY, STACK_SET_READY, STALLED};
 use crate::api::labels;
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use crate::aws::stacksets::{Instance, StackSetRef};
-use crate::aws::{AwsError, HubIdentity, OrgUnits, StackSets, TemplateSummaries};
+use crate::aws::{AwsError, HubIdentity, OrgUnits, StackImports, StackSets, TemplateSummaries};
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
 use crate::controller::hash_key::HashKey;
@@ -114,6 +115,8 @@ pub struct Context {
     pub org: Arc<dyn OrgUnits>,
     pub hub: Arc<dyn HubIdentity>,
     pub templates: Arc<dyn TemplateSummaries>,
+    /// Existing per-account stacks: found and imported (`spec.import`).
+    pub imports: Arc<dyn StackImports>,
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -122,6 +125,8 @@ pub struct Context {
     /// Custom templates found to hide the token, so polling passes do not ask again.
     vetted: template::Vetted,
     pub gate: Arc<Gate>,
+    /// What look-ups for `spec.import` found, per registration and generation.
+    import_lookups: import::Cache,
 }
 
 impl Context {
@@ -139,12 +144,14 @@ impl Context {
             stacksets: aws.clone(),
             org: aws.clone(),
             hub: aws.clone(),
+            imports: aws.clone(),
             templates: aws,
             recorder,
             settings,
             metrics,
             hub_principal: OnceCell::new(),
             vetted: template::Vetted::default(),
+            import_lookups: import::Cache::default(),
         }
     }
 }
@@ -309,6 +316,8 @@ pub struct Pass<'a> {
     current: BulkRegistrationStatus,
     next: BulkRegistrationStatus,
     now: Timestamp,
+    /// Failures besides the instances': accounts whose stack to import could not be looked at.
+    extra_failures: Vec<crate::api::bulk_registration::InstanceFailure>,
 }
 
 /// What the phases before the operation found.
@@ -333,6 +342,7 @@ impl<'a> Pass<'a> {
             set,
             current,
             now: Timestamp::now(),
+            extra_failures: Vec::new(),
         }
     }
 
@@ -416,6 +426,8 @@ impl<'a> Pass<'a> {
         }
         self.next.summary = Some(summary);
         self.next.failures = observed.failures;
+        let room = status::MAX_FAILURES.saturating_sub(self.next.failures.len());
+        (self.next.failures).extend(self.extra_failures.iter().take(room).cloned());
         let ready = status::is_ready(&conds);
         self.write(conds).await?;
         Ok(ready)
@@ -530,7 +542,13 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     let current = pass.next.template_hash.as_deref() == Some(hash.as_str());
     let uid = bulk.meta().uid.clone().unwrap_or_default();
     let generation = pass.generation().unwrap_or_default();
-    let step = plan::next_step(&inputs.desired, &instances, current);
+    let lookups = if current {
+        import::look_up(pass, &inputs.desired, &instances).await?
+    } else {
+        import::Lookups::default()
+    };
+    pass.extra_failures = import::failures(&lookups);
+    let step = import::next_step(&inputs.desired, &instances, current, &lookups);
     let id_of = |step: &plan::Step| plan::operation_id(&uid, generation, hash, step);
     match operation::next(step, id_of, pass.next.last_operation.as_ref()) {
         Next::Start { step, id } => {

@@ -12,11 +12,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::info;
 
-use super::definition;
 use super::plan::{self, Step};
 use super::status::{Headline, Stall};
 use super::template::fingerprint;
 use super::{Error, Inputs, Pass, REJECTED_RECHECK, aws_text};
+use super::{definition, import};
 use crate::api::BulkRegistrationStatus;
 use crate::api::bulk_registration::{StackSetOperation, reason};
 use crate::aws::stacksets::{
@@ -284,6 +284,9 @@ pub async fn start(
                 .await
         }
         (Step::Update(batch), _) => stacksets.update_instances(set, &op(batch)).await,
+        (Step::Import { stack_ids, .. }, _) => {
+            import::start(pass, id, stack_ids, preferences).await
+        }
     };
     Outcome::of(result)
 }
@@ -408,6 +411,7 @@ pub fn action_label(action: &str) -> &'static str {
         "Create" => "create",
         "Delete" => "delete",
         "UpdateStackSet" => "update_stack_set",
+        "Import" => "import",
         _ => "update",
     }
 }

@@ -45,6 +45,11 @@ pub enum Step {
     /// Bring outdated instances to the StackSet's current template: those an operation
     /// cancelled (failure tolerance exceeded) or skipped, never ones that failed themselves.
     Update(Batch),
+    /// Take existing stacks into the StackSet (ImportStacksToStackSet, see [`super::import`]).
+    Import {
+        batch: Batch,
+        stack_ids: Vec<String>,
+    },
 }
 
 impl Step {
@@ -55,6 +60,7 @@ impl Step {
             Self::Create(_) => "Create",
             Self::Delete { .. } => "Delete",
             Self::Update(_) => "Update",
+            Self::Import { .. } => "Import",
         }
     }
 
@@ -62,7 +68,10 @@ impl Step {
     pub fn batch(&self) -> Option<&Batch> {
         match self {
             Self::UpdateStackSet => None,
-            Self::Create(batch) | Self::Delete { batch, .. } | Self::Update(batch) => Some(batch),
+            Self::Create(batch)
+            | Self::Delete { batch, .. }
+            | Self::Update(batch)
+            | Self::Import { batch, .. } => Some(batch),
         }
     }
 }
@@ -158,17 +167,18 @@ pub fn next_step(
 
 /// An instance left behind by an operation rather than failed by its own stack: cancelled
 /// when failure tolerance was exceeded, skipped, or outdated although its last operation
-/// succeeded.
+/// succeeded; or imported and not yet given the StackSet's parameters (the token).
 fn needs_update(instance: &Instance) -> bool {
-    instance.status == InstanceStatus::Outdated
-        && matches!(
-            instance.detailed_status,
-            Some(
-                DetailedStatus::Cancelled
-                    | DetailedStatus::SkippedSuspendedAccount
-                    | DetailedStatus::Succeeded
+    super::import::awaits_parameters(instance)
+        || instance.status == InstanceStatus::Outdated
+            && matches!(
+                instance.detailed_status,
+                Some(
+                    DetailedStatus::Cancelled
+                        | DetailedStatus::SkippedSuspendedAccount
+                        | DetailedStatus::Succeeded
+                )
             )
-        )
 }
 
 /// The largest group of accounts that share their missing regions: accounts missing
@@ -251,6 +261,9 @@ pub fn operation_id(uid: &str, generation: i64, template_hash: &str, step: &Step
     ];
     if let Step::Delete { retain_stacks, .. } = step {
         parts.push(retain_stacks.to_string());
+    }
+    if let Step::Import { stack_ids, .. } = step {
+        parts.push(stack_ids.join(","));
     }
     if let Some(batch) = step.batch() {
         parts.push(batch.regions.join(","));
