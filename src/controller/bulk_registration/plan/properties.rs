@@ -127,7 +127,7 @@ impl StackSet {
                         *current = landed(fate);
                     }
                 }
-                Step::Create(_) => {
+                Step::Create(_) | Step::Import { .. } => {
                     self.instances.insert(key, landed(fate));
                 }
             }
