@@ -107,6 +107,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The API resource, for reads that treat the kinds alike.
+    pub fn resource(self) -> kube::discovery::ApiResource {
+        use kube::discovery::ApiResource;
+        match self {
+            Self::LinkedAccount => ApiResource::erase::<crate::api::LinkedAccount>(&()),
+            Self::BulkRegistration => ApiResource::erase::<crate::api::BulkRegistration>(&()),
+            Self::MemberAccount => ApiResource::erase::<crate::api::MemberAccount>(&()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::LinkedAccount => "LinkedAccount",
@@ -251,11 +261,11 @@ pub async fn execute(
         }
         FleetCommand::Verify { target } => {
             let (kind, name) = parse_target(&target)?;
-            request::verify(client, &namespace, kind, &name, out).await
+            request::request(client, &namespace, kind, &name, false, out).await
         }
         FleetCommand::Rotate { target } => {
             let (kind, name) = parse_target(&target)?;
-            request::rotate(client, &namespace, kind, &name, out).await
+            request::request(client, &namespace, kind, &name, true, out).await
         }
     }
 }

@@ -3,12 +3,11 @@
 //! value as handled; the command says where to see that.
 
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde::Serialize;
 
 use super::{Kind, Out, PluginError, api_error};
 use crate::api::annotations::{ROTATE_REQUESTED_AT, VERIFY_REQUESTED_AT};
-use crate::api::{BulkRegistration, LinkedAccount};
 
 /// What a request command did (also its JSON/YAML form).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -47,7 +46,8 @@ pub fn annotation_for(
     }
 }
 
-async fn request(
+/// Sets the request annotation `verify` (or `rotate`) asks for on `kind`/`name`.
+pub async fn request(
     client: Client,
     namespace: &str,
     kind: Kind,
@@ -57,21 +57,13 @@ async fn request(
 ) -> Result<(), PluginError> {
     let (annotation, handled_in) = annotation_for(rotate, kind)?;
     let value = out.now.as_second().to_string();
+    let resource = kind.resource();
+    let api = Api::<DynamicObject>::namespaced_with(client, namespace, &resource);
     let body = patch(annotation, &value);
-    let params = PatchParams::default();
-    let resource = format!("{}s", kind.as_str().to_lowercase());
-    let scope = format!("namespace {namespace}");
-    let result = match kind {
-        Kind::LinkedAccount => Api::<LinkedAccount>::namespaced(client, namespace)
-            .patch(name, &params, &Patch::Merge(&body))
-            .await
-            .map(drop),
-        _ => Api::<BulkRegistration>::namespaced(client, namespace)
-            .patch(name, &params, &Patch::Merge(&body))
-            .await
-            .map(drop),
-    };
-    match result {
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&body))
+        .await
+    {
         Err(kube::Error::Api(s)) if s.code == 404 => {
             return Err(PluginError::NotFound {
                 kind: kind.as_str(),
@@ -79,8 +71,11 @@ async fn request(
                 namespace: namespace.to_string(),
             });
         }
-        Err(e) => return Err(api_error(e, "patch", &resource, &scope)),
-        Ok(()) => {}
+        Err(e) => {
+            let scope = format!("namespace {namespace}");
+            return Err(api_error(e, "patch", &resource.plural, &scope));
+        }
+        Ok(_) => {}
     }
     let done = Requested {
         kind,
@@ -102,28 +97,6 @@ async fn request(
         )?;
     }
     Ok(())
-}
-
-/// `verify KIND/NAME`.
-pub async fn verify(
-    client: Client,
-    namespace: &str,
-    kind: Kind,
-    name: &str,
-    out: &mut Out<'_>,
-) -> Result<(), PluginError> {
-    request(client, namespace, kind, name, false, out).await
-}
-
-/// `rotate bulkreg/NAME`.
-pub async fn rotate(
-    client: Client,
-    namespace: &str,
-    kind: Kind,
-    name: &str,
-    out: &mut Out<'_>,
-) -> Result<(), PluginError> {
-    request(client, namespace, kind, name, true, out).await
 }
 
 #[cfg(test)]

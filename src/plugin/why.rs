@@ -7,16 +7,16 @@ use std::fmt::Write as _;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 
 use super::remedies::{self, Remedy};
 use super::table::{Cell, Table, Tone, age, clip};
 use super::{Kind, Out, PluginError, api_error};
+use crate::api::bulk_registration::StackSetOperation;
 use crate::api::conditions::READY;
 use crate::api::labels::{BULK_REGISTRATION_LABEL, MEMBER_ACCOUNT_LABEL};
-use crate::api::{BulkRegistration, LinkedAccount, MemberAccount};
 
 /// Events shown, newest last.
 const MAX_EVENTS: usize = 10;
@@ -229,115 +229,74 @@ pub fn render(e: &Explanation, now: Timestamp, colour: bool) -> String {
     out
 }
 
-/// What is read of the object: its conditions, UID and parent's name.
-struct Subject {
-    conditions: Vec<Condition>,
-    uid: String,
-    parent: Option<(Kind, String)>,
-}
-
-async fn subject(
+/// Reads object `name` of `kind`; a 403 is worded for the caller.
+async fn get(
     client: &Client,
     namespace: &str,
     kind: Kind,
     name: &str,
-) -> Result<Subject, PluginError> {
-    let scope = format!("namespace {namespace}");
-    let missing = || PluginError::NotFound {
-        kind: kind.as_str(),
-        name: name.to_string(),
-        namespace: namespace.to_string(),
-    };
-    let read = |e| {
-        api_error(
-            e,
-            "get",
-            &format!("{}s", kind.as_str().to_lowercase()),
-            &scope,
-        )
-    };
-    Ok(match kind {
-        Kind::LinkedAccount => {
-            let api: Api<LinkedAccount> = Api::namespaced(client.clone(), namespace);
-            let o = api.get_opt(name).await.map_err(read)?.ok_or_else(missing)?;
-            let labels = o.labels();
-            let parent = labels
-                .get(BULK_REGISTRATION_LABEL)
-                .map(|p| (Kind::BulkRegistration, p.clone()))
-                .or_else(|| {
-                    labels
-                        .get(MEMBER_ACCOUNT_LABEL)
-                        .map(|p| (Kind::MemberAccount, p.clone()))
-                });
-            Subject {
-                uid: o.uid().unwrap_or_default(),
-                conditions: o.status.map(|s| s.conditions).unwrap_or_default(),
-                parent,
-            }
-        }
-        Kind::BulkRegistration => {
-            let api: Api<BulkRegistration> = Api::namespaced(client.clone(), namespace);
-            let o = api.get_opt(name).await.map_err(read)?.ok_or_else(missing)?;
-            Subject {
-                uid: o.uid().unwrap_or_default(),
-                conditions: o.status.map(|s| s.conditions).unwrap_or_default(),
-                parent: None,
-            }
-        }
-        Kind::MemberAccount => {
-            let api: Api<MemberAccount> = Api::namespaced(client.clone(), namespace);
-            let o = api.get_opt(name).await.map_err(read)?.ok_or_else(missing)?;
-            Subject {
-                uid: o.uid().unwrap_or_default(),
-                conditions: o.status.map(|s| s.conditions).unwrap_or_default(),
-                parent: None,
-            }
-        }
-    })
+) -> Result<Option<DynamicObject>, PluginError> {
+    let resource = kind.resource();
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            api_error(
+                e,
+                "get",
+                &resource.plural,
+                &format!("namespace {namespace}"),
+            )
+        })
+}
+
+/// `status.<field>` of a dynamic object, when it reads as `T`.
+fn status_field<T: serde::de::DeserializeOwned>(o: &DynamicObject, field: &str) -> Option<T> {
+    serde_json::from_value(o.data.get("status")?.get(field)?.clone()).ok()
+}
+
+/// The BulkRegistration or MemberAccount a LinkedAccount's labels name as its parent.
+fn parent_of(o: &DynamicObject) -> Option<(Kind, String)> {
+    let labels = o.labels();
+    labels
+        .get(BULK_REGISTRATION_LABEL)
+        .map(|p| (Kind::BulkRegistration, p.clone()))
+        .or_else(|| {
+            labels
+                .get(MEMBER_ACCOUNT_LABEL)
+                .map(|p| (Kind::MemberAccount, p.clone()))
+        })
 }
 
 /// The parent's state; a parent the caller cannot read is said so, not an error.
 async fn parent(client: &Client, namespace: &str, kind: Kind, name: &str) -> Parent {
-    let found = match kind {
-        Kind::BulkRegistration => Api::<BulkRegistration>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map(|o| {
-                o.and_then(|o| o.status).map(|s| {
-                    let op = s.operation.map(|o| {
-                        format!("{} {} ({})", o.action, o.status.unwrap_or_default(), o.id)
-                    });
-                    (s.conditions, op)
-                })
-            }),
-        _ => Api::<MemberAccount>::namespaced(client.clone(), namespace)
-            .get_opt(name)
-            .await
-            .map(|o| o.and_then(|o| o.status).map(|s| (s.conditions, None))),
-    };
-    let unknown = |message: String| Parent {
+    let mut parent = Parent {
         kind,
         name: name.to_string(),
         ready: None,
-        message,
+        message: String::new(),
         operation: None,
     };
-    match found {
-        Err(e) => unknown(format!("cannot be read: {e}")),
-        Ok(None) => unknown("not found, or no status yet".into()),
-        Ok(Some((conditions, operation))) => {
+    match get(client, namespace, kind, name).await {
+        Err(e) => parent.message = format!("cannot be read: {e}"),
+        Ok(None) => parent.message = "not found".into(),
+        Ok(Some(o)) => {
+            let conditions: Vec<Condition> = status_field(&o, "conditions").unwrap_or_default();
             let ready = conditions.iter().find(|c| c.type_ == READY);
-            Parent {
-                kind,
-                name: name.to_string(),
-                ready: Some(
-                    ready.map_or("Unknown".into(), |c| format!("{}/{}", c.status, c.reason)),
-                ),
-                message: ready.map(|c| c.message.clone()).unwrap_or_default(),
-                operation,
-            }
+            parent.ready =
+                Some(ready.map_or("Unknown".into(), |c| format!("{}/{}", c.status, c.reason)));
+            parent.message = ready.map(|c| c.message.clone()).unwrap_or_default();
+            parent.operation = status_field::<StackSetOperation>(&o, "operation").map(|op| {
+                format!(
+                    "{} {} ({})",
+                    op.action,
+                    op.status.unwrap_or_default(),
+                    op.id
+                )
+            });
         }
     }
+    parent
 }
 
 /// Reads the object, its Events and its parent, and prints the explanation.
@@ -348,21 +307,30 @@ pub async fn run(
     name: &str,
     out: &mut Out<'_>,
 ) -> Result<(), PluginError> {
-    let subject = subject(&client, namespace, kind, name).await?;
+    let object =
+        get(&client, namespace, kind, name)
+            .await?
+            .ok_or_else(|| PluginError::NotFound {
+                kind: kind.as_str(),
+                name: name.to_string(),
+                namespace: namespace.to_string(),
+            })?;
+    let conditions: Vec<Condition> = status_field(&object, "conditions").unwrap_or_default();
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let uid = object.uid().unwrap_or_default();
     let listed = events
-        .list(&ListParams::default().fields(&format!("involvedObject.uid={}", subject.uid)))
+        .list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
         .await
         .map_err(|e| api_error(e, "list", "events", &format!("namespace {namespace}")))?;
-    let parent = match &subject.parent {
-        Some((kind, parent_name)) => Some(parent(&client, namespace, *kind, parent_name).await),
+    let parent = match parent_of(&object).filter(|_| kind == Kind::LinkedAccount) {
+        Some((kind, parent_name)) => Some(parent(&client, namespace, kind, &parent_name).await),
         None => None,
     };
     let explanation = Explanation {
         kind,
         namespace: namespace.to_string(),
         name: name.to_string(),
-        conditions: explain(kind, &subject.conditions, remedies::lookup),
+        conditions: explain(kind, &conditions, remedies::lookup),
         events: event_lines(&listed.items),
         parent,
     };
@@ -375,97 +343,5 @@ pub async fn run(
 }
 
 #[cfg(test)]
-mod tests {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    use super::*;
-
-    fn at(minutes_ago: i64) -> Timestamp {
-        Timestamp::from_second(1_800_000_000 - minutes_ago * 60).unwrap()
-    }
-
-    fn cond(type_: &str, status: &str, reason: &str, message: &str) -> Condition {
-        Condition {
-            type_: type_.into(),
-            status: status.into(),
-            reason: reason.into(),
-            message: message.into(),
-            last_transition_time: Time(at(5)),
-            observed_generation: Some(1),
-        }
-    }
-
-    #[test]
-    fn conditions_are_explained_ready_first_with_the_docs_rows_once_per_reason() {
-        let conditions = [
-            cond("Stalled", "True", "AccessDenied", "denied"),
-            cond("Ready", "False", "AccessDenied", "denied"),
-            cond("Reconciling", "False", "AccessDenied", ""),
-        ];
-        let explained = explain(Kind::LinkedAccount, &conditions, remedies::lookup);
-        let types: Vec<_> = explained.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Ready", "Reconciling", "Stalled"]);
-        assert!(
-            explained[0].remedies[0].what_to_do.contains("fix the role"),
-            "{explained:?}"
-        );
-        let e = Explanation {
-            kind: Kind::LinkedAccount,
-            namespace: "team".into(),
-            name: "w-2".into(),
-            conditions: explained,
-            events: vec![],
-            parent: Some(Parent {
-                kind: Kind::BulkRegistration,
-                name: "w".into(),
-                ready: Some("False/OperationRunning".into()),
-                message: "operation op running".into(),
-                operation: Some("Update RUNNING (op)".into()),
-            }),
-        };
-        let text = render(&e, at(0), false);
-        assert_eq!(text.matches("What to do:").count(), 1, "{text}");
-        assert!(
-            text.contains("Ready=False  AccessDenied  (for 5m)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("Parent BulkRegistration w:\n  Ready=False/OperationRunning"),
-            "{text}"
-        );
-        assert!(text.contains("Events: none"), "{text}");
-    }
-
-    #[test]
-    fn an_unknown_reason_says_the_docs_have_no_entry() {
-        let explained = explain(
-            Kind::MemberAccount,
-            &[cond("Ready", "False", "Mystery", "")],
-            remedies::lookup,
-        );
-        let e = Explanation {
-            kind: Kind::MemberAccount,
-            namespace: "n".into(),
-            name: "m".into(),
-            conditions: explained,
-            events: vec![],
-            parent: None,
-        };
-        assert!(render(&e, at(0), false).contains("the user guide has no entry for Mystery"));
-    }
-
-    #[test]
-    fn events_are_newest_last_and_capped() {
-        let events: Vec<Event> = (0..15)
-            .map(|i| Event {
-                reason: Some(format!("R{i:02}")),
-                last_timestamp: Some(Time(at(100 - i))),
-                ..Event::default()
-            })
-            .collect();
-        let lines = event_lines(&events);
-        assert_eq!(lines.len(), MAX_EVENTS);
-        assert_eq!(lines.first().unwrap().reason, "R05");
-        assert_eq!(lines.last().unwrap().reason, "R14");
-    }
-}
+#[path = "why_tests.rs"]
+mod tests;
