@@ -331,6 +331,12 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
         ),
         (
             "BulkRegistration",
+            "import on service-managed",
+            bulk(json!({"import": {"stackName": "linker-access-role"}})),
+            "import applies to SelfManaged StackSets only",
+        ),
+        (
+            "BulkRegistration",
             "execution role on service-managed",
             bulk(json!({"stackSet": {"executionRoleName": "Exec"}})),
             "administrationRoleArn and executionRoleName apply to SelfManaged StackSets only",
