@@ -58,6 +58,10 @@ integration-test: ## Integration tests against a real API server and the strict 
 	KUBEBUILDER_ASSETS=$(ASSETS) ACCOUNT_LINKER_PYTHON=$(PY) \
 		$(CARGO) test --locked --test '*' -- --test-threads=4
 
+.PHONY: chart-docs
+chart-docs: ## Regenerate the chart's Artifact Hub annotations and README values table
+	$(PY) hack/chart-docs.py
+
 .PHONY: chart-test
 chart-test: ## Lint, render and server-side validate the Helm chart; Argo CD health checks
 	PY=$(PY) bash hack/chart-test.sh

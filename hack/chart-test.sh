@@ -7,7 +7,10 @@
 #     against a real kube-apiserver of the pinned release, with the prometheus-operator CRDs
 #     installed so ServiceMonitor and PrometheusRule are checked against their schemas too (and
 #     ours before the starter LinkPolicy is);
-#  4. the Argo CD health check (Lua, run by gopher-lua as in Argo CD) and kstatus give the expected
+#  4. the generated parts (Artifact Hub annotations in Chart.yaml, the values table of the chart's
+#     README) are in sync with crds/, examples/, values.schema.json and values.yaml
+#     (hack/chart-docs.py), and NOTES.txt prints the next commands (helm install --dry-run);
+#  5. the Argo CD health check (Lua, run by gopher-lua as in Argo CD) and kstatus give the expected
 #     verdict for every status fixture in hack/healthcheck/testdata.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +30,9 @@ NS=account-linker
 log() { echo "chart-test: $*" >&2; }
 fail() { echo "chart-test: FAIL: $*" >&2; exit 1; }
 rm -rf "$OUT"; mkdir -p "$OUT"
+
+log "generated chart docs in sync (hack/chart-docs.py --check)"
+"$PY" hack/chart-docs.py --check || fail "regenerate with: make chart-docs"
 
 log "helm lint --strict"
 "$HELM" lint --strict "$CHART" >/dev/null || "$HELM" lint --strict "$CHART"
@@ -131,6 +137,16 @@ dry_run minimal
 "$KUBECTL" apply --server-side -f $CHART/crds/ >/dev/null
 "$KUBECTL" wait --for=condition=Established crd --all --timeout=60s >/dev/null
 dry_run all-features
+# NOTES.txt, as `helm install` prints it (a client-side dry run still asks the API server for its
+# version and APIs): the next commands for both the default and the all-features values.
+notes() { "$HELM" install al "$CHART" --namespace "$NS" --dry-run=client "$@" | sed -n '/^NOTES:/,$p'; }
+notes > "$OUT/notes-default.txt"
+notes -f "$ALL" > "$OUT/notes-all.txt"
+expect notes-default.txt "kubectl -n $NS rollout status deploy/al-account-linker"
+expect notes-default.txt "created no LinkPolicy"
+expect notes-default.txt "kubectl get accountlinker -n default"
+expect notes-all.txt "kubectl get linkpolicy al-account-linker-starter"
+expect notes-all.txt "kubectl get accountlinker -n team-a"
 # A non-strict-valid manifest must fail the same way, or the check above proves nothing.
 sed 's/^  replicas: 2$/  replicas: 2\n  replicaz: 2/' "$OUT/default.yaml" > "$OUT/broken.yaml"
 if "$KUBECTL" apply --dry-run=server --validate=strict -f "$OUT/broken.yaml" > /dev/null 2>&1; then

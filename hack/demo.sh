@@ -19,10 +19,13 @@ kubectl="$KUBEBUILDER_ASSETS/kubectl"
 py="$(bash hack/venv.sh)/bin/python"
 state=target/dev-env
 ns=demo
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Every step says how long the tour has run, so no minute passes in silence.
+began=$SECONDS
+say() { printf '\n\033[1m== [%dm%02ds] %s\033[0m\n' $(((SECONDS - began) / 60)) $(((SECONDS - began) % 60)) "$*"; }
 
-say "Building the operator"
-cargo build --quiet --locked
+say "Building the operator (the first time about 4 minutes on 2 cores: cargo shows each crate)"
+# Not --quiet: cargo's progress bar on a terminal, one `Compiling` line per crate otherwise.
+cargo build --locked
 bin="${CARGO_TARGET_DIR:-target}/debug/account-linker"
 "$kubectl" create namespace "$ns" --dry-run=client -o yaml | "$kubectl" apply -f - >/dev/null
 
@@ -120,12 +123,12 @@ echo "\$ kubectl describe lacct payments-prod -n $ns   (status and events)"
 cat <<TXT
 
 The control plane, the emulator and the operator keep running. To poke at them:
-  source $state/env.sh
-  \$KUBEBUILDER_ASSETS/kubectl get lacct -n $ns -w
-  \$KUBEBUILDER_ASSETS/kubectl get bulkreg sandboxes -n $ns -o yaml   # summary, operations
-  \$KUBEBUILDER_ASSETS/kubectl describe macct analytics-dev -n $ns    # request ID, account, events
-  python hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
-  python hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
+  source $state/env.sh                                      # kubectl (the pinned one) on PATH
+  kubectl get lacct -n $ns -w
+  kubectl get bulkreg sandboxes -n $ns -o yaml              # summary, operations
+  kubectl describe macct analytics-dev -n $ns               # request ID, account, events
+  \$ACCOUNT_LINKER_PYTHON hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
+  \$ACCOUNT_LINKER_PYTHON hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
                                                             # a sixth account: auto-deployed, then linked once
                                                             # the operator re-reads the OU (docs/linkpolicy.md)
   curl -s \$EMULATOR_CONTROL_URL/requests                     # AWS calls the operator made

@@ -5,6 +5,7 @@ DEV_ENV_DIR := target/dev-env
 
 .PHONY: dev-env
 dev-env: ## Start control plane + AWS emulator in the background and install the CRDs
+	@echo "dev-env: the first run builds the Kubernetes control plane from the Go module proxy and the emulator venv (README: about 10 minutes with the operator build)"
 	@$(PY) hack/testenv.py up --background --keep-state --state-dir $(DEV_ENV_DIR) --crds crds/
 	@echo "Environment ready. Use it with:  source $(DEV_ENV_DIR)/env.sh   (stop it: make dev-env-down)"
 

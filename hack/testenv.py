@@ -195,6 +195,17 @@ def shell_quote(value: str):
     return "'" + value.replace("'", "'\\''") + "'"
 
 
+def env_sh(env: dict, bins: Path) -> str:
+    """The shell form of the environment: its variables, the pinned kubectl first on PATH (once,
+    however often the file is sourced), and the emulator venv's python as ACCOUNT_LINKER_PYTHON
+    (the interpreter running this script: hack/aws-admin.py needs its boto3)."""
+    bins_q = shell_quote(str(bins))
+    return ("# Written by hack/testenv.py; removed when the environment stops.\n"
+            + "".join(f"export {k}={shell_quote(v)}\n" for k, v in env.items())
+            + f"export ACCOUNT_LINKER_PYTHON={shell_quote(sys.executable)}\n"
+            + f'case ":$PATH:" in *:{bins_q}:*) ;; *) export PATH={bins_q}":$PATH" ;; esac\n')
+
+
 def free_port():
     """A loopback port that was free a moment ago (a clash is handled by retrying startup)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -580,8 +591,7 @@ class Environment:
         }
         # env.json first: the Rust harness waits for it, shells for env.sh; both are complete.
         write_atomic(state / "env.json", json.dumps(info, indent=2) + "\n")
-        write_atomic(state / "env.sh", "# Written by hack/testenv.py; removed when the environment stops.\n"
-                     + "".join(f"export {k}={shell_quote(v)}\n" for k, v in env.items()))
+        write_atomic(state / "env.sh", env_sh(env, self.bins))
         return info
 
     def stop(self):

@@ -97,6 +97,18 @@ def test_env_files_export_everything_a_shell_needs(environment):
     assert {f"{k}={v}" for k, v in env.items()} <= set(printed)
 
 
+def test_env_sh_puts_the_pinned_kubectl_first_on_path_once(environment):
+    state, _, info = environment
+    bins = info["env"]["KUBEBUILDER_ASSETS"]
+    script = (f"export PATH=/usr/bin:/bin; source {state / 'env.sh'}; source {state / 'env.sh'}; "
+              'command -v kubectl; echo "$PATH"; kubectl version --client -o json; "$ACCOUNT_LINKER_PYTHON" -c "import boto3"')
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    which, path, version = out.split("\n", 2)
+    assert which == f"{bins}/kubectl"
+    assert path == f"{bins}:/usr/bin:/bin", "sourced twice, PATH holds the folder once"
+    assert json.loads(version)["clientVersion"]["gitVersion"] == "v1.36.5"
+
+
 def test_the_api_server_reports_the_pinned_release(environment):
     _, _, info = environment
     assert {"default", "kube-system"} <= set(kubectl(info, "get", "ns", "-o", "name").stdout.replace("namespace/", "").split())
