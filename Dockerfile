@@ -7,6 +7,8 @@
 #   docker buildx build --platform linux/amd64,linux/arm64 \
 #     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
 #     --build-arg CREATED="$(date -u +%Y-%m-%dT%H:%M:%SZ)" -t REGISTRY/account-linker:0.1.0 .
+# buildah/podman (`buildah bud --platform linux/arm64 .`) set TARGETARCH from --platform; an
+# engine that sets neither BUILDARCH nor TARGETARCH builds for the builder's own architecture.
 # The SBOM as a build output (CycloneDX JSON, one file per platform):
 #   docker buildx build --target sbom --output type=local,dest=target/sbom .
 # .github/workflows/release.yml does all of this, then signs and attests the result.
@@ -45,11 +47,12 @@ ARG TARGETARCH
 # DL3008: apt versions are fixed by the digest-pinned base image (its Debian point release);
 # SC2086: $cross is a word list on purpose.
 # hadolint ignore=DL3008,SC2086
-RUN cross="" \
-    && if [ "$BUILDARCH" != "$TARGETARCH" ]; then \
-         case "$TARGETARCH" in \
+RUN build="${BUILDARCH:-$(dpkg --print-architecture)}" target="${TARGETARCH:-$(dpkg --print-architecture)}" cross="" \
+    && if [ "$build" != "$target" ]; then \
+         case "$target" in \
            arm64) cross="gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross" ;; \
            amd64) cross="gcc-x86-64-linux-gnu g++-x86-64-linux-gnu libc6-dev-amd64-cross" ;; \
+           *) echo "unsupported TARGETARCH=$target (linux/amd64 and linux/arm64 are built)" >&2; exit 1 ;; \
          esac; \
        fi \
     && apt-get update \
@@ -58,10 +61,10 @@ RUN cross="" \
 # The release tools, pinned like hack/tools.sh pins them (the check compares the versions).
 RUN cargo install --locked cargo-auditable@0.7.7 cargo-cyclonedx@0.5.9
 # TARGETARCH (amd64, arm64) -> Rust target triple; the cross linker and C compiler per triple.
-RUN case "$TARGETARCH" in \
+RUN case "${TARGETARCH:-$(dpkg --print-architecture)}" in \
       amd64) echo x86_64-unknown-linux-gnu > /rust-target ;; \
       arm64) echo aarch64-unknown-linux-gnu > /rust-target ;; \
-      *) echo "unsupported TARGETARCH=$TARGETARCH (linux/amd64 and linux/arm64 are built)" >&2; exit 1 ;; \
+      *) echo "unsupported TARGETARCH (linux/amd64 and linux/arm64 are built)" >&2; exit 1 ;; \
     esac \
     && rustup target add "$(cat /rust-target)"
 ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
