@@ -558,7 +558,31 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
             "MemberAccount",
             "missing email",
             member(json!({"email": null})),
-            "spec.email: Required value",
+            "email and accountName are required unless accountId names an existing account to adopt",
+        ),
+        (
+            "MemberAccount",
+            "malformed account id to adopt",
+            member(json!({"accountId": "12345", "email": null, "accountName": null})),
+            "spec.accountId in body should match '^[0-9]{12}$'",
+        ),
+        (
+            "MemberAccount",
+            "park without a park parent",
+            member(json!({"deletionPolicy": "Park"})),
+            "parkParentId is required with deletionPolicy Park, and only with it",
+        ),
+        (
+            "MemberAccount",
+            "park parent without park",
+            member(json!({"parkParentId": "ou-ab12-quaran01"})),
+            "parkParentId is required with deletionPolicy Park, and only with it",
+        ),
+        (
+            "MemberAccount",
+            "malformed park parent",
+            member(json!({"deletionPolicy": "Park", "parkParentId": "quarantine"})),
+            "spec.parkParentId in body should match",
         ),
         (
             "MemberAccount",

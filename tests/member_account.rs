@@ -28,6 +28,9 @@ const OWNER_TAG: &str = "accountlinker.dev/member-account";
 /// `kube-system`).
 const CLUSTER_TAG: &str = "accountlinker.dev/cluster-id";
 
+/// How long a closed account stays PENDING_CLOSURE in the emulator before it is SUSPENDED.
+const SUSPEND_SECONDS: u64 = 3;
+
 const FLAGS: &[&str] = &[
     "--account-poll-interval",
     "500ms",
@@ -42,7 +45,10 @@ async fn fixture(prefix: &str, share: Share) -> Running {
     let setup = async |ctx: &Context| {
         ctx.aws.ensure_org().await;
         ctx.emulator
-            .put("/organizations", json!({"create_seconds": 1}))
+            .put(
+                "/organizations",
+                json!({"create_seconds": 1, "suspend_seconds": SUSPEND_SECONDS}),
+            )
             .await;
     };
     Running::start(prefix, FLAGS, (&THROTTLE, share), (&SETUP, setup)).await
@@ -519,12 +525,307 @@ async fn close_deletion_reports_the_quota_then_closes_the_account() {
         )
         .await
         .expect("annotate");
-    gone(&f.members(), "leaving", f.budget.react()).await;
+    // The object stays while the account is PENDING_CLOSURE (polled, not awaited), and goes
+    // once it is SUSPENDED, with an Event saying so.
+    let m = f
+        .wait_reason("leaving", "Reconciling", "True", "Closing")
+        .await;
     assert_eq!(
-        f.aws.describe_account(&account).await.status,
-        "PENDING_CLOSURE"
+        m.status.as_ref().and_then(|s| s.account_status.as_deref()),
+        Some("PENDING_CLOSURE")
     );
+    assert!(message(&m, "Ready").contains("PENDING_CLOSURE"));
+    let budget = f.budget.react() + std::time::Duration::from_secs(SUSPEND_SECONDS);
+    gone(&f.members(), "leaving", budget).await;
+    assert_eq!(f.aws.describe_account(&account).await.status, "SUSPENDED");
     let reasons = f.event_reasons("leaving").await;
     assert!(reasons.iter().any(|r| r == "Closing"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "Suspended"), "{reasons:?}");
+    f.cleanup().await;
+}
+
+/// The emulator's request counts since the last reset, for one service (`organizations`, `sts`).
+async fn calls(f: &Running, service: &str) -> BTreeMap<String, u64> {
+    let counts = f.emulator.get("/requests").await["counts"].clone();
+    serde_json::from_value::<BTreeMap<String, u64>>(counts)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, n)| *n > 0 && k.starts_with(&format!("{service}:")))
+        .collect()
+}
+
+/// `kubectl get macct/<name> -o wide` and `kubectl describe macct/<name>`, printed for the docs.
+fn show(f: &Running, name: &str) {
+    for verb in ["get", "describe"] {
+        let mut args = vec![verb, "-n", &f.ns.name, "macct"];
+        args.push(name);
+        let out = f.env.kubectl_ok(&args);
+        println!("$ kubectl {verb} macct {name}\n{out}");
+    }
+}
+
+/// Runs alone: it counts the emulator's requests for adoption and for Park.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_account_is_adopted_by_id_placed_tagged_linked_and_parked_on_deletion() {
+    let f = fixture("macct-adopt", Exclusive).await;
+    let ou = f.new_ou().await;
+    let park = f.new_ou().await;
+    let root = f.aws.root().await;
+    // An account made outside the operator, years ago, with a tag of its own.
+    let email = format!("{}@example.com", unique("legacy"));
+    let existing = f.aws.create_account("legacy", &email).await;
+    f.aws.tag_account(&existing, "team", "legacy").await;
+    let created_before = f.emulator.create_calls(&email).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    f.emulator.reset_counts().await;
+
+    create(
+        &f.members(),
+        "legacy",
+        json!({"accountId": existing, "parentId": ou, "tags": {"env": "prod"},
+               "deletionPolicy": "Park", "parkParentId": park}),
+    )
+    .await;
+    let m = f.wait_ready("legacy").await;
+    let adopt_calls = calls(&f, "organizations").await;
+    println!("adoption, Organizations calls until Ready: {adopt_calls:?}");
+    println!(
+        "adoption, STS calls until Ready: {:?}",
+        calls(&f, "sts").await
+    );
+    show(&f, "legacy");
+
+    let status = m.status.clone().expect("status");
+    assert_eq!(status.account_id.as_deref(), Some(existing.as_str()));
+    assert_eq!(status.adopted, Some(true));
+    assert_eq!(status.create_account_request_id, None);
+    assert_eq!(status.parent_id.as_deref(), Some(ou.as_str()));
+    assert_eq!(status.account_status.as_deref(), Some("ACTIVE"));
+    assert_eq!(
+        condition(&m, "AccountCreated"),
+        Some(("True", "Adopted")),
+        "{m:?}"
+    );
+    assert!(!adopt_calls.contains_key("organizations:CreateAccount"));
+    assert_eq!(f.emulator.create_calls(&email).await, created_before);
+    let reasons = f.event_reasons("legacy").await;
+    for reason in ["Adopted", "Moved"] {
+        assert!(reasons.iter().any(|r| r == reason), "{reasons:?}");
+    }
+
+    // In AWS: moved, tagged for this object and cluster, its own tag kept; linked.
+    let owner = format!("{}/legacy", f.ns.name);
+    let described = f.aws.describe_account(&existing).await;
+    assert_eq!(described.parent_id, ou);
+    assert_eq!(described.tags["team"], "legacy");
+    assert_eq!(described.tags["env"], "prod");
+    assert_eq!(described.tags[OWNER_TAG], owner);
+    assert!(described.tags.contains_key(CLUSTER_TAG));
+    let child = f
+        .api::<LinkedAccount>()
+        .get("legacy")
+        .await
+        .expect("child LinkedAccount");
+    assert_eq!(child.spec.account_id, existing);
+    assert_eq!(child.spec.display_name.as_deref(), Some("legacy"));
+    assert_eq!(condition(&child, "Ready").map(|c| c.0), Some("True"));
+
+    // accountId is immutable.
+    let refused = f
+        .members()
+        .patch(
+            "legacy",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"accountId": "000000000001"}})),
+        )
+        .await
+        .expect_err("accountId change refused");
+    assert!(
+        refused.to_string().contains("accountId is immutable"),
+        "{refused}"
+    );
+
+    // Park: moved to the park OU, owner tags removed, still ACTIVE; the object goes.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    f.emulator.reset_counts().await;
+    f.members()
+        .delete("legacy", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&f.members(), "legacy", f.budget.react()).await;
+    let park_calls = calls(&f, "organizations").await;
+    println!("park, Organizations calls until gone: {park_calls:?}");
+    let described = f.aws.describe_account(&existing).await;
+    assert_eq!(described.parent_id, park);
+    assert_ne!(described.parent_id, root);
+    assert_eq!(described.status, "ACTIVE");
+    assert!(
+        !described.tags.contains_key(OWNER_TAG),
+        "{:?}",
+        described.tags
+    );
+    assert!(
+        !described.tags.contains_key(CLUSTER_TAG),
+        "{:?}",
+        described.tags
+    );
+    assert_eq!(described.tags["team"], "legacy");
+    let reasons = f.event_reasons("legacy").await;
+    assert!(reasons.iter().any(|r| r == "Parked"), "{reasons:?}");
+    assert_eq!(park_calls.get("organizations:MoveAccount"), Some(&1));
+    assert_eq!(park_calls.get("organizations:UntagResource"), Some(&1));
+    assert!(!park_calls.contains_key("organizations:CloseAccount"));
+    f.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adoption_is_refused_for_another_owner_s_account_and_the_management_account() {
+    let f = fixture("macct-adopt-foreign", Shared).await;
+    let ou = f.new_ou().await;
+    let root = f.aws.root().await;
+    let taken = f.aws.member_account("taken").await;
+    f.aws
+        .tag_account(&taken, OWNER_TAG, "other-team/prod")
+        .await;
+    f.aws
+        .tag_account(&taken, CLUSTER_TAG, "another-cluster")
+        .await;
+    let before = f.tags(&taken).await;
+
+    create(
+        &f.members(),
+        "grab",
+        json!({"accountId": taken, "parentId": ou, "deletionPolicy": "Park", "parkParentId": ou}),
+    )
+    .await;
+    let m = f
+        .wait_reason("grab", "Stalled", "True", "AdoptionRefused")
+        .await;
+    let text = message(&m, "Ready");
+    assert!(
+        text.contains(&taken) && text.contains("other-team/prod"),
+        "{text}"
+    );
+    assert_eq!(condition(&m, "AccountCreated").map(|c| c.0), Some("False"));
+    assert!(
+        m.status
+            .as_ref()
+            .and_then(|s| s.account_id.as_ref())
+            .is_none()
+    );
+    let described = f.aws.describe_account(&taken).await;
+    assert_eq!(described.parent_id, root, "not moved");
+    assert_eq!(described.tags, before, "no tag changed");
+    assert!(
+        f.api::<LinkedAccount>()
+            .get_opt("grab")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Deleting it with Park parks nothing: the account is not this object's.
+    f.members()
+        .delete("grab", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&f.members(), "grab", f.budget.react()).await;
+    let described = f.aws.describe_account(&taken).await;
+    assert_eq!(
+        (described.parent_id, described.tags),
+        (root.clone(), before)
+    );
+
+    // The management account is never adopted.
+    let management = support::HUB_ACCOUNT;
+    create(
+        &f.members(),
+        "management",
+        json!({"accountId": management, "parentId": ou, "link": {"enabled": false}}),
+    )
+    .await;
+    let m = f
+        .wait_reason("management", "Stalled", "True", "AdoptionRefused")
+        .await;
+    assert!(message(&m, "Ready").contains("management account"), "{m:?}");
+    assert!(!f.tags(management).await.contains_key(OWNER_TAG));
+    f.cleanup().await;
+}
+
+/// Runs alone: it counts the emulator's requests while the gate refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn adoption_needs_a_policy_right_and_is_refused_without_any_aws_call() {
+    let f = fixture("macct-adopt-policy", Exclusive).await;
+    let ou = f.new_ou().await;
+    let root = f.aws.root().await;
+    let account = f.aws.member_account("unadoptable").await;
+    let other = f.aws.member_account("unadoptable-other").await;
+    // The namespace may create accounts under the OU and link `other`, but not adopt.
+    let ns = f.ns.name.clone();
+    let spec = |adoption: bool| {
+        json!({
+            "namespaces": [ns],
+            "accounts": {"ids": [other]},
+            "roleNames": ["*"],
+            "memberAccounts": {"parentIds": [ou], "emailDomains": ["example.com"],
+                               "adoption": adoption},
+        })
+    };
+    support::apply_policy(&f.client, &ns, spec(false)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    f.emulator.reset_counts().await;
+
+    create(
+        &f.members(),
+        "no-right",
+        json!({"accountId": other, "parentId": ou, "link": {"enabled": false}}),
+    )
+    .await;
+    let m = f
+        .wait_reason("no-right", "Stalled", "True", "NotPermitted")
+        .await;
+    assert!(
+        message(&m, "Ready").contains(&format!(
+            "spec.accountId={other} (adoption) is not permitted: LinkPolicy {ns} does not allow adoption"
+        )),
+        "{m:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let seen = calls(&f, "organizations").await;
+    assert!(
+        seen.is_empty(),
+        "a refused adoption called Organizations: {seen:?}"
+    );
+    // Gone before the policy changes (a permitted object would adopt at once).
+    f.members()
+        .delete("no-right", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&f.members(), "no-right", f.budget.react()).await;
+
+    // The right, but an account outside `accounts`.
+    support::apply_policy(&f.client, &ns, spec(true)).await;
+    create(
+        &f.members(),
+        "out-of-scope",
+        json!({"accountId": account, "parentId": ou, "link": {"enabled": false}}),
+    )
+    .await;
+    let m = f
+        .wait_reason("out-of-scope", "Stalled", "True", "NotPermitted")
+        .await;
+    assert!(
+        message(&m, "Ready").contains(&format!("spec.accountId={account} is not permitted")),
+        "{m:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let seen = calls(&f, "organizations").await;
+    assert!(
+        seen.is_empty(),
+        "refused adoptions called Organizations: {seen:?}"
+    );
+    let described = f.aws.describe_account(&account).await;
+    assert_eq!(described.parent_id, root);
+    assert!(!described.tags.contains_key(OWNER_TAG));
     f.cleanup().await;
 }

@@ -2,8 +2,8 @@
 
 moto creates an account synchronously and accepts any e-mail twice; AWS answers CreateAccount with
 an IN_PROGRESS request, rejects a used e-mail (the request FAILS with EMAIL_ALREADY_EXISTS) and can
-fail a request for other reasons. CloseAccount leaves the account PENDING_CLOSURE and is limited by
-a quota. This layer adds, per request:
+fail a request for other reasons. CloseAccount leaves the account PENDING_CLOSURE (moto makes it
+SUSPENDED at once) and is limited by a quota. This layer adds, per request:
 
 - `create_seconds`: how long a request stays IN_PROGRESS (moto has created the account already; its
   ID is revealed when the request SUCCEEDS);
@@ -11,6 +11,8 @@ a quota. This layer adds, per request:
 - a hold: the CreateAccount response is delayed after the account was created, so a client can be
   killed between its call and its bookkeeping;
 - a CloseAccount quota (ConstraintViolationException CLOSE_ACCOUNT_QUOTA_EXCEEDED once spent);
+- `suspend_seconds`: how long a closed account stays PENDING_CLOSURE before it is SUSPENDED (both
+  `Status` and `State`; null keeps it PENDING_CLOSURE until the setting changes);
 - CreateAccount calls counted by e-mail.
 """
 
@@ -59,6 +61,7 @@ class AccountSettings:
     failures: dict[str, str] = field(default_factory=dict)
     hold_seconds: dict[str, float] = field(default_factory=dict)
     close_quota: int | None = None
+    suspend_seconds: float | None = 60.0
 
 
 class AccountFactory:
@@ -68,6 +71,8 @@ class AccountFactory:
         self.requests: dict[str, _Request] = {}
         self.create_calls: Counter[str] = Counter()
         self.closed = 0
+        # Closed accounts still PENDING_CLOSURE: account id -> (moto account, when it was closed).
+        self.closing: dict[str, tuple[Any, float]] = {}
         self._holds = threading.local()
 
     def reset(self) -> None:
@@ -75,6 +80,7 @@ class AccountFactory:
         self.requests.clear()
         self.create_calls.clear()
         self.closed = 0
+        self.closing.clear()
 
     def handlers(self) -> dict[str, Callable[[AwsRequest, Forward], Reply]]:
         return {
@@ -83,6 +89,18 @@ class AccountFactory:
             "organizations:ListCreateAccountStatus": self.list_create_account_status,
             "organizations:CloseAccount": self.close_account,
         }
+
+    def settle(self, now: float | None = None) -> None:
+        """Closed accounts whose `suspend_seconds` have passed become SUSPENDED (called before
+        every AWS call, so every read sees the same state)."""
+        seconds = self.settings.suspend_seconds
+        if seconds is None or not self.closing:
+            return
+        now = time.time() if now is None else now
+        for account, (member, closed_at) in list(self.closing.items()):
+            if now - closed_at >= seconds:
+                member.status = member.state = "SUSPENDED"
+                del self.closing[account]
 
     def take_hold(self) -> float:
         """Seconds the current thread's response must wait (set by CreateAccount), once."""
@@ -166,7 +184,9 @@ class AccountFactory:
         reply = forward()
         if reply.status == 200 and member is not None:
             self.closed += 1
-            member.status = "PENDING_CLOSURE"
+            member.status = member.state = "PENDING_CLOSURE"
+            self.closing[account] = (member, time.time())
+            self.settle()
         return reply
 
 

@@ -83,6 +83,7 @@ class StrictApp:
             return error_reply(req, throttling_error(req), outcome="throttled")
         with self.lock:
             self.stacksets.advance()
+            self.accounts.settle()
             handler = self.handlers.get(req.key)
             try:
                 if handler is None:

@@ -183,14 +183,18 @@ class ControlApi:
             "failures": dict(f.settings.failures),
             "hold_seconds": dict(f.settings.hold_seconds),
             "close_quota": f.settings.close_quota,
+            "suspend_seconds": f.settings.suspend_seconds,
             "create_calls": dict(f.create_calls),
             "closed": f.closed,
         }
 
     def put_organizations(self, body: Any) -> tuple[int, Any]:
         """Merges the given settings; `failures` and `hold_seconds` merge by e-mail (a null
-        value removes one), `close_quota` null lifts the quota."""
-        values = _object(body, allowed={"create_seconds", "failures", "hold_seconds", "close_quota"})
+        value removes one), `close_quota` null lifts the quota, `suspend_seconds` null keeps closed
+        accounts PENDING_CLOSURE."""
+        values = _object(
+            body, allowed={"create_seconds", "failures", "hold_seconds", "close_quota", "suspend_seconds"}
+        )
         settings = self.app.accounts.settings
         if "create_seconds" in values:
             settings.create_seconds = _number(values["create_seconds"], "create_seconds", low=0.0)
@@ -211,6 +215,9 @@ class ControlApi:
             if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
                 raise BadRequest("close_quota must be a non-negative integer or null")
             settings.close_quota = quota
+        if "suspend_seconds" in values:
+            seconds = values["suspend_seconds"]
+            settings.suspend_seconds = None if seconds is None else _number(seconds, "suspend_seconds", low=0.0)
         return self.get_organizations(None)
 
     def get_sts(self, _: Any) -> tuple[int, Any]:

@@ -104,3 +104,43 @@ def test_settings_are_validated(aws):
     assert status == 400 and "close_quota" in body["error"]
     status, body = aws.control("PUT", "/_strict/organizations", {"failures": {"x@example.com": 3}})
     assert status == 400
+
+
+def test_a_closed_account_is_pending_closure_then_suspended_after_suspend_seconds(aws, org):
+    a = _status(org, _create(org, "suspend-a@example.com")["Id"])["AccountId"]
+    status, body = aws.control("PUT", "/_strict/organizations", {"suspend_seconds": 1})
+    assert status == 200 and body["suspend_seconds"] == 1
+    org.close_account(AccountId=a)
+    described = org.describe_account(AccountId=a)["Account"]
+    assert (described["Status"], described["State"]) == ("PENDING_CLOSURE", "PENDING_CLOSURE")
+    listed = {x["Id"]: x["Status"] for x in org.list_accounts()["Accounts"]}
+    assert listed[a] == "PENDING_CLOSURE"
+    wait_for(lambda: org.describe_account(AccountId=a)["Account"]["Status"] == "SUSPENDED", timeout=5)
+    described = org.describe_account(AccountId=a)["Account"]
+    assert described["State"] == "SUSPENDED"
+    with pytest.raises(ClientError) as excinfo:
+        org.close_account(AccountId=a)
+    assert error_code(excinfo) == "AccountAlreadyClosedException"
+
+
+def test_suspend_seconds_null_keeps_closed_accounts_pending_and_bad_values_are_refused(aws, org):
+    a = _status(org, _create(org, "suspend-b@example.com")["Id"])["AccountId"]
+    aws.control("PUT", "/_strict/organizations", {"suspend_seconds": None})
+    org.close_account(AccountId=a)
+    time.sleep(0.3)
+    assert org.describe_account(AccountId=a)["Account"]["Status"] == "PENDING_CLOSURE"
+    # Turning the delay back on settles what has waited long enough on the next call.
+    aws.control("PUT", "/_strict/organizations", {"suspend_seconds": 0})
+    assert org.describe_account(AccountId=a)["Account"]["Status"] == "SUSPENDED"
+    status, body = aws.control("PUT", "/_strict/organizations", {"suspend_seconds": -1})
+    assert status == 400 and "suspend_seconds" in body["error"]
+    status, body = aws.control("GET", "/_strict/organizations")
+    assert body["suspend_seconds"] == 0
+
+
+def test_the_default_keeps_a_closed_account_pending_for_a_while(aws, org):
+    status, body = aws.control("GET", "/_strict/organizations")
+    assert body["suspend_seconds"] == 60
+    a = _status(org, _create(org, "suspend-c@example.com")["Id"])["AccountId"]
+    org.close_account(AccountId=a)
+    assert org.describe_account(AccountId=a)["Account"]["State"] == "PENDING_CLOSURE"

@@ -217,9 +217,17 @@ pub struct MemberAccountRights {
     #[schemars(range(min = 0))]
     pub max_accounts: Option<i32>,
 
-    /// Whether `deletionPolicy: Close` is permitted (CloseAccount on deletion).
+    /// Whether `deletionPolicy: Close` is permitted (CloseAccount on deletion), for created and
+    /// adopted accounts alike.
     #[serde(default)]
     pub allow_close: bool,
+
+    /// Whether `spec.accountId` may adopt an existing member account: moving, tagging, linking
+    /// (and with `allowClose`, closing) an account someone else made. The account must also
+    /// be in this policy's `accounts` (IDs or OUs). Off by default. `parentIds` also bounds
+    /// `parkParentId` (deletion with `Park`), for created and adopted accounts alike.
+    #[serde(default)]
+    pub adoption: bool,
 }
 
 fn default_role_names() -> Vec<String> {

@@ -1,4 +1,5 @@
-//! `MemberAccount`: a new AWS account created through Organizations.
+//! `MemberAccount`: an AWS account of the organization, created through Organizations or
+//! adopted by its ID, placed, tagged and linked.
 
 use std::collections::BTreeMap;
 
@@ -72,6 +73,19 @@ pub mod reason {
     pub const RETAINED_NOT_PERMITTED: &str = "RetainedNotPermitted";
     /// Event: the account was moved to `parentId`.
     pub const MOVED: &str = "Moved";
+    /// `AccountCreated=True` and an Event: the existing account in `spec.accountId` was
+    /// tagged as this object's (no CreateAccount).
+    pub const ADOPTED: &str = "Adopted";
+    /// Stalled: the account in `spec.accountId` cannot be adopted (not in the organization,
+    /// the management account, not ACTIVE, another e-mail, or tagged for another owner); it
+    /// is not moved, tagged or linked.
+    pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
+    /// Event: deletion with `Park` moved the account to `parkParentId` and removed the owner
+    /// tags; the account stays ACTIVE.
+    pub const PARKED: &str = "Parked";
+    /// Event: deletion with `Close` saw the account reach SUSPENDED (closed, reinstatable for
+    /// 90 days).
+    pub const SUSPENDED: &str = "Suspended";
 }
 
 /// A MemberAccount creates one AWS account in the organization (exactly once), places it under
@@ -113,20 +127,42 @@ pub mod reason {
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(
+    validation = Rule::new("has(self.accountId) || (has(self.email) && has(self.accountName))")
+        .message("email and accountName are required unless accountId names an existing account to adopt"),
+    validation = Rule::new("has(self.accountId) == has(oldSelf.accountId)")
+        .message("accountId is immutable: set it when the object is created"),
+    validation = Rule::new("!has(oldSelf.email) || has(self.email)")
+        .message("email is immutable"),
+    validation = Rule::new("(has(self.deletionPolicy) && self.deletionPolicy == 'Park') == has(self.parkParentId)")
+        .message("parkParentId is required with deletionPolicy Park, and only with it"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberAccountSpec {
-    /// The account's friendly name (1–50 characters). Organizations cannot rename an account
-    /// through this API after creation; a later change is reported, not applied.
-    #[schemars(length(min = 1, max = 50), pattern(r"^[ -~]+$"))]
-    pub account_name: String,
+    /// An existing member account to adopt instead of creating one (12 digits, immutable): it
+    /// must be ACTIVE in the organization, not its management account, and carry no other
+    /// owner's tag. A LinkPolicy must allow it (`memberAccounts.adoption` and `accounts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]{12}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("accountId is immutable"))]
+    pub account_id: Option<String>,
 
-    /// The root user's e-mail address, unique across AWS. Immutable.
+    /// The account's friendly name (1–50 characters); required unless `accountId` is set (an
+    /// adopted account keeps its name). Organizations cannot rename an account through this
+    /// API after creation; a later change is reported, not applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 50), pattern(r"^[ -~]+$"))]
+    pub account_name: Option<String>,
+
+    /// The root user's e-mail address, unique across AWS. Immutable. Required unless
+    /// `accountId` is set (then, when given, it must be the adopted account's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 6, max = 64),
         pattern(r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)+$")
     )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("email is immutable"))]
-    pub email: String,
+    pub email: Option<String>,
 
     /// The root (`r-…`) or organizational unit (`ou-…`) the account belongs under. The account
     /// is moved when it differs.
@@ -156,9 +192,16 @@ pub struct MemberAccountSpec {
     pub tags: BTreeMap<String, String>,
 
     /// What happens in AWS when this object is deleted: `Retain` (default) leaves the account;
-    /// `Close` closes it with CloseAccount (reinstatable for 90 days).
+    /// `Close` closes it with CloseAccount (reinstatable for 90 days); `Park` moves it to
+    /// `parkParentId` and removes the owner tags, leaving it ACTIVE for someone else to take.
     #[serde(default)]
     pub deletion_policy: MemberDeletionPolicy,
+
+    /// Where `deletionPolicy: Park` moves the account (an OU `ou-…` or the root `r-…`); a
+    /// LinkPolicy's `memberAccounts.parentIds` must permit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(PARENT_ID_PATTERN))]
+    pub park_parent_id: Option<String>,
 
     /// The child LinkedAccount that verifies the access role.
     #[serde(default)]
@@ -183,6 +226,8 @@ pub enum MemberDeletionPolicy {
     Retain,
     /// Close the account with CloseAccount.
     Close,
+    /// Move the account to `parkParentId` and remove the owner tags; it stays ACTIVE.
+    Park,
 }
 
 /// Link settings of a MemberAccount.
@@ -237,6 +282,9 @@ pub struct MemberAccountStatus {
     /// Name of the child LinkedAccount.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linked_account: Option<String>,
+    /// True when the account existed before this object and was adopted (`spec.accountId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
 }
 
 fn default_access_role_name() -> String {

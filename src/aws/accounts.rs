@@ -71,6 +71,8 @@ pub trait Accounts: Send + Sync {
     ) -> BoxFuture<'a, Result<(), AwsError>>;
     fn untag<'a>(&'a self, id: &'a str, keys: &'a [String]) -> BoxFuture<'a, Result<(), AwsError>>;
     fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
+    /// The organization's management account (DescribeOrganization): never adopted.
+    fn management_account(&self) -> BoxFuture<'_, Result<String, AwsError>>;
 }
 
 /// A `ConstraintViolationException` carries its reason in a field of its own (only the typed
@@ -342,6 +344,22 @@ impl Accounts for AwsClients {
             )
             .await?;
             Ok(())
+        })
+    }
+
+    fn management_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
+        Box::pin(async move {
+            let out = self
+                .call(
+                    "organizations:DescribeOrganization",
+                    self.organizations.describe_organization().send(),
+                )
+                .await?;
+            Ok(out
+                .organization()
+                .and_then(|o| o.master_account_id())
+                .unwrap_or_default()
+                .to_string())
         })
     }
 

@@ -55,13 +55,19 @@ pub struct BuiltinAsk {
     pub permissions_boundary_arn: Option<String>,
 }
 
-/// A MemberAccount: where the account goes, its root e-mail, its access role, and Close.
+/// A MemberAccount: where the account goes, its root e-mail, its access role, Close, the
+/// account it adopts and where Park leaves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberAsk {
     pub parent_id: String,
-    pub email: String,
+    /// `None` for an adopted account that names no e-mail (nothing is created with it).
+    pub email: Option<String>,
     pub role_name: String,
     pub close: bool,
+    /// `spec.accountId`: an existing account to adopt.
+    pub adopt: Option<String>,
+    /// `spec.parkParentId`: where deletion with `Park` moves the account.
+    pub park_parent_id: Option<String>,
 }
 
 impl LinkAsk {
@@ -132,6 +138,11 @@ impl MemberAsk {
             email: spec.email.clone(),
             role_name: spec.role_name.clone(),
             close: spec.deletion_policy == MemberDeletionPolicy::Close,
+            adopt: spec.account_id.clone(),
+            park_parent_id: spec
+                .park_parent_id
+                .clone()
+                .filter(|_| spec.deletion_policy == MemberDeletionPolicy::Park),
         }
     }
 }

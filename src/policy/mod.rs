@@ -449,15 +449,25 @@ fn member(spec: &LinkPolicySpec, ask: &MemberAsk, facts: &Facts, tally: &mut Tal
         tally.refuse("a MemberAccount", "has no memberAccounts rights");
         return;
     };
-    let domain = ask.email.rsplit_once('@').map_or("", |(_, d)| d);
-    if !rights
-        .email_domains
-        .iter()
-        .any(|d| d.eq_ignore_ascii_case(domain))
+    if let Some(email) = &ask.email {
+        let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+        if !rights
+            .email_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+        {
+            tally.refuse(
+                format!("spec.email domain {domain}"),
+                format!("allows emailDomains {}", list(&rights.email_domains)),
+            );
+        }
+    }
+    if let Some(account) = &ask.adopt
+        && !rights.adoption
     {
         tally.refuse(
-            format!("spec.email domain {domain}"),
-            format!("allows emailDomains {}", list(&rights.email_domains)),
+            format!("spec.accountId={account} (adoption)"),
+            "does not allow adoption (memberAccounts.adoption is false)",
         );
     }
     role(
@@ -485,6 +495,22 @@ fn member(spec: &LinkPolicySpec, ask: &MemberAsk, facts: &Facts, tally: &mut Tal
         || format!("spec.parentId={}", ask.parent_id),
         || format!("allows parentIds {}", list(&rights.parent_ids)),
     );
+    if let Some(park) = &ask.park_parent_id {
+        let scoped = within(park, &rights.parent_ids, facts);
+        tally.scoped(
+            scoped,
+            || format!("spec.parkParentId={park}"),
+            || format!("allows parentIds {}", list(&rights.parent_ids)),
+        );
+    }
+    if let Some(account) = &ask.adopt {
+        let scoped = account_in(&spec.accounts, account, facts);
+        tally.scoped(
+            scoped,
+            || format!("spec.accountId={account}"),
+            || scope_text(&spec.accounts),
+        );
+    }
     let Some(max) = max else { return };
     match facts.rank {
         None => tally.needs.rank = true,

@@ -573,3 +573,63 @@ fn import_needs_a_matching_stack_name() {
         "{message}"
     );
 }
+
+/// Adoption needs the explicit right and the account in `accounts`; a policy without the right
+/// refuses on the spec alone (no read). `parkParentId` is bounded by `parentIds`.
+#[test]
+fn adoption_needs_the_right_and_the_account_in_scope_and_park_a_permitted_parent() {
+    let rights = |adoption: bool| {
+        policy(
+            "team-a",
+            json!({"namespaces": [NS], "accounts": {"ids": [A], "organizationalUnitIds": [OU]},
+                   "roleNames": ["OrganizationAccountAccessRole"],
+                   "memberAccounts": {"parentIds": [OU], "emailDomains": ["example.com"],
+                                      "adoption": adoption}}),
+        )
+    };
+    let none = Facts::default();
+    let adopt = |id: &str| {
+        let mut full = json!({"accountId": id, "parentId": OU,
+                              "roleName": "OrganizationAccountAccessRole"});
+        let member = MemberAccount::new("m", serde_json::from_value(full.take()).unwrap());
+        Ask::Member(MemberAsk::of(&member))
+    };
+    // No right: refused without any read, whatever the account.
+    for id in [A, FOREIGN] {
+        assert_eq!(
+            refused(&decide(&adopt(id), &[rights(false)], &none)),
+            format!(
+                "spec.accountId={id} (adoption) is not permitted: LinkPolicy team-a does not allow adoption (memberAccounts.adoption is false)"
+            )
+        );
+    }
+    // The right and the account listed: permitted without an e-mail.
+    assert!(matches!(
+        decide(&adopt(A), &[rights(true)], &none),
+        Verdict::Permitted { .. }
+    ));
+    // The right, an account outside the listed ids: whether it is under the OU is read.
+    let Verdict::Needs(needs) = decide(&adopt(FOREIGN), &[rights(true)], &none) else {
+        panic!()
+    };
+    assert!(
+        needs
+            .within
+            .contains(&(FOREIGN.to_string(), OU.to_string()))
+    );
+    let outside = within(&[(FOREIGN, OU, false)]);
+    assert!(
+        refused(&decide(&adopt(FOREIGN), &[rights(true)], &outside))
+            .contains("spec.accountId=999999999999 is not permitted: LinkPolicy team-a allows accounts ids [111111111111]")
+    );
+    // Park: the park parent is bounded by parentIds, for created accounts too.
+    let park = |parent: &str| member(json!({"deletionPolicy": "Park", "parkParentId": parent}));
+    assert!(matches!(
+        decide(&park(OU), &[rights(false)], &none),
+        Verdict::Permitted { .. }
+    ));
+    assert!(
+        refused(&decide(&park(ROOT), &[rights(false)], &none))
+            .contains("spec.parkParentId=r-ab12 is not permitted: LinkPolicy team-a allows parentIds [ou-ab12-11111111]")
+    );
+}

@@ -15,7 +15,7 @@ fn every_letter() -> Vec<String> {
 
 /// A policy spec selecting `namespace` that permits every account, role, template, trust,
 /// managed policy and StackSet name, adoption, and MemberAccounts anywhere under `root` with
-/// the tests' e-mail domain, Close included.
+/// the tests' e-mail domain, Close and adoption included.
 pub fn permissive(namespace: &str, root: &str) -> Value {
     json!({
         "namespaces": [namespace],
@@ -32,6 +32,7 @@ pub fn permissive(namespace: &str, root: &str) -> Value {
             "parentIds": [root],
             "emailDomains": ["example.com"],
             "allowClose": true,
+            "adoption": true,
         },
     })
 }

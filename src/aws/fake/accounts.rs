@@ -190,6 +190,14 @@ impl Accounts for FakeAws {
         })
     }
 
+    fn management_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
+        let mut s = self.state();
+        let result = s
+            .enter("organizations:DescribeOrganization")
+            .map(|()| s.management_account.clone());
+        now(result)
+    }
+
     fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
         let op = "organizations:CloseAccount";
         let mut s = self.state();

@@ -73,12 +73,13 @@ pub(super) async fn converge(pass: &mut Pass<'_>, account: &str) -> Result<Actio
         pass.report(report).await?;
         return Ok(Action::requeue(ctx.settings.resync_interval));
     }
-    link(pass, account, plan.created).await
+    let display = spec.account_name.clone().unwrap_or(info.name);
+    link(pass, account, &display, plan.created).await
 }
 
 /// Reports a refusal for good (and looks again on the slow resync), or hands a passing one to
 /// the error policy.
-async fn refused(
+pub(super) async fn refused(
     pass: &mut Pass<'_>,
     call: Call,
     account: &str,
@@ -95,7 +96,12 @@ async fn refused(
 }
 
 /// The child LinkedAccount: the new account's access role, verified like any other link.
-async fn link(pass: &mut Pass<'_>, account: &str, created: Cond) -> Result<Action, Error> {
+async fn link(
+    pass: &mut Pass<'_>,
+    account: &str,
+    display: &str,
+    created: Cond,
+) -> Result<Action, Error> {
     let ctx = pass.ctx;
     let member = pass.member;
     let children: Api<LinkedAccount> =
@@ -127,7 +133,7 @@ async fn link(pass: &mut Pass<'_>, account: &str, created: Cond) -> Result<Actio
                 .patch(
                     &name,
                     &PatchParams::apply(MEMBER_ACCOUNT_CHILD_MANAGER).force(),
-                    &Patch::Apply(&child_manifest(member, account)),
+                    &Patch::Apply(&child_manifest(member, account, display)),
                 )
                 .await?;
             pass.next.linked_account = Some(name);
@@ -151,12 +157,12 @@ fn owned_by(child: &LinkedAccount, member: &MemberAccount) -> bool {
 }
 
 /// The child LinkedAccount's manifest: the account's access role, with this object as owner.
-fn child_manifest(member: &MemberAccount, account: &str) -> serde_json::Value {
+fn child_manifest(member: &MemberAccount, account: &str, display: &str) -> serde_json::Value {
     let owner = member.controller_owner_ref(&());
     let mut spec = json!({
         "accountId": account,
         "roleName": member.spec.role_name,
-        "displayName": member.spec.account_name,
+        "displayName": display,
     });
     if let Some(interval) = &member.spec.link.verify_interval {
         spec["verifyInterval"] = json!(interval);

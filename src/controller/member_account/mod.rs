@@ -1,12 +1,14 @@
 //! The MemberAccount controller: one AWS account created through Organizations, exactly once,
 //! placed under its parent, tagged, and linked with a child LinkedAccount for its access role.
 //!
-//! The driver reads as its phases: [`create`] (the exactly-once CreateAccount protocol),
+//! The driver reads as its phases: [`create`] (the exactly-once CreateAccount protocol) or
+//! [`adopt`] (an existing account by `spec.accountId`),
 //! [`converge`] (placement, tags, state, the child link) and [`cleanup`] (Retain or Close). Each
 //! gathers what AWS and the cluster say, asks a pure function in [`decide`] what to do, and
 //! performs the one side effect it names. Nothing waits on AWS inside a reconcile: requests are
 //! polled by requeueing.
 
+mod adopt;
 mod cleanup;
 mod converge;
 mod create;
@@ -172,9 +174,13 @@ async fn apply(member: &MemberAccount, ctx: &Context) -> Result<Action, Error> {
             .await?;
         return Ok(Action::requeue(NOT_PERMITTED_RECHECK));
     }
-    let account = match pass.next.account_id.clone() {
-        Some(account) => account,
-        None => match create::create(&mut pass).await? {
+    let account = match (pass.next.account_id.clone(), member.spec.account_id.clone()) {
+        (Some(account), _) => account,
+        (None, Some(id)) => match adopt::adopt(&mut pass, &id).await? {
+            adopt::Adopted::Done(account) => account,
+            adopt::Adopted::Wait(action) => return Ok(action),
+        },
+        (None, None) => match create::create(&mut pass).await? {
             create::Creation::Done(account) => {
                 pass.next.account_id = Some(account.clone());
                 account
@@ -256,8 +262,8 @@ impl<'a> Pass<'a> {
 /// What proves an account or a request this object's, in cluster `cluster`.
 fn identity(member: &MemberAccount, cluster: &str) -> Identity {
     Identity {
-        email: member.spec.email.clone(),
-        account_name: member.spec.account_name.clone(),
+        email: member.spec.email.clone().unwrap_or_default(),
+        account_name: member.spec.account_name.clone().unwrap_or_default(),
         owner: labels::owner(&member.namespace().unwrap_or_default(), &member.name_any()),
         cluster: cluster.to_string(),
     }
@@ -314,6 +320,10 @@ async fn look(
         Lookup::Tags(id) => {
             let tags = accounts.tags(id).await?;
             seen.tags.insert(id.clone(), tags);
+        }
+        Lookup::Parent(id) => {
+            let parent = accounts.parent_of(id).await?;
+            seen.parents.insert(id.clone(), parent);
         }
         Lookup::InProgress => {
             let pending = accounts.requests_in_progress().await?;

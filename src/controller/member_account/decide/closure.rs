@@ -1,14 +1,21 @@
-//! Deletion: which account, if any, this object may close, as a pure step function like
-//! [`super::creation`]. Only an account provably the object's is ever closed: the one in status,
-//! the one its recorded request made for its e-mail, or the one with its e-mail and its owner
-//! tag — and in every case only when its tags, read right before CloseAccount, name this object
-//! and this cluster (status is a cache: a forged `status.accountId` closes nothing). Anything else
-//! is an Event and nothing is closed.
+//! Deletion: which account, if any, this object may close or park, as a pure step function
+//! like [`super::creation`]. Only an account provably the object's is ever closed or parked: the
+//! one in status, the one its recorded request made for its e-mail, the one in `spec.accountId`,
+//! or the one with its e-mail and its owner tag — and in every case only when its tags, read
+//! right before CloseAccount or MoveAccount, name this object and this cluster (status is a
+//! cache: a forged `status.accountId` closes or parks nothing). Anything else is an Event and
+//! nothing is changed.
+//!
+//! `Close` holds the finalizer while the account is PENDING_CLOSURE (polled, never awaited in a
+//! reconcile) so the end state, SUSPENDED, is reported, for at most [`CLOSE_WAIT`]. `Park` is
+//! idempotent across crashes: a pass that finds the account under `parkParentId` without an
+//! owner tag knows an earlier pass parked it.
 
 use std::time::Duration;
 
 use super::Identity;
 use super::{Found, Health, Lookup, Report, Seen, account_owner, created, request_account};
+use crate::api::labels::{CLUSTER_TAG, OWNER_TAG};
 use crate::api::member_account::{MemberDeletionPolicy, reason};
 use crate::aws::accounts::{AccountState, CreateAccountState};
 use crate::aws::{AwsError, ErrorClass};
@@ -16,12 +23,22 @@ use crate::aws::{AwsError, ErrorClass};
 /// How often a refused CloseAccount is tried again without a change to the object.
 pub const CLOSE_RECHECK: Duration = Duration::from_secs(3600);
 
-/// What status recorded that deletion needs.
+/// How long deletion with `Close` keeps the object while the account is PENDING_CLOSURE,
+/// waiting to report SUSPENDED. After that the object goes with the account still closing.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(3600);
+
+/// What status and spec recorded that deletion needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recorded {
     pub policy: MemberDeletionPolicy,
     pub account_id: Option<String>,
     pub request_id: Option<String>,
+    /// `spec.accountId`: the adopted account, when status has none yet.
+    pub adopt_id: Option<String>,
+    /// `spec.parkParentId`.
+    pub park_parent: Option<String>,
+    /// How long ago status first said the account is closing (the `Closing` report).
+    pub closing_for: Option<Duration>,
 }
 
 /// The next step of deletion.
@@ -33,15 +50,32 @@ pub enum ClosureStep {
     Retain(String),
     /// The recorded request is still running: wait for it (the finalizer stays).
     WaitForRequest(String),
-    /// No account is provably this object's: an Event, nothing is closed, the object goes.
+    /// No account is provably this object's: an Event, nothing is closed or parked, the
+    /// object goes.
     NothingToClose,
-    /// The account is already closing or closed: the object goes.
+    /// The account is already closing or closed, and the policy is not `Close`: the object
+    /// goes.
     AlreadyClosed,
+    /// `Close`: the account is PENDING_CLOSURE; report it and look again (the finalizer stays).
+    WaitForSuspension(String),
+    /// `Close`: the account reached SUSPENDED (or CLOSED) with this state, or [`CLOSE_WAIT`]
+    /// passed: an Event, record the state; the object goes.
+    Closed { account: String, state: String },
     /// The account's tags do not make it this object's: an Event with this note, nothing is
-    /// closed, the object goes.
+    /// closed or parked, the object goes.
     NotOwned(String),
     /// Call CloseAccount for this account.
     Close(String),
+    /// `Park`: move the account from `from` (when not already under the park parent) to
+    /// `to`, then remove `untag`; an Event `Parked`; the object goes.
+    Park {
+        account: String,
+        from: Option<String>,
+        to: String,
+        untag: Vec<String>,
+    },
+    /// `Park`: an earlier pass parked the account (under the park parent, no owner tag).
+    AlreadyParked(String),
 }
 
 pub fn closure(recorded: &Recorded, seen: &Seen, who: &Identity) -> ClosureStep {
@@ -67,35 +101,102 @@ pub fn closure(recorded: &Recorded, seen: &Seen, who: &Identity) -> ClosureStep 
                 Ok(account) => account,
             }
         }
-        (None, None) => match &seen.by_email {
-            None => return ClosureStep::Look(Lookup::ByEmail),
-            Some(Some(Found { id, owned: true })) => Some(id.clone()),
-            Some(_) => None,
+        (None, None) => match (&recorded.adopt_id, &seen.by_email) {
+            (Some(id), _) => Some(id.clone()),
+            (None, None) => return ClosureStep::Look(Lookup::ByEmail),
+            (None, Some(Some(Found { id, owned: true }))) => Some(id.clone()),
+            (None, Some(_)) => None,
         },
     };
     let Some(account) = account else {
         return ClosureStep::NothingToClose;
     };
-    match seen.accounts.get(&account) {
-        None => ClosureStep::Look(Lookup::Account(account)),
-        Some(info)
-            if info
-                .state
-                .as_ref()
-                .is_some_and(AccountState::closing_or_closed) =>
-        {
-            ClosureStep::AlreadyClosed
+    let Some(info) = seen.accounts.get(&account) else {
+        return ClosureStep::Look(Lookup::Account(account));
+    };
+    if let Some(state) = info.state.as_ref().filter(|s| s.closing_or_closed()) {
+        if recorded.policy != MemberDeletionPolicy::Close {
+            return ClosureStep::AlreadyClosed;
         }
-        Some(_) => match seen.tags.get(&account) {
-            None => ClosureStep::Look(Lookup::Tags(account)),
-            Some(tags) => match account_owner(tags, who) {
-                Ok(()) => ClosureStep::Close(account),
-                Err(whose) => ClosureStep::NotOwned(format!(
-                    "account {account} is not this MemberAccount's: {whose}; it is not closed"
-                )),
-            },
-        },
+        let waited_enough = recorded.closing_for.is_some_and(|w| w >= CLOSE_WAIT);
+        if *state == AccountState::PendingClosure && !waited_enough {
+            return ClosureStep::WaitForSuspension(account);
+        }
+        return ClosureStep::Closed {
+            account,
+            state: state.to_string(),
+        };
     }
+    let Some(tags) = seen.tags.get(&account) else {
+        return ClosureStep::Look(Lookup::Tags(account));
+    };
+    let owner = account_owner(tags, who);
+    let park = match (&recorded.policy, &recorded.park_parent) {
+        (MemberDeletionPolicy::Park, Some(park)) => park,
+        (MemberDeletionPolicy::Park, None) => {
+            // CEL requires parkParentId with Park; without it nothing can be parked.
+            return ClosureStep::NothingToClose;
+        }
+        _ => {
+            return match owner {
+                Ok(()) => ClosureStep::Close(account),
+                Err(whose) => ClosureStep::NotOwned(not_owned(&account, &whose, "closed")),
+            };
+        }
+    };
+    let untagged = !tags.contains_key(OWNER_TAG);
+    if let Err(whose) = &owner
+        && !untagged
+    {
+        return ClosureStep::NotOwned(not_owned(&account, whose, "parked"));
+    }
+    let Some(parent) = seen.parents.get(&account) else {
+        return ClosureStep::Look(Lookup::Parent(account));
+    };
+    if untagged {
+        return if parent == park {
+            ClosureStep::AlreadyParked(account)
+        } else {
+            let whose = owner.err().unwrap_or_default();
+            ClosureStep::NotOwned(not_owned(&account, &whose, "parked"))
+        };
+    }
+    ClosureStep::Park {
+        from: (parent != park).then(|| parent.clone()),
+        to: park.clone(),
+        untag: [OWNER_TAG, CLUSTER_TAG]
+            .into_iter()
+            .filter(|k| tags.contains_key(*k))
+            .map(String::from)
+            .collect(),
+        account,
+    }
+}
+
+fn not_owned(account: &str, whose: &str, done: &str) -> String {
+    format!("account {account} is not this MemberAccount's: {whose}; it is not {done}")
+}
+
+/// The report while deletion with `Close` waits for the account to be SUSPENDED.
+pub fn closing(account: &str) -> Report {
+    Report::new(
+        Health::Progressing,
+        reason::CLOSING,
+        format!(
+            "deletionPolicy is Close: account {account} is PENDING_CLOSURE; the object goes once it is SUSPENDED"
+        ),
+        created(reason::CREATED, ""),
+    )
+}
+
+/// How long the Ready condition has said `Closing`, if it does.
+pub fn closing_for(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<Duration> {
+    crate::controller::conditions::find(conditions, crate::api::conditions::READY)
+        .filter(|c| c.reason == reason::CLOSING)
+        .map(|c| now.duration_since(c.last_transition_time.0).unsigned_abs())
 }
 
 /// What to do with CloseAccount's answer.
@@ -154,6 +255,7 @@ mod tests {
             policy: MemberDeletionPolicy::Close,
             account_id: account.map(Into::into),
             request_id: request.map(Into::into),
+            ..Recorded::default()
         }
     }
 
@@ -248,19 +350,144 @@ mod tests {
         }
     }
 
+    /// Close keeps the object while the account is PENDING_CLOSURE (for at most CLOSE_WAIT)
+    /// and lets it go with the end state; Park leaves a closing account alone.
     #[test]
-    fn an_account_already_closing_is_not_closed_again() {
-        for state in ["PENDING_CLOSURE", "SUSPENDED", "CLOSED"] {
+    fn an_account_already_closing_is_waited_for_not_closed_again() {
+        let hour = Duration::from_secs(3600);
+        let table = [
+            ("PENDING_CLOSURE", None, Some("wait")),
+            (
+                "PENDING_CLOSURE",
+                Some(Duration::from_secs(5)),
+                Some("wait"),
+            ),
+            ("PENDING_CLOSURE", Some(hour), Some("PENDING_CLOSURE")),
+            ("SUSPENDED", None, Some("SUSPENDED")),
+            ("CLOSED", Some(Duration::from_secs(5)), Some("CLOSED")),
+        ];
+        for (state, closing_for, want) in table {
             let seen = Seen {
                 accounts: described(&[account("111", "dev@example.com", state)]),
                 ..Seen::default()
             };
-            assert_eq!(
-                closure(&close(Some("111"), None), &seen, &who()),
-                ClosureStep::AlreadyClosed,
-                "{state}"
-            );
+            let rec = Recorded {
+                closing_for,
+                ..close(Some("111"), None)
+            };
+            let step = closure(&rec, &seen, &who());
+            let expected = match want {
+                Some("wait") => ClosureStep::WaitForSuspension("111".into()),
+                Some(end) => ClosureStep::Closed {
+                    account: "111".into(),
+                    state: end.into(),
+                },
+                None => unreachable!(),
+            };
+            assert_eq!(step, expected, "{state} {closing_for:?}");
+            let park = Recorded {
+                policy: MemberDeletionPolicy::Park,
+                park_parent: Some("ou-park".into()),
+                ..rec
+            };
+            assert_eq!(closure(&park, &seen, &who()), ClosureStep::AlreadyClosed);
         }
+    }
+
+    fn park(account: Option<&str>, adopt: Option<&str>) -> Recorded {
+        Recorded {
+            policy: MemberDeletionPolicy::Park,
+            account_id: account.map(Into::into),
+            adopt_id: adopt.map(Into::into),
+            park_parent: Some("ou-park".into()),
+            ..Recorded::default()
+        }
+    }
+
+    /// Park reads the account, its tags (ownership, from AWS) and its parent; it moves only
+    /// when not already there and removes only the owner tags it finds.
+    #[test]
+    fn park_moves_an_owned_account_then_removes_the_owner_tags() {
+        for rec in [park(Some("111"), None), park(None, Some("111"))] {
+            assert_eq!(
+                closure(&rec, &Seen::default(), &who()),
+                ClosureStep::Look(Lookup::Account("111".into()))
+            );
+            let mut seen = active("111");
+            seen.tags.clear();
+            assert_eq!(
+                closure(&rec, &seen, &who()),
+                ClosureStep::Look(Lookup::Tags("111".into()))
+            );
+            let mut seen = active("111");
+            assert_eq!(
+                closure(&rec, &seen, &who()),
+                ClosureStep::Look(Lookup::Parent("111".into()))
+            );
+            seen.parents.insert("111".into(), "ou-team".into());
+            assert_eq!(
+                closure(&rec, &seen, &who()),
+                ClosureStep::Park {
+                    account: "111".into(),
+                    from: Some("ou-team".into()),
+                    to: "ou-park".into(),
+                    untag: vec![
+                        "accountlinker.dev/member-account".into(),
+                        "accountlinker.dev/cluster-id".into(),
+                    ],
+                }
+            );
+            // A crash after the move: the next pass only untags.
+            seen.parents.insert("111".into(), "ou-park".into());
+            let ClosureStep::Park { from, .. } = closure(&rec, &seen, &who()) else {
+                panic!("park")
+            };
+            assert_eq!(from, None);
+            // A crash after the untag: parked already; nothing is called.
+            seen.tags.insert("111".into(), Default::default());
+            assert_eq!(
+                closure(&rec, &seen, &who()),
+                ClosureStep::AlreadyParked("111".into())
+            );
+            // Untagged and elsewhere: not this object's, left alone.
+            seen.parents.insert("111".into(), "ou-team".into());
+            assert!(matches!(
+                closure(&rec, &seen, &who()),
+                ClosureStep::NotOwned(n) if n.contains("it is not parked")
+            ));
+        }
+    }
+
+    #[test]
+    fn park_never_touches_an_account_tagged_for_someone_else() {
+        use crate::api::labels::{CLUSTER_TAG, OWNER_TAG};
+        let mut seen = active("111");
+        seen.tags.insert(
+            "111".into(),
+            [
+                (OWNER_TAG.to_string(), "team-b/dev".to_string()),
+                (CLUSTER_TAG.to_string(), "cluster-1".to_string()),
+            ]
+            .into(),
+        );
+        let step = closure(&park(Some("111"), None), &seen, &who());
+        assert!(
+            matches!(&step, ClosureStep::NotOwned(n) if n.contains("names team-b/dev") && n.ends_with("it is not parked")),
+            "{step:?}"
+        );
+        // Without any account of this object: nothing to park.
+        let nothing = Recorded {
+            adopt_id: None,
+            ..park(None, None)
+        };
+        let seen = Seen {
+            by_email: Some(None),
+            ..Seen::default()
+        };
+        assert_eq!(
+            closure(&nothing, &seen, &who()),
+            ClosureStep::NothingToClose
+        );
     }
 
     #[test]

@@ -112,20 +112,34 @@ pub fn plan(
     parent: &str,
     tags: &BTreeMap<String, String>,
 ) -> Plan {
-    // The spec (and the owner tag) is the whole truth about the account's tags.
-    let (tag, untag) = tag_changes(tags, &wanted_tags(&spec.tags, who));
+    // The spec (and the owner tag) is the whole truth about a created account's tags. An
+    // adopted account had tags before this object: the operator cannot tell them from tags it
+    // set and later dropped from the spec, so it sets the spec's and removes none.
+    let adopted = spec.account_id.is_some();
+    let (tag, mut untag) = tag_changes(tags, &wanted_tags(&spec.tags, who));
+    if adopted {
+        untag.clear();
+    }
     // The name cannot change after creation: say so rather than ignore it.
-    let created = if !info.name.is_empty() && info.name != spec.account_name {
+    let renamed = spec
+        .account_name
+        .as_ref()
+        .filter(|name| !info.name.is_empty() && info.name != **name);
+    let created = if let Some(name) = renamed {
         created(
             reason::NAME_NOT_APPLIED,
             format!(
-                "account {account} exists as {:?}; accountName {:?} is not applied (Organizations cannot rename accounts through its API; rename it in the account's settings)",
-                info.name, spec.account_name
+                "account {account} exists as {:?}; accountName {name:?} is not applied (Organizations cannot rename accounts through its API; rename it in the account's settings)",
+                info.name
             ),
         )
     } else {
         created(
-            reason::CREATED,
+            if adopted {
+                reason::ADOPTED
+            } else {
+                reason::CREATED
+            },
             format!(
                 "account {account} is {} under {}",
                 state(info),

@@ -286,8 +286,8 @@ pub fn new_account(
     who: &Identity,
 ) -> crate::aws::accounts::NewAccount {
     crate::aws::accounts::NewAccount {
-        name: spec.account_name.clone(),
-        email: spec.email.clone(),
+        name: spec.account_name.clone().unwrap_or_default(),
+        email: spec.email.clone().unwrap_or_default(),
         role_name: spec.role_name.clone(),
         billing_allowed: spec.iam_user_access_to_billing
             == crate::api::member_account::BillingAccess::Allow,

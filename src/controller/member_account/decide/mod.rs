@@ -3,9 +3,11 @@
 //! in docs/memberaccount.md and a `#[test]` here.
 //!
 //! - [`creation`]: the next step of the exactly-once CreateAccount protocol;
-//! - [`closure`]: which account, if any, deletion with `Close` may close;
+//! - [`adoption`]: whether the account in `spec.accountId` may become this object's;
+//! - [`closure`]: which account, if any, deletion with `Close` may close or `Park` may park;
 //! - [`converge`]: placement, tags, name, state, the child link, and refusals of those calls.
 
+pub mod adoption;
 pub mod closure;
 pub mod converge;
 pub mod creation;
@@ -55,6 +57,8 @@ pub enum Lookup {
     InProgress,
     /// ListTagsForResource of an account, right before a call that could harm it.
     Tags(String),
+    /// ListParents of an account (where Park finds it).
+    Parent(String),
 }
 
 /// What a pass has read from Organizations so far. `None`: not read yet.
@@ -69,6 +73,8 @@ pub struct Seen {
     pub in_progress: Option<Option<CreateRequest>>,
     /// ListTagsForResource answers, by account ID.
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// ListParents answers, by account ID.
+    pub parents: BTreeMap<String, String>,
 }
 
 /// How the kstatus trio reads.

@@ -300,6 +300,7 @@ fn drive(mut recorded: Recorded, world: &World) -> (Vec<Lookup>, CreationStep) {
                         seen.in_progress = Some(under_name(world.in_progress.clone(), &who()));
                     }
                     Lookup::Tags(id) => panic!("creation reads no tags by ID ({id})"),
+                    Lookup::Parent(id) => panic!("creation reads no parent ({id})"),
                 }
                 assert!(!reads.contains(&lookup), "read twice: {lookup:?}");
                 reads.push(lookup);
