@@ -288,19 +288,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_account_in_status_is_described_its_tags_read_then_closed() {
-        let rec = close(Some("111"), Some("car-1"));
+    /// Account 111 is described first, then its tags are read.
+    fn reads_the_account_then_its_tags(rec: &Recorded) {
         assert_eq!(
-            closure(&rec, &Seen::default(), &who()),
+            closure(rec, &Seen::default(), &who()),
             ClosureStep::Look(Lookup::Account("111".into()))
         );
         let mut seen = active("111");
         seen.tags.clear();
         assert_eq!(
-            closure(&rec, &seen, &who()),
+            closure(rec, &seen, &who()),
             ClosureStep::Look(Lookup::Tags("111".into()))
         );
+    }
+
+    #[test]
+    fn the_account_in_status_is_described_its_tags_read_then_closed() {
+        let rec = close(Some("111"), Some("car-1"));
+        reads_the_account_then_its_tags(&rec);
         assert_eq!(
             closure(&rec, &active("111"), &who()),
             ClosureStep::Close("111".into())
@@ -409,16 +414,7 @@ mod tests {
     #[test]
     fn park_moves_an_owned_account_then_removes_the_owner_tags() {
         for rec in [park(Some("111"), None), park(None, Some("111"))] {
-            assert_eq!(
-                closure(&rec, &Seen::default(), &who()),
-                ClosureStep::Look(Lookup::Account("111".into()))
-            );
-            let mut seen = active("111");
-            seen.tags.clear();
-            assert_eq!(
-                closure(&rec, &seen, &who()),
-                ClosureStep::Look(Lookup::Tags("111".into()))
-            );
+            reads_the_account_then_its_tags(&rec);
             let mut seen = active("111");
             assert_eq!(
                 closure(&rec, &seen, &who()),
