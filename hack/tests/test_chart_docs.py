@@ -71,7 +71,9 @@ def test_a_new_crd_makes_the_annotations_stale(tree):
 
 
 def test_a_crd_without_an_example_is_an_error(tree):
-    (tree / "examples" / "memberaccount.yaml").unlink()
+    for example in (tree / "examples").glob("*.yaml"):
+        if "kind: MemberAccount" in example.read_text():
+            example.unlink()
     with pytest.raises(SystemExit, match="no MemberAccount"):
         check(tree)
 
