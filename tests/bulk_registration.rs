@@ -606,25 +606,50 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         )
         .await
         .expect("backdate the rotation time");
-    let bulk = f
-        .wait(
-            "rot",
-            "Ready after the rotation",
-            f.ready_within(2, 1),
-            // No operation in flight: the write that records the update before starting it
-            // still carries the conditions of the pass before.
-            |b| {
-                support::has(b, "Ready", "True", None)
-                    && b.status.as_ref().is_some_and(|s| s.operation.is_none())
-                    && b.status
-                        .as_ref()
-                        .and_then(|s| s.external_id_rotated_time.as_ref())
-                        .is_some_and(|t| {
-                            t.0 > two_hours_ago + k8s_openapi::jiff::SignedDuration::from_hours(1)
-                        })
-            },
-        )
-        .await;
+    // The rotation overlaps: the StackSet trusts both tokens, each child moves to the new one
+    // once its role trusts it, and only then is the old one dropped. Watched every 100 ms, no
+    // child ever fails a verification on the way. (Ready does go False while a child's instance
+    // is being updated: RoleDeployed reports the instance as it is.)
+    let mut phases: Vec<String> = Vec::new();
+    let deadline = tokio::time::Instant::now() + f.ready_within(2, 1) * 3;
+    let bulk = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rotation did not finish; phases seen: {phases:?}"
+        );
+        for (account, child) in f.children("rot").await {
+            assert_ne!(
+                condition(&child, "RoleAssumable").map(|c| c.0),
+                Some("False"),
+                "child of {account} failed a verification during the rotation: {:?}",
+                child.status
+            );
+        }
+        let bulk = f.bulks().get("rot").await.expect("registration");
+        let status = bulk.status.clone().unwrap_or_default();
+        let phase = status
+            .external_id_rotation
+            .map_or("done".to_string(), |p| format!("{p:?}"));
+        if phases.last() != Some(&phase) {
+            phases.push(phase);
+        }
+        let rotated = status.external_id_rotated_time.as_ref().is_some_and(|t| {
+            t.0 > two_hours_ago + k8s_openapi::jiff::SignedDuration::from_hours(1)
+        });
+        if rotated
+            && status.external_id_rotation.is_none()
+            && status.external_id_retired_secrets.is_empty()
+            && status.operation.is_none()
+            && support::has(&bulk, "Ready", "True", None)
+        {
+            break bulk;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        phases.contains(&"Overlap".to_string()) && phases.contains(&"Narrowing".to_string()),
+        "{phases:?}"
+    );
     let status = bulk.status.clone().expect("status");
     let new_secret = status.external_id_secret.clone().expect("token Secret");
     assert!(
@@ -633,11 +658,34 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
     );
     let second = secrets.get(&new_secret).await.expect("the new Secret");
     assert_eq!(second.immutable, Some(true));
+    let rotated_at = second
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .get("accountlinker.dev/rotated-at")
+        .cloned()
+        .expect("the rotation time on the Secret");
+    assert_eq!(
+        Some(
+            rotated_at
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .expect("RFC 3339")
+        ),
+        status.external_id_rotated_time.as_ref().map(|t| t.0)
+    );
     let new_token = token(second);
     assert_ne!(new_token, old_token);
     let ops = f.emulator.operations(&stack_set).await;
-    assert_eq!(ops.len(), 2, "one update for the new token: {ops:?}");
-    assert_eq!(ops[1]["action"], "UPDATE");
+    assert_eq!(
+        ops.len(),
+        3,
+        "one update adds the new token, one drops the old: {ops:?}"
+    );
+    assert_eq!(
+        (&ops[1]["action"], &ops[2]["action"]),
+        (&json!("UPDATE"), &json!("UPDATE"))
+    );
     for account in &accounts {
         let policy = trusts(account).await;
         assert!(
@@ -649,28 +697,27 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         .external_id_rotated_time
         .clone()
         .expect("rotation time");
-    eventually(
-        f.budget.react(),
-        "every child verified again, with the new token Secret",
-        || async {
-            let children = f.children("rot").await;
-            (children.len() == 2
-                && children.values().all(|c| {
-                    c.spec
-                        .external_id
-                        .as_ref()
-                        .map(|e| e.secret_ref.name.as_str())
-                        == Some(new_secret.as_str())
-                        && c.status
-                            .as_ref()
-                            .and_then(|s| s.last_verified_time.as_ref())
-                            .is_some_and(|t| t.0 >= rotated.0)
-                        && condition(c, "Ready") == Some(("True", "Verified"))
-                }))
-            .then_some(())
-        },
-    )
-    .await;
+    let children = f.children("rot").await;
+    assert_eq!(children.len(), 2);
+    for child in children.values() {
+        assert_eq!(
+            child
+                .spec
+                .external_id
+                .as_ref()
+                .map(|e| e.secret_ref.name.as_str()),
+            Some(new_secret.as_str())
+        );
+        assert!(
+            child
+                .status
+                .as_ref()
+                .and_then(|s| s.last_verified_time.as_ref())
+                .is_some_and(|t| t.0 >= rotated.0),
+            "verified with the new token"
+        );
+        assert_eq!(condition(child, "Ready"), Some(("True", "Verified")));
+    }
     // Proven, the old token goes: its Secret is deleted and no longer listed.
     eventually(f.budget.react(), "the replaced Secret retired", || async {
         let gone = secrets.get_opt(&old_secret).await.expect("get").is_none();
@@ -940,8 +987,13 @@ async fn the_builtin_role_trusts_the_operators_own_role() {
         format!("arn:aws:iam::{HUB_ACCOUNT}:role/{role}"),
         "the role trusts the operator's role, not the hub account: {policy}"
     );
+    // The registration token, twice: the second slot holds the token a rotation replaces
+    // while the fleet moves to the new one.
+    let tokens = &statement["Condition"]["StringEquals"]["sts:ExternalId"];
     assert!(
-        statement["Condition"]["StringEquals"]["sts:ExternalId"].is_string(),
+        tokens.as_array().is_some_and(|t| t.len() == 2
+            && t[0] == t[1]
+            && t[0].as_str().is_some_and(|v| v.len() >= 32)),
         "{policy}"
     );
     f.cleanup().await;
@@ -1155,8 +1207,26 @@ async fn a_rotation_interrupted_after_creating_the_next_secret_uses_that_secret(
     .await;
     let policy = f.aws.access_role(&accounts[0]).await["trust_policy"].to_string();
     assert!(policy.contains(left_behind.expose()), "{policy}");
+    // The rotation finishes: the old token is dropped and its Secret retired.
+    f.wait(
+        "rot",
+        "the rotation finished",
+        f.ready_within(1, 1) * 2,
+        |b| {
+            b.status.as_ref().is_some_and(|s| {
+                s.external_id_rotation.is_none()
+                    && s.external_id_retired_secrets.is_empty()
+                    && s.operation.is_none()
+            })
+        },
+    )
+    .await;
     let ops = f.emulator.operations(&stack_set).await;
-    assert_eq!(ops.len(), 2, "one update for the rotation: {ops:?}");
+    assert_eq!(
+        ops.len(),
+        3,
+        "two updates for the rotation (add the new token, drop the old): {ops:?}"
+    );
     let names: Vec<String> = secrets
         .list(&ListParams::default())
         .await

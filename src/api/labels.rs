@@ -33,6 +33,10 @@ pub const WATCH_LABEL: &str = "accountlinker.dev/watch";
 /// Value of [`WATCH_LABEL`].
 pub const WATCH_LABEL_VALUE: &str = "true";
 
+/// Annotation on a generated registration-token Secret: when the token was generated (the
+/// rotation time, RFC 3339), readable by anyone who may read the Secret's metadata.
+pub const ROTATED_AT_ANNOTATION: &str = "accountlinker.dev/rotated-at";
+
 /// Finalizer that LinkedAccounts carried up to v0.2 although they own nothing outside the
 /// cluster; the controller removes it (it blocked namespace deletion while the operator was down).
 pub const LINKED_ACCOUNT_FINALIZER: &str = "accountlinker.dev/linked-account";

@@ -16,7 +16,9 @@ mod template;
 
 pub use brownfield::StackImport;
 pub use reasons::{event, reason};
-pub use status::{BulkRegistrationStatus, InstanceFailure, StackSetOperation, Summary};
+pub use status::{
+    BulkRegistrationStatus, InstanceFailure, RotationPhase, StackSetOperation, Summary,
+};
 pub use targets::{
     AccountsSource, AutoDeployment, ConcurrencyMode, OperationPreferences, RegionConcurrency,
     Targets,

@@ -2,6 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the operator last observed about the StackSet and its instances.
@@ -35,6 +36,10 @@ pub struct BulkRegistrationStatus {
     /// token and every deployed child has verified with it (or is Stalled).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub external_id_retired_secrets: Vec<String>,
+    /// Where a rotation of the registration token stands while the replaced token is still
+    /// listed in `externalIdRetiredSecrets`; absent when no rotation is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id_rotation: Option<RotationPhase>,
     /// The StackSet operation in flight, recorded before it is awaited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<StackSetOperation>,
@@ -113,4 +118,17 @@ pub struct InstanceFailure {
     /// CloudFormation's reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A rotation of the registration token, in the order it happens. The built-in template trusts
+/// two tokens (`ExternalId` and `PreviousExternalId`), so no link breaks while the fleet moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RotationPhase {
+    /// The StackSet trusts the new token and the replaced one; each child moves to the new
+    /// token once its instance carries both, and verifies with it.
+    Overlap,
+    /// Every deployed child verified with the new token: the StackSet drops the replaced one,
+    /// whose Secret is deleted once that update is done. (A custom template, which need not
+    /// declare `PreviousExternalId`, starts here: a cut-over.)
+    Narrowing,
 }

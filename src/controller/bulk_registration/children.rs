@@ -66,6 +66,9 @@ pub struct Inputs<'a> {
     /// This registration's children by account.
     pub existing: &'a BTreeMap<String, LinkedAccount>,
     pub stack_set: &'a str,
+    /// The StackSet holds the current definition and no operation runs: an instance that is
+    /// CURRENT carries the current token.
+    pub settled: bool,
 }
 
 impl<'a> Inputs<'a> {
@@ -103,10 +106,17 @@ pub fn plan(inputs: &Inputs<'_>, token: &Token) -> ChildPlan {
     let mut out = ChildPlan::default();
     for account in &inputs.desired.accounts {
         let name = child_name(inputs.bulk, account);
-        let wanted = manifest(inputs.bulk, account, &name, token);
+        let instance = refs.get(account.as_str());
+        let carries_new = inputs.settled && instance.is_some_and(carries_current_definition);
+        let wanted = manifest(
+            inputs.bulk,
+            account,
+            &name,
+            token.secret_for(carries_new),
+            &token.key,
+        );
         let child = inputs.existing.get(account);
         let spec = child.is_none_or(|c| !matches(c, &wanted)).then_some(wanted);
-        let instance = refs.get(account.as_str());
         let reported = child
             .and_then(|c| c.status.as_ref())
             .and_then(|s| s.stack_instance.as_ref());
@@ -137,9 +147,20 @@ pub fn plan(inputs: &Inputs<'_>, token: &Token) -> ChildPlan {
     out
 }
 
-/// Counts the children whose deployed role is verified assumable (a verification from before
-/// the token was `rotated` proves nothing about the new one) and those that are Stalled.
-pub fn verification(inputs: &Inputs<'_>, rotated: Option<&Time>) -> Verification {
+/// Whether an instance is CURRENT and SUCCEEDED: its stack has the StackSet's definition.
+fn carries_current_definition(instance: &StackInstanceRef) -> bool {
+    instance.status.as_deref() == Some("CURRENT")
+        && instance.detailed_status.as_deref() == Some("SUCCEEDED")
+}
+
+/// Counts the children whose deployed role is verified assumable with the token in Secret
+/// `token_secret` (a verification from before the token was `rotated`, or with the token a
+/// rotation replaces, proves nothing about the new one) and those that are Stalled.
+pub fn verification(
+    inputs: &Inputs<'_>,
+    rotated: Option<&Time>,
+    token_secret: &str,
+) -> Verification {
     let refs = inputs.instance_refs();
     let mut out = Verification::default();
     for account in &inputs.desired.accounts {
@@ -151,13 +172,18 @@ pub fn verification(inputs: &Inputs<'_>, rotated: Option<&Time>) -> Verification
         if !deployed {
             continue;
         }
-        let status = inputs.existing.get(account).and_then(|c| c.status.as_ref());
+        let child = inputs.existing.get(account);
+        let status = child.and_then(|c| c.status.as_ref());
         let conds = status.map(|s| s.conditions.as_slice()).unwrap_or_default();
-        let verified_since_rotation = rotated.is_none_or(|rotated| {
-            status
-                .and_then(|s| s.last_verified_time.as_ref())
-                .is_some_and(|t| t.0 >= rotated.0)
-        });
+        let on_token = child
+            .and_then(|c| c.spec.external_id.as_ref())
+            .is_some_and(|e| e.secret_ref.name == token_secret);
+        let verified_since_rotation = on_token
+            && rotated.is_none_or(|rotated| {
+                status
+                    .and_then(|s| s.last_verified_time.as_ref())
+                    .is_some_and(|t| t.0 >= rotated.0)
+            });
         if verified_since_rotation && conditions::is(conds, ROLE_ASSUMABLE, Status::True) {
             out.assumable += 1;
         } else if !conditions::is(conds, STALLED, Status::True) {
@@ -177,8 +203,14 @@ pub fn verification(inputs: &Inputs<'_>, rotated: Option<&Time>) -> Verification
 }
 
 /// The child of `account` as it is applied: `linkTemplate`'s labels, annotations and settings,
-/// the role of the template, a reference to the token Secret (never the value).
-pub fn manifest(bulk: &BulkRegistration, account: &str, name: &str, token: &Token) -> Value {
+/// the role of the template, a reference to the token Secret `secret` (never the value).
+pub fn manifest(
+    bulk: &BulkRegistration,
+    account: &str,
+    name: &str,
+    secret: &str,
+    key: &str,
+) -> Value {
     let link = bulk.spec.link_template.clone().unwrap_or_default();
     let mut labels = link.labels.clone();
     labels.insert(CHILD_LABEL.into(), bulk.name_any());
@@ -191,7 +223,7 @@ pub fn manifest(bulk: &BulkRegistration, account: &str, name: &str, token: &Toke
     let mut spec = json!({
         "accountId": account,
         "roleName": role_name,
-        "externalId": {"secretRef": {"name": token.secret_name, "key": token.key}},
+        "externalId": {"secretRef": {"name": secret, "key": key}},
     });
     if let Some(v) = &link.verify_interval {
         spec["verifyInterval"] = json!(v);
@@ -238,6 +270,7 @@ pub async fn sync(
     desired: &Desired,
     instances: &[Instance],
     token: &Token,
+    settled: bool,
 ) -> Result<Verification, Error> {
     let bulk = pass.bulk;
     let api: Api<LinkedAccount> = Api::namespaced(
@@ -262,9 +295,14 @@ pub async fn sync(
         instances,
         existing: &existing,
         stack_set: &pass.set.name,
+        settled,
     };
     let ChildPlan { writes, deletes } = plan(&inputs, token);
-    let verification = verification(&inputs, pass.next.external_id_rotated_time.as_ref());
+    let verification = verification(
+        &inputs,
+        pass.next.external_id_rotated_time.as_ref(),
+        &token.secret_name,
+    );
     futures::stream::iter(writes)
         .map(|write| {
             let api = &api;
@@ -303,6 +341,7 @@ mod tests {
     use crate::controller::external_id::ExternalId;
 
     const SET: &str = "account-linker-platform-w";
+    const TOKEN_SECRET: &str = "w-registration-token";
 
     fn bulk() -> BulkRegistration {
         let mut b = BulkRegistration::new(
@@ -327,6 +366,7 @@ mod tests {
             replaced: None,
             key: "externalId".into(),
             rotated: None,
+            previous: None,
         }
     }
 
@@ -365,6 +405,7 @@ mod tests {
             instances,
             existing,
             stack_set: SET,
+            settled: true,
         }
     }
 
@@ -383,7 +424,8 @@ mod tests {
         let b = bulk();
         let name = child_name(&b, account);
         let mut c: LinkedAccount =
-            serde_json::from_value(manifest(&b, account, &name, &token())).unwrap();
+            serde_json::from_value(manifest(&b, account, &name, TOKEN_SECRET, "externalId"))
+                .unwrap();
         let inputs_desired = desired(&[account]);
         let instances: Vec<Instance> = instance.into_iter().cloned().collect();
         let existing = BTreeMap::new();
@@ -417,7 +459,13 @@ mod tests {
     #[test]
     fn children_inherit_the_link_template_and_the_token_reference() {
         let b = bulk();
-        let c = manifest(&b, "111111111111", "w-111111111111", &token());
+        let c = manifest(
+            &b,
+            "111111111111",
+            "w-111111111111",
+            TOKEN_SECRET,
+            "externalId",
+        );
         assert_eq!(c["metadata"]["labels"]["team"], "a");
         assert_eq!(c["metadata"]["labels"][CHILD_LABEL], "w");
         assert_eq!(c["spec"]["verifyInterval"], "10m");
@@ -537,6 +585,7 @@ mod tests {
             let v = verification(
                 &inputs(&b, &desired, &instances, &existing),
                 rotated.map(time).as_ref(),
+                TOKEN_SECRET,
             );
             assert_eq!((v.assumable, v.stalled), want, "row {i}");
             if want.1 > 0 {
@@ -546,5 +595,68 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn during_an_overlap_a_child_moves_to_the_new_token_once_its_instance_carries_it() {
+        let b = bulk();
+        let a = "111111111111";
+        let rotating = Token {
+            previous: Some(crate::controller::bulk_registration::token::Previous {
+                value: ExternalId::new("old-value"),
+                secret_name: TOKEN_SECRET.into(),
+            }),
+            secret_name: "w-registration-token-0123456789".into(),
+            ..token()
+        };
+        let unmoved = existing(vec![child(a, None, &[], None)]);
+        let secret_of = |planned: &ChildPlan| {
+            planned.writes.iter().find_map(|w| {
+                w.spec
+                    .as_ref()
+                    .map(|s| s["spec"]["externalId"]["secretRef"]["name"].clone())
+            })
+        };
+        let desired = desired(&[a]);
+        // (instance, settled) → the Secret the child is moved to (None: it keeps the old one)
+        let rows = [
+            (
+                instance(a, "SUCCEEDED"),
+                true,
+                Some(json!("w-registration-token-0123456789")),
+            ),
+            // The update that adds the new token still runs, or has not reached this account.
+            (instance(a, "SUCCEEDED"), false, None),
+            (instance(a, "RUNNING"), true, None),
+            // Its own stack failed: it still trusts only the old token.
+            (instance(a, "FAILED"), true, None),
+        ];
+        for (i, (inst, settled, want)) in rows.into_iter().enumerate() {
+            let instances = vec![inst];
+            let mut inputs = inputs(&b, &desired, &instances, &unmoved);
+            inputs.settled = settled;
+            assert_eq!(secret_of(&plan(&inputs, &rotating)), want, "row {i}");
+        }
+        // A child still on the replaced token has not verified with the new one: pending,
+        // whatever it says; once moved and verified after the rotation, it counts.
+        let instances = vec![instance(a, "SUCCEEDED")];
+        let on_old = existing(vec![child(
+            a,
+            Some(&instances[0]),
+            &[("RoleAssumable", "True")],
+            Some(20),
+        )]);
+        let v = verification(
+            &inputs(&b, &desired, &instances, &on_old),
+            Some(&time(10)),
+            &rotating.secret_name,
+        );
+        assert_eq!((v.assumable, v.pending), (0, 1));
+        let v = verification(
+            &inputs(&b, &desired, &instances, &on_old),
+            Some(&time(10)),
+            TOKEN_SECRET,
+        );
+        assert_eq!((v.assumable, v.pending), (1, 0));
     }
 }

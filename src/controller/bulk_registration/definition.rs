@@ -229,6 +229,15 @@ fn assemble(
         template::EXTERNAL_ID_PARAMETER.into(),
         token.value.expose().to_string(),
     ));
+    if bulk.spec.template.builtin.is_some() {
+        // The built-in role trusts both: the token a rotation replaces while it overlaps, else
+        // the same token again.
+        let previous = token.previous.as_ref().map_or(&token.value, |p| &p.value);
+        parameters.push((
+            template::PREVIOUS_EXTERNAL_ID_PARAMETER.into(),
+            previous.expose().to_string(),
+        ));
+    }
     parameters.sort();
     let spec = &bulk.spec.stack_set;
     let permissions = match spec.permission_model {
@@ -503,5 +512,50 @@ mod tests {
                 definition.permissions
             );
         }
+    }
+
+    #[test]
+    fn the_builtin_template_trusts_the_replaced_token_only_while_a_rotation_overlaps() {
+        use super::super::token::{Previous, Token};
+        use crate::controller::external_id::ExternalId;
+        let owner = Owner::of(&bulk("w", spec()), "cluster-1");
+        let mut token = Token {
+            value: ExternalId::new("new-value"),
+            secret_name: "w-registration-token-0123456789".into(),
+            key: "externalId".into(),
+            rotated: None,
+            replaced: None,
+            previous: None,
+        };
+        let parameters = |b: &BulkRegistration, token: &Token| {
+            assemble(b, TemplateBody::Body("t".into()), token, &owner).parameters
+        };
+        let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let builtin = bulk("w", spec());
+        assert_eq!(
+            parameters(&builtin, &token),
+            vec![
+                p("ExternalId", "new-value"),
+                p("PreviousExternalId", "new-value")
+            ]
+        );
+        token.previous = Some(Previous {
+            value: ExternalId::new("old-value"),
+            secret_name: "w-registration-token".into(),
+        });
+        assert_eq!(
+            parameters(&builtin, &token),
+            vec![
+                p("ExternalId", "new-value"),
+                p("PreviousExternalId", "old-value")
+            ]
+        );
+        // A custom template declares what it declares: only ExternalId is passed.
+        let mut custom = spec();
+        custom["template"] = json!({"configMapRef": {"name": "t", "key": "k"}});
+        assert_eq!(
+            parameters(&bulk("w", custom), &token),
+            vec![p("ExternalId", "new-value")]
+        );
     }
 }

@@ -42,7 +42,7 @@ use self::plan::Desired;
 use self::status::{Facts, Headline, Stall};
 use self::targets::TargetsError;
 use self::token::{Token, TokenError};
-use crate::api::bulk_registration::{event, reason};
+use crate::api::bulk_registration::{RotationPhase, event, reason};
 use crate::api::conditions::{INSTANCES_READY, READY, STACK_SET_READY, STALLED};
 use crate::api::labels;
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
@@ -407,22 +407,37 @@ impl<'a> Pass<'a> {
     ) -> Result<bool, Error> {
         let desired = &inputs.desired;
         let observed = status::observe(desired, instances);
-        let verification = children::sync(self, desired, instances, &inputs.token).await?;
+        let stack_set_current =
+            self.next.template_hash.as_deref() == Some(inputs.definition.hash.as_str());
+        let settled = matches!(headline, Headline::Summary) && stack_set_current;
+        let verification = children::sync(self, desired, instances, &inputs.token, settled).await?;
         let summary = status::summary(desired, &observed, &verification);
         let facts = Facts {
             targets: summary.targets,
             observed: &observed,
             verification: &verification,
-            stack_set_current: self.next.template_hash.as_deref()
-                == Some(inputs.definition.hash.as_str()),
+            stack_set_current,
         };
         let conds = status::conditions(&facts, &headline);
+        // The replaced token goes once the StackSet no longer trusts it (narrowed, and that
+        // update done); an overlap narrows once every deployed child uses the new token.
+        let phase = self.next.external_id_rotation;
         if !self.next.external_id_retired_secrets.is_empty()
-            && token::retirement_due(&headline, facts.stack_set_current, &verification)
+            && phase != Some(RotationPhase::Overlap)
+            && token::retirement_due(&headline, stack_set_current, &verification)
         {
             let ns = self.bulk.namespace().unwrap_or_default();
             let secrets: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
             token::retire(&secrets, self.bulk, &mut self.next).await?;
+        }
+        self.next.external_id_rotation = if self.next.external_id_retired_secrets.is_empty() {
+            None
+        } else {
+            token::next_phase(phase, settled, &verification)
+        };
+        if phase != self.next.external_id_rotation {
+            let (from, to) = (phase, self.next.external_id_rotation);
+            tracing::info!(name = %self.bulk.name_any(), from = token::phase_name(from), to = token::phase_name(to), "token rotation moves on");
         }
         self.next.summary = Some(summary);
         self.next.failures = observed.failures;
@@ -480,7 +495,7 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
         pass.next.last_handled_rotate_request = Some(value.clone());
     }
     let requested = matches!(rotation, requests::Rotation::Rotate(_));
-    let token = token::ensure(&secrets, bulk, &pass.current, pass.now, requested).await?;
+    let mut token = token::ensure(&secrets, bulk, &pass.current, pass.now, requested).await?;
     if let requests::Rotation::Rotate(value) = rotation
         && token.replaced.is_some()
     {
@@ -493,6 +508,16 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
         && !retired.contains(replaced)
     {
         retired.push(replaced.clone());
+        let builtin = bulk.spec.template.builtin.is_some();
+        pass.next.external_id_rotation = Some(token::first_phase(builtin));
+    } else if !retired.is_empty() && pass.next.external_id_rotation.is_none() {
+        // Replaced before rotations overlapped: the StackSet trusts the new token only.
+        pass.next.external_id_rotation = Some(RotationPhase::Narrowing);
+    }
+    token.previous = token::previous(&secrets, bulk, &pass.next).await?;
+    if token.previous.is_none() && pass.next.external_id_rotation == Some(RotationPhase::Overlap) {
+        // The replaced token cannot be read any more: nothing to overlap with.
+        pass.next.external_id_rotation = Some(RotationPhase::Narrowing);
     }
 
     // Targets (Kubernetes, Organizations).

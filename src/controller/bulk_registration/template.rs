@@ -17,11 +17,14 @@ use crate::controller::hash_key::HashKey;
 
 /// Version of the built-in template; bump it whenever [`builtin`] renders differently.
 /// 2: the role trusts the operator's own role instead of the hub account's root, and takes a
-/// permissions boundary.
-pub const BUILTIN_VERSION: u32 = 2;
+/// permissions boundary. 3: the role also trusts `PreviousExternalId`, so a rotation overlaps.
+pub const BUILTIN_VERSION: u32 = 3;
 
 /// The parameter every template receives the registration token in.
 pub const EXTERNAL_ID_PARAMETER: &str = "ExternalId";
+/// The built-in template's second trusted token: the one a rotation replaces while the fleet
+/// moves to the new one, else the current token again.
+pub const PREVIOUS_EXTERNAL_ID_PARAMETER: &str = "PreviousExternalId";
 
 /// Logical ID of the role in the built-in template.
 const ROLE_RESOURCE: &str = "HubAccessRole";
@@ -81,7 +84,10 @@ pub fn builtin(settings: &BuiltinTemplate, principal: &str, extra_parameters: &[
                 "Effect": "Allow",
                 "Principal": {"AWS": principal},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": EXTERNAL_ID_PARAMETER}}}
+                "Condition": {"StringEquals": {"sts:ExternalId": [
+                    {"Ref": EXTERNAL_ID_PARAMETER},
+                    {"Ref": PREVIOUS_EXTERNAL_ID_PARAMETER}
+                ]}}
             }]
         },
     });
@@ -107,6 +113,13 @@ pub fn builtin(settings: &BuiltinTemplate, principal: &str, extra_parameters: &[
             "MinLength": 2,
             "MaxLength": 1224,
             "Description": "Registration token the hub presents as sts:ExternalId"
+        },
+        PREVIOUS_EXTERNAL_ID_PARAMETER: {
+            "Type": "String",
+            "NoEcho": true,
+            "MinLength": 2,
+            "MaxLength": 1224,
+            "Description": "The token a rotation replaces, trusted until every link uses the new one (else ExternalId again)"
         }
     });
     if !extra_parameters.is_empty() {
@@ -250,15 +263,16 @@ mod tests {
         let statement = &role["AssumeRolePolicyDocument"]["Statement"][0];
         assert_eq!(statement["Principal"]["AWS"], HUB_ROLE);
         assert_eq!(
-            statement["Condition"]["StringEquals"]["sts:ExternalId"]["Ref"],
-            "ExternalId"
+            statement["Condition"]["StringEquals"]["sts:ExternalId"],
+            json!([{"Ref": "ExternalId"}, {"Ref": "PreviousExternalId"}])
         );
         let parsed: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["Parameters"]["ExternalId"]["NoEcho"], true);
+        assert_eq!(parsed["Parameters"]["PreviousExternalId"]["NoEcho"], true);
         assert!(role.get("ManagedPolicyArns").is_none());
         assert!(role.get("Policies").is_none());
         assert!(role.get("PermissionsBoundary").is_none());
-        assert!(body.contains("template v2"));
+        assert!(body.contains("template v3"));
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //!
 //! Generated Secrets are immutable, so a rotation never rewrites one: it creates the next
 //! Secret, whose name follows from the current one (a crash between creating it and recording
-//! it in status finds the same Secret on the next pass, never a second one), and the StackSet
-//! and the children move to it. The replaced Secret is listed in
-//! `status.externalIdRetiredSecrets` and deleted by [`retire`] only once the StackSet carries
-//! the new token and every deployed child has verified with it (or stalled): until then the old
-//! value stays at hand. A generated Secret from before Secrets were immutable is replaced the
-//! same way on the first pass.
+//! it in status finds the same Secret on the next pass, never a second one), annotated with its
+//! rotation time. The replaced Secret is listed in `status.externalIdRetiredSecrets`, and the
+//! rotation overlaps ([`RotationPhase`]): the StackSet trusts both tokens, each child moves to
+//! the new one once its instance carries both ([`Token::secret_for`]), and only when every
+//! deployed child has verified with the new token does the StackSet drop the old one; [`retire`]
+//! deletes its Secret once that update is done. Every step is decided from status, so a crash
+//! anywhere resumes the same rotation. A generated Secret from before Secrets were immutable is
+//! replaced the same way on the first pass.
 
 use std::time::Duration;
 
@@ -24,7 +26,8 @@ use tracing::info;
 use super::children::Verification;
 use super::status::Headline;
 use super::template::fingerprint;
-use crate::api::bulk_registration::reason;
+use crate::api::bulk_registration::{RotationPhase, reason};
+use crate::api::labels::ROTATED_AT_ANNOTATION;
 use crate::api::{BulkRegistration, BulkRegistrationStatus};
 use crate::controller::external_id::{self, ExternalId, GENERATED_KEY, Unreadable, VALID_FORM};
 
@@ -44,6 +47,86 @@ pub struct Token {
     pub rotated: Option<Time>,
     /// A generated Secret this token replaced, to retire once the new token is proven.
     pub replaced: Option<String>,
+    /// While a rotation overlaps: the replaced token, still trusted, and still used by the
+    /// children whose instance does not carry the new one yet.
+    pub previous: Option<Previous>,
+}
+
+/// The token a rotation replaces, during the overlap.
+#[derive(Debug)]
+pub struct Previous {
+    pub value: ExternalId,
+    pub secret_name: String,
+}
+
+impl Token {
+    /// The Secret a child reads: the new token's once its instance carries it (`carries_new`),
+    /// the replaced one's before that, while a rotation overlaps.
+    pub fn secret_for(&self, carries_new: bool) -> &str {
+        match &self.previous {
+            Some(previous) if !carries_new => &previous.secret_name,
+            _ => &self.secret_name,
+        }
+    }
+}
+
+/// The phase a rotation that replaced a token starts in: an overlap where the template trusts
+/// two tokens (the built-in one), else a cut-over.
+pub fn first_phase(builtin: bool) -> RotationPhase {
+    if builtin {
+        RotationPhase::Overlap
+    } else {
+        RotationPhase::Narrowing
+    }
+}
+
+/// The phase after this pass: an overlap narrows once nothing is in flight (`settled`: the
+/// StackSet holds the current definition, no operation runs) and no deployed child is still to
+/// verify with the new token; a narrowing ends when its Secrets are retired.
+pub fn next_phase(
+    phase: Option<RotationPhase>,
+    settled: bool,
+    children: &Verification,
+) -> Option<RotationPhase> {
+    match phase {
+        Some(RotationPhase::Overlap) if settled && children.pending == 0 => {
+            Some(RotationPhase::Narrowing)
+        }
+        other => other,
+    }
+}
+
+/// A rotation phase for logs: `Overlap`, `Narrowing`, or `done`.
+pub fn phase_name(phase: Option<RotationPhase>) -> &'static str {
+    match phase {
+        Some(RotationPhase::Overlap) => "Overlap",
+        Some(RotationPhase::Narrowing) => "Narrowing",
+        None => "done",
+    }
+}
+
+/// The replaced token while `status` says a rotation overlaps, read from the first Secret in
+/// `externalIdRetiredSecrets`. `None` when it cannot be read (deleted by someone): the overlap
+/// cannot go on, the rotation narrows.
+pub async fn previous(
+    secrets: &Api<Secret>,
+    bulk: &BulkRegistration,
+    status: &BulkRegistrationStatus,
+) -> Result<Option<Previous>, kube::Error> {
+    if status.external_id_rotation != Some(RotationPhase::Overlap) {
+        return Ok(None);
+    }
+    let Some(name) = status.external_id_retired_secrets.first() else {
+        return Ok(None);
+    };
+    let found = secrets.get_opt(name).await?;
+    Ok(found
+        .filter(|s| external_id::owned_by(s, bulk.meta().uid.as_deref()))
+        .and_then(|s| external_id::read(&s, GENERATED_KEY).ok())
+        .map(|value| Previous {
+            value,
+            secret_name: name.clone(),
+        }))
 }
 
 /// Why the token is not available.
@@ -167,6 +250,7 @@ pub async fn ensure(
             secret_name: reference.name,
             key: reference.key,
             rotated: None,
+            previous: None,
         });
     }
     let current = recorded.unwrap_or_else(|| generated_secret_name(bulk));
@@ -181,9 +265,10 @@ pub async fn ensure(
         key: GENERATED_KEY.into(),
         rotated,
         replaced,
+        previous: None,
     };
     let Some(secret) = secrets.get_opt(&current).await? else {
-        let value = create(secrets, bulk, &current).await?;
+        let value = create(secrets, bulk, &current, now).await?;
         return Ok(token(value, current, Some(Time(now)), None));
     };
     if !external_id::owned_by(&secret, bulk.meta().uid.as_deref()) {
@@ -205,20 +290,25 @@ pub async fn ensure(
         (why, _) => why.unwrap_or(Replace::Unreadable),
     };
     let next = next_secret_name(bulk, &current);
-    let value = create(secrets, bulk, &next).await?;
+    let value = create(secrets, bulk, &next, now).await?;
     info!(name = %bulk.name_any(), secret = %next, replaced = %current, why = why.as_str(), "new registration token");
     Ok(token(value, next, Some(Time(now)), Some(current)))
 }
 
-/// Creates the generated Secret `name` with a fresh token. One that exists already and is this
-/// registration's was created by an attempt that stopped before recording it: its token is used.
+/// Creates the generated Secret `name` with a fresh token, annotated with the rotation time
+/// `now`. One that exists already and is this registration's was created by an attempt that
+/// stopped before recording it: its token is used.
 async fn create(
     secrets: &Api<Secret>,
     bulk: &BulkRegistration,
     name: &str,
+    now: Timestamp,
 ) -> Result<ExternalId, TokenError> {
     let value = external_id::generate();
-    let secret = external_id::generated_secret(name, bulk.controller_owner_ref(&()), &value);
+    let mut secret = external_id::generated_secret(name, bulk.controller_owner_ref(&()), &value);
+    secret
+        .annotations_mut()
+        .insert(ROTATED_AT_ANNOTATION.into(), whole_seconds(now));
     match secrets.create(&PostParams::default(), &secret).await {
         Ok(_) => Ok(value),
         Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -235,6 +325,13 @@ async fn create(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `t` as status writes times: RFC 3339 in whole seconds.
+fn whole_seconds(t: Timestamp) -> String {
+    Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string()
 }
 
 fn conflict(name: &str) -> TokenError {
@@ -461,6 +558,7 @@ mod tests {
             key: GENERATED_KEY.into(),
             rotated: None,
             replaced: None,
+            previous: None,
         };
         let shown = format!("{token:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
@@ -481,5 +579,55 @@ mod tests {
             assert_eq!(reason, want);
             assert!(message.contains("\"s\""), "{message}");
         }
+    }
+
+    #[test]
+    fn a_rotation_overlaps_then_narrows_once_every_deployed_child_uses_the_new_token() {
+        use RotationPhase::{Narrowing, Overlap};
+        assert_eq!(first_phase(true), Overlap);
+        assert_eq!(
+            first_phase(false),
+            Narrowing,
+            "a custom template rotates by cut-over"
+        );
+        let children = |pending| Verification {
+            pending,
+            ..Verification::default()
+        };
+        // (phase, settled, pending children) → next phase
+        let rows = [
+            (Some(Overlap), true, 0, Some(Narrowing)),
+            (Some(Overlap), false, 0, Some(Overlap)),
+            (Some(Overlap), true, 3, Some(Overlap)),
+            (Some(Narrowing), true, 0, Some(Narrowing)),
+            (None, true, 0, None),
+        ];
+        for (i, (phase, settled, pending, want)) in rows.into_iter().enumerate() {
+            assert_eq!(
+                next_phase(phase, settled, &children(pending)),
+                want,
+                "row {i}"
+            );
+        }
+        let mut token = Token {
+            value: ExternalId::new("new-value"),
+            secret_name: "w-registration-token-0123456789".into(),
+            key: GENERATED_KEY.into(),
+            rotated: None,
+            replaced: None,
+            previous: None,
+        };
+        assert_eq!(token.secret_for(false), "w-registration-token-0123456789");
+        token.previous = Some(Previous {
+            value: ExternalId::new("old-value"),
+            secret_name: "w-registration-token".into(),
+        });
+        assert_eq!(token.secret_for(false), "w-registration-token");
+        assert_eq!(token.secret_for(true), "w-registration-token-0123456789");
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("old-value") && !shown.contains("new-value"),
+            "{shown}"
+        );
     }
 }
