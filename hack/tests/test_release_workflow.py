@@ -70,3 +70,23 @@ def test_actionlint_with_shellcheck_refuses_a_bad_workflow():
     good = subprocess.run([tool("actionlint"), "-color=false", f"-shellcheck={tool('shellcheck')}",
                            str(REPO / ".github" / "workflows" / "release.yml")], capture_output=True, text=True)
     assert good.returncode == 0, good.stdout
+
+
+def test_the_version_step_accepts_the_repository_version_and_refuses_another(tmp_path):
+    import subprocess
+
+    script = next(s["run"] for s in steps("version") if s.get("id") == "v")
+    version = yaml.safe_load((REPO / "charts" / "account-linker" / "Chart.yaml").read_text())["version"]
+
+    def run(tag):
+        out = tmp_path / "out"
+        out.write_text("")
+        result = subprocess.run(["bash", "-e", "-c", script], cwd=REPO, capture_output=True, text=True,
+                                env={"PATH": "/usr/bin:/bin", "TAG": tag, "GITHUB_OUTPUT": str(out)})
+        return result, out.read_text()
+
+    ok, output = run(f"v{version}")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert output.splitlines() == [f"version={version}", f"tag=v{version}"]
+    bad, _ = run("v99.0.0")
+    assert bad.returncode == 1 and "must agree" in bad.stdout
