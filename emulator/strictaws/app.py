@@ -25,6 +25,7 @@ from .counting import RequestCounter
 from .errors import AwsError
 from .faults import Outage, Throttle
 from .organizations import MembershipWatch
+from . import delegated
 from .protocol import AwsRequest, Reply, error_reply
 from .stacksets.api import StackSetApi
 from .stacksets.engine import StackSetEngine
@@ -49,6 +50,7 @@ class StrictApp:
             **StackSetApi(self.stacksets).handlers(),
             **membership.handlers(),
             **self.accounts.handlers(),
+            **delegated.handlers(),
         }
         self.control = ControlApi(self)
 

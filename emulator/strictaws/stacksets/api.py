@@ -24,7 +24,7 @@ from ..orgs import (
 from ..protocol import AwsRequest, Reply, result_reply
 from .engine import StackSetEngine
 from .imports import import_stacks
-from .model import StackSetState, Target
+from .model import DETECT_DRIFT, StackSetState, Target
 from .plan import validate_preferences
 from .templates import get_template_summary, needed_capability, template_from_url
 
@@ -55,13 +55,14 @@ class StackSetApi:
             "DescribeStackSetOperation": self.describe_stack_set_operation,
             "ListStackSetOperationResults": self.list_stack_set_operation_results,
             "StopStackSetOperation": self.stop_stack_set_operation,
+            "DetectStackSetDrift": self.detect_stack_set_drift,
             "ActivateOrganizationsAccess": self.activate_organizations_access,
             "DeactivateOrganizationsAccess": self.deactivate_organizations_access,
             "DescribeOrganizationsAccess": self.describe_organizations_access,
             "GetTemplateSummary": get_template_summary,
             "ImportStacksToStackSet": lambda req, forward: import_stacks(self, req, forward),
         }
-        return {f"cloudformation:{name}": handler for name, handler in ops.items()}
+        return {f"cloudformation:{name}": _as_delegated_admin(handler) for name, handler in ops.items()}
 
     # --- StackSets ------------------------------------------------------------------------
 
@@ -433,6 +434,21 @@ class StackSetApi:
             rows = [r for r in rows if r["Status"] == f.get("Values")]
         return result_reply(req, _page(rows, p))
 
+    def detect_stack_set_drift(self, req: AwsRequest, forward: Forward) -> Reply:
+        """Drift detection is an operation like the others: one at a time, polled with
+        DescribeStackSetOperation (Action DETECT_DRIFT); it compares every deployed instance."""
+        p = req.params()
+        state = self._state(req)
+        prefs = _preferences(p)
+        operation_id = _operation_id(p)
+        if (repeated := self.engine.repeated(state, operation_id, DETECT_DRIFT)) is not None:
+            return result_reply(req, {"OperationId": repeated.id})
+        if state.permission_model == "SERVICE_MANAGED":
+            check_service_managed(state.account, p.get("CallAs"))
+        targets = [Target(a, r, meta.ou) for (a, r), meta in state.instances.items()]
+        op = self.engine.submit(state, DETECT_DRIFT, targets, prefs, operation_id)
+        return result_reply(req, {"OperationId": op.id})
+
     def stop_stack_set_operation(self, req: AwsRequest, forward: Forward) -> Reply:
         state = self._state(req)
         self.engine.stop(state, req.params().get("OperationId", ""))
@@ -464,6 +480,24 @@ class StackSetApi:
         org = org_backend_of(account_of(req))
         enabled = org is not None and trusted_access_enabled(org)
         return result_reply(req, {"Status": "ENABLED" if enabled else "DISABLED"})
+
+
+def _as_delegated_admin(handler: Callable[[AwsRequest, Forward], Reply]) -> Callable[[AwsRequest, Forward], Reply]:
+    """`CallAs=DELEGATED_ADMIN` from an account that is not a registered delegated administrator
+    for StackSets is refused on every StackSet call, as AWS does, before anything is looked at."""
+
+    def checked(req: AwsRequest, forward: Forward) -> Reply:
+        if req.params().get("CallAs") == "DELEGATED_ADMIN":
+            account = account_of(req)
+            org = org_backend_of(account)
+            if org is None or not is_stacksets_delegated_admin(org, account):
+                raise validation(
+                    f"Account used is not a delegated administrator: {account} is not registered as a "
+                    f"delegated administrator for {STACKSETS_PRINCIPAL}"
+                )
+        return handler(req, forward)
+
+    return checked
 
 
 def check_service_managed(account: str, call_as: str | None) -> None:

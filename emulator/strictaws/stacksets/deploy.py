@@ -13,7 +13,9 @@ ExternalId through a template update would never reach the role and AssumeRole w
 from __future__ import annotations
 
 import json
+import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from moto.cloudformation.models import StackInstance, cloudformation_backends
@@ -133,7 +135,8 @@ def delete_instance(stackset: Any, instance: Any, retain: bool) -> None:
     stackset.instances.stack_instances.remove(instance)
 
 
-def _sync_roles(stack: Any) -> None:
+def _template_roles(stack: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Each IAM role the stack deployed, with the template's resolved properties for it."""
     resources = stack.template_dict.get("Resources", {}) or {}
     for logical_id, resource in resources.items():
         if not isinstance(resource, dict) or resource.get("Type") != "AWS::IAM::Role":
@@ -141,10 +144,62 @@ def _sync_roles(stack: Any) -> None:
         role = stack.resource_map._parsed_resources.get(logical_id)
         if role is None or not hasattr(role, "assume_role_policy_document"):
             continue
-        props = clean_json(resource.get("Properties", {}) or {}, stack.resource_map)
+        yield role, clean_json(resource.get("Properties", {}) or {}, stack.resource_map)
+
+
+def _document(value: Any) -> Any:
+    """A policy document as data, whether IAM holds it as JSON text, URL-encoded text or a dict."""
+    for decode in (lambda p: p, urllib.parse.unquote):
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(decode(value))
+        except ValueError:
+            pass
+    return value
+
+
+def role_drift(role: Any, props: dict[str, Any]) -> list[str]:
+    """What of `role` differs from the template's properties: trust policy, session limit,
+    inline policies, managed policies attached beyond the template's (moto's stacks attach
+    none, so an attached policy the template does not name is a hand edit), boundary."""
+    differences = []
+    if _document(role.assume_role_policy_document) != _document(props.get("AssumeRolePolicyDocument")):
+        differences.append("AssumeRolePolicyDocument")
+    if int(role.max_session_duration or 3600) != int(props.get("MaxSessionDuration", 3600)):
+        differences.append("MaxSessionDuration")
+    wanted = {p["PolicyName"]: _document(p["PolicyDocument"]) for p in props.get("Policies", []) or []}
+    if {name: _document(doc) for name, doc in role.policies.items()} != wanted:
+        differences.append("Policies")
+    if set(role.managed_policies) - set(props.get("ManagedPolicyArns", []) or []):
+        differences.append("ManagedPolicyArns")
+    if (role.permissions_boundary_arn or None) != (props.get("PermissionsBoundary") or None):
+        differences.append("PermissionsBoundary")
+    return differences
+
+
+def instance_drift(instance: Any) -> str:
+    """DRIFTED when a role the instance's stack deployed was changed (or deleted) by hand."""
+    from .model import DRIFTED, IN_SYNC
+
+    account = instance.account_id
+    for role, props in _template_roles(instance.stack):
+        current = find_role_by_name(account, role.name)
+        if current is None or role_drift(current, props):
+            return DRIFTED
+    return IN_SYNC
+
+
+def _sync_roles(stack: Any) -> None:
+    for role, props in _template_roles(stack):
         document = props.get("AssumeRolePolicyDocument")
         if document is not None:
             role.assume_role_policy_document = document if isinstance(document, str) else json.dumps(document)
         role.max_session_duration = props.get("MaxSessionDuration", 3600)
         role.description = props.get("Description", role.description)
         role.policies = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies", []) or []}
+        role.permissions_boundary_arn = props.get("PermissionsBoundary") or None
+        wanted = set(props.get("ManagedPolicyArns", []) or [])
+        for arn, policy in list(role.managed_policies.items()):
+            if arn not in wanted:
+                policy.detach_from(role)

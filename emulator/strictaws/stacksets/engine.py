@@ -24,7 +24,12 @@ from .imports import FAILED_IMPORT, IMPORT, apply_import
 from .model import (
     CANCELLED,
     CANCELLED_REASON,
+    DETECT_DRIFT,
+    DRIFTED,
     FAILED,
+    IN_SYNC,
+    NOT_CHECKED,
+    UNKNOWN,
     PENDING,
     QUEUED,
     RUNNING,
@@ -230,6 +235,8 @@ class StackSetEngine:
         account, region = key
         retain = bool(op.retain_stacks)
         meta = state.instances.get(key)
+        if op.action == DETECT_DRIFT:
+            return self._detect(state, op, key, index)
         try:
             injected = self.failures.get(account)
             if (
@@ -260,6 +267,9 @@ class StackSetEngine:
                     overrides = merge_overrides(meta.overrides, op.overrides)
                 deploy.update_instance(stackset, index[key], overrides)
                 meta.overrides = overrides
+                if meta.drift is not None:
+                    # The update wrote the template's properties over any hand edit.
+                    meta.drift = (IN_SYNC, _now_wall())
             meta.problem = None
             meta.last_operation = op.id
             op.results[key] = (SUCCEEDED, None)
@@ -276,6 +286,21 @@ class StackSetEngine:
                 )
                 meta.last_operation = op.id
             return reason
+
+    def _detect(self, state: StackSetState, op: Operation, key: Key, index: dict[Key, Any]) -> str | None:
+        """Compare one instance's deployed resources with its template; never changes the instance's
+        status or LastOperationId (drift detection deploys nothing)."""
+        meta = state.instances.get(key)
+        instance = index.get(key)
+        if meta is None or instance is None or meta.problem is not None:
+            drift = UNKNOWN  # nothing (or nothing current) deployed to compare with
+        else:
+            drift = deploy.instance_drift(instance)
+        if meta is not None:
+            meta.drift = (drift, _now_wall())
+        op.results[key] = (SUCCEEDED, None)
+        op.drift[key] = drift
+        return None
 
     def _cancel(self, state: StackSetState, op: Operation, key: Key, reason: str) -> None:
         op.results[key] = (CANCELLED, reason)
@@ -315,7 +340,9 @@ class StackSetEngine:
                 row["StackInstanceStatus"] = {"DetailedStatus": SUCCEEDED}
             if meta.ou:
                 row["OrganizationalUnitId"] = meta.ou
-            row["DriftStatus"] = "NOT_CHECKED"
+            row["DriftStatus"] = meta.drift[0] if meta.drift else NOT_CHECKED
+            if meta.drift:
+                row["LastDriftCheckTimestamp"] = meta.drift[1]
             if last:
                 row["LastOperationId"] = last
             row["ParameterOverrides"] = list(meta.overrides)
@@ -348,6 +375,8 @@ class StackSetEngine:
             detail["RetainStacks"] = bool(op.retain_stacks)
         if op.deployment_targets:
             detail["DeploymentTargets"] = op.deployment_targets
+        if op.action == DETECT_DRIFT:
+            detail["StackSetDriftDetectionDetails"] = drift_details(op)
         return detail
 
     def operation_results(
@@ -452,6 +481,28 @@ def _targeted_regions(state: StackSetState, chain: list[str]) -> dict[str, str]:
         for region in state.ou_regions.get(ou, []):
             regions.setdefault(region, ou)
     return regions
+
+
+def drift_details(op: Operation) -> dict[str, Any]:
+    """StackSetDriftDetectionDetails of a DETECT_DRIFT operation."""
+    found = list(op.drift.values())
+    total = len(op.targets)
+    details: dict[str, Any] = {
+        "TotalStackInstancesCount": total,
+        "DriftedStackInstancesCount": found.count(DRIFTED),
+        "InSyncStackInstancesCount": found.count(IN_SYNC),
+        "InProgressStackInstancesCount": total - len(found) if op.status in (RUNNING, QUEUED) else 0,
+        "FailedStackInstancesCount": found.count(UNKNOWN),
+    }
+    if op.status in (RUNNING, QUEUED):
+        details["DriftDetectionStatus"] = "IN_PROGRESS"
+        details["DriftStatus"] = NOT_CHECKED
+    else:
+        details["DriftDetectionStatus"] = "COMPLETED" if UNKNOWN not in found else "PARTIAL_SUCCESS"
+        details["DriftStatus"] = DRIFTED if DRIFTED in found else IN_SYNC
+        if op.ended is not None:
+            details["LastDriftCheckTimestamp"] = op.ended
+    return details
 
 
 def displayed_preferences(prefs: dict[str, Any]) -> dict[str, Any]:

@@ -16,6 +16,9 @@ QUEUED, RUNNING, SUCCEEDED, FAILED, STOPPED = "QUEUED", "RUNNING", "SUCCEEDED", 
 # Per-account result statuses.
 PENDING, CANCELLED = "PENDING", "CANCELLED"
 CANCELLED_REASON = "Cancelled since failure tolerance has exceeded"
+# The drift detection action and per-instance DriftStatus values.
+DETECT_DRIFT = "DETECT_DRIFT"
+DRIFTED, IN_SYNC, UNKNOWN, NOT_CHECKED = "DRIFTED", "IN_SYNC", "UNKNOWN", "NOT_CHECKED"
 
 
 @dataclass
@@ -38,12 +41,14 @@ class InstanceMeta:
     last_operation: str | None = None
     # (Status, DetailedStatus, StatusReason) after a failed or cancelled operation; None when CURRENT.
     problem: tuple[str, str, str] | None = None
+    # (DriftStatus, when it was found) after DetectStackSetDrift looked; None: NOT_CHECKED.
+    drift: tuple[str, datetime] | None = None
 
 
 @dataclass
 class Operation:
     id: str
-    action: str  # CREATE | UPDATE | DELETE
+    action: str  # CREATE | UPDATE | DELETE | DETECT_DRIFT
     targets: list[Target]
     preferences: dict[str, Any]
     plan: Plan
@@ -60,6 +65,7 @@ class Operation:
     status_reason: str | None = None
     # ImportStacksToStackSet: the stack each target adopts.
     stack_ids: dict[Key, str] = field(default_factory=dict)
+    drift: dict[Key, str] = field(default_factory=dict)  # DETECT_DRIFT: what each target showed
 
     @property
     def deadline(self) -> float:
