@@ -93,6 +93,11 @@ pub struct RunArgs {
     #[arg(long, env = "ACCOUNT_LINKER_MAX_TARGETS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_targets: u32,
 
+    /// For tests only (hidden, no environment variable): replaces the `drift.checkInterval` of
+    /// every BulkRegistration that has one, below the API's 10m minimum (Go duration).
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub drift_check_interval: Option<Duration>,
+
     /// The role the built-in template trusts, as a full IAM role ARN. Defaults to the
     /// operator's own role as GetCallerIdentity reports it, which omits a role's path: set it
     /// when the operator's role has one.

@@ -327,6 +327,7 @@ fn contexts(
             hub_role_arn: args.hub_role_arn.clone(),
             hash_key,
             cluster_id: args.cluster_id.clone().unwrap_or_default(),
+            drift_check_interval: args.drift_check_interval,
         },
         metrics.clone(),
         gate.clone(),

@@ -173,6 +173,9 @@ def test_drift_detection_is_one_operation_at_a_time(aws, deployed):
     wait_done(cf, NAME, "update-1")
     cf.detect_stack_set_drift(StackSetName=NAME, OperationId="drift-1")
     assert operation(cf, NAME, "drift-1")["Status"] == "RUNNING"
+    # Meanwhile the instances read as before: CURRENT, last touched by the create.
+    rows = instances(cf, NAME)
+    assert {(r["Status"], r["LastOperationId"]) for r in rows.values()} == {("CURRENT", "update-1")}
     details = operation(cf, NAME, "drift-1")["StackSetDriftDetectionDetails"]
     assert details["DriftDetectionStatus"] == "IN_PROGRESS"
     with pytest.raises(ClientError) as excinfo:

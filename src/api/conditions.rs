@@ -13,6 +13,10 @@ pub const STALLED: &str = "Stalled";
 pub const ROLE_ASSUMABLE: &str = "RoleAssumable";
 /// LinkedAccount deployed by a BulkRegistration: its stack instance is current and succeeded.
 pub const ROLE_DEPLOYED: &str = "RoleDeployed";
+/// LinkedAccount deployed by a BulkRegistration with drift detection: the last drift check
+/// found the deployed role as the template says (True), changed by hand (False, `Drifted`), or
+/// could not tell (Unknown). Informational: it never changes Ready.
+pub const ROLE_IN_SYNC: &str = "RoleInSync";
 /// BulkRegistration: the StackSet exists with the desired template and settings.
 pub const STACK_SET_READY: &str = "StackSetReady";
 /// BulkRegistration: every target account has a current, succeeded stack instance.

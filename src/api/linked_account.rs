@@ -32,6 +32,12 @@ pub mod reason {
     pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";
     /// No LinkPolicy selecting the namespace permits the account or role (docs/linkpolicy.md).
     pub const NOT_PERMITTED: &str = "NotPermitted";
+    /// RoleInSync=True: the last drift check found the role as the template deploys it.
+    pub const IN_SYNC: &str = "InSync";
+    /// RoleInSync=False: the last drift check found the role changed by hand.
+    pub const DRIFTED: &str = "Drifted";
+    /// RoleInSync=Unknown: the last drift check could not compare the role.
+    pub const DRIFT_UNKNOWN: &str = "DriftUnknown";
 }
 
 /// A LinkedAccount declares that the hub identity must be able to assume a role in one AWS
@@ -191,6 +197,10 @@ pub struct StackInstanceRef {
     /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_operation_id: Option<String>,
+    /// What the last drift check of the registration found for this instance: `DRIFTED`,
+    /// `IN_SYNC` or `UNKNOWN` (absent when drift detection is off or nothing was checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_status: Option<String>,
 }
 
 fn default_session_duration() -> i32 {

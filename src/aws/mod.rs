@@ -24,7 +24,7 @@ pub use client::{AwsClients, AwsSettings};
 pub use error::{AwsError, ErrorClass};
 pub use metered::CallObserver;
 pub use org_units::OrgUnits;
-pub use organizations::AccountDirectory;
+pub use organizations::{AccountDirectory, DelegatedAdministrators};
 pub use stacks::StackImports;
 pub use stacksets::StackSets;
 pub use sts::{CallerIdentity, HubIdentity, RoleVerifier, VerifyRequest};

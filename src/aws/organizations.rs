@@ -38,3 +38,39 @@ impl AccountDirectory for AwsClients {
         })
     }
 }
+
+/// Who Organizations lists as delegated administrators of a service.
+pub trait DelegatedAdministrators: Send + Sync {
+    /// The account IDs registered for `service_principal`, all pages. AWS answers this to the
+    /// management account and to delegated administrators; any other member gets AccessDenied.
+    fn delegated_administrators<'a>(
+        &'a self,
+        service_principal: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, AwsError>>;
+}
+
+impl DelegatedAdministrators for AwsClients {
+    fn delegated_administrators<'a>(
+        &'a self,
+        service_principal: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, AwsError>> {
+        Box::pin(async move {
+            let mut pages = self
+                .organizations
+                .list_delegated_administrators()
+                .service_principal(service_principal)
+                .into_paginator()
+                .send();
+            let mut out = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = self.observe("organizations:ListDelegatedAdministrators", page)?;
+                out.extend(
+                    page.delegated_administrators()
+                        .iter()
+                        .filter_map(|a| a.id().map(str::to_string)),
+                );
+            }
+            Ok(out)
+        })
+    }
+}

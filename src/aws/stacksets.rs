@@ -14,7 +14,9 @@ use futures::future::BoxFuture;
 
 use super::AwsClients;
 use super::error::{AwsError, ErrorClass};
-pub use super::state::{DetailedStatus, InstanceStatus, OperationStatus, StackSetStatus};
+pub use super::state::{
+    DetailedStatus, DriftStatus, InstanceStatus, OperationStatus, StackSetStatus,
+};
 
 /// Whether the hub acts as the management account or as a delegated administrator.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,6 +116,8 @@ pub struct Instance {
     /// The OU it was deployed through (service-managed StackSets).
     pub organizational_unit: Option<String>,
     pub last_operation_id: Option<String>,
+    /// What the last DetectStackSetDrift found (empty `Other` when AWS reports nothing).
+    pub drift_status: DriftStatus,
 }
 
 /// Which accounts an instance operation covers.
@@ -214,6 +218,14 @@ pub trait StackSets: Send + Sync {
         set: &'a StackSetRef,
         operation_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<OperationState>, AwsError>>;
+    /// DetectStackSetDrift: an operation like the others (one at a time); its findings show
+    /// in each instance's `drift_status` once it ended.
+    fn detect_drift<'a>(
+        &'a self,
+        set: &'a StackSetRef,
+        operation_id: &'a str,
+        preferences: &'a Preferences,
+    ) -> BoxFuture<'a, Result<String, AwsError>>;
 }
 
 /// Sets template, parameters and permission settings on a Create- or UpdateStackSet call (two
@@ -491,6 +503,10 @@ impl StackSets for AwsClients {
                         reason: s.status_reason().map(str::to_string),
                         organizational_unit: s.organizational_unit_id().map(str::to_string),
                         last_operation_id: s.last_operation_id().map(str::to_string),
+                        drift_status: s
+                            .drift_status()
+                            .map(|x| DriftStatus::from(x.as_str()))
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -590,6 +606,27 @@ impl StackSets for AwsClients {
                     reason: op.status_reason().map(str::to_string),
                 })
             }))
+        })
+    }
+
+    fn detect_drift<'a>(
+        &'a self,
+        set: &'a StackSetRef,
+        operation_id: &'a str,
+        preferences: &'a Preferences,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        Box::pin(async move {
+            let call = self
+                .cloudformation
+                .detect_stack_set_drift()
+                .stack_set_name(&set.name)
+                .call_as(set.call_as.sdk())
+                .operation_id(operation_id)
+                .operation_preferences(self::preferences(preferences));
+            let out = self
+                .call("cloudformation:DetectStackSetDrift", call.send())
+                .await?;
+            Ok(out.operation_id().unwrap_or(operation_id).to_string())
         })
     }
 }

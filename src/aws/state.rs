@@ -104,6 +104,18 @@ aws_state! {
 }
 
 aws_state! {
+    /// A stack instance's `DriftStatus`: what the last DetectStackSetDrift found.
+    DriftStatus {
+        /// A resource of the stack differs from the template (changed by hand).
+        Drifted = "DRIFTED",
+        InSync = "IN_SYNC",
+        /// The check could not compare (nothing current deployed, or it failed).
+        Unknown = "UNKNOWN",
+        NotChecked = "NOT_CHECKED",
+    }
+}
+
+aws_state! {
     /// A CreateAccount request's `State`.
     CreateAccountState {
         InProgress = "IN_PROGRESS",

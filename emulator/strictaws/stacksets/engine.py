@@ -315,6 +315,8 @@ class StackSetEngine:
         now = time.monotonic() if now is None else now
         live: dict[Key, tuple[str, str]] = {}
         for op in ([state.running] if state.running else []) + list(state.queue):
+            if op.action == DETECT_DRIFT:
+                continue  # drift detection leaves the instances' status and last operation alone
             for t in op.targets:
                 live.setdefault(t.key, (op.live_status(t.key, now), op.id))
         stacks = {

@@ -9,12 +9,14 @@ use serde::{Deserialize, Serialize};
 use super::common::{DURATION_PATTERN, ROLE_NAME_PATTERN, SecretKeyRef};
 
 mod brownfield;
+mod drift;
 mod reasons;
 mod status;
 mod targets;
 mod template;
 
 pub use brownfield::StackImport;
+pub use drift::{DriftCheck, DriftRemediation, DriftSpec};
 pub use reasons::{event, reason};
 pub use status::{
     BulkRegistrationStatus, InstanceFailure, RotationPhase, StackSetOperation, Summary,
@@ -147,6 +149,11 @@ pub struct BulkRegistrationSpec {
     /// `targets` removes its stack instance under either policy.
     #[serde(default)]
     pub deletion_policy: BulkDeletionPolicy,
+
+    /// Drift detection of the deployed roles (off by default): see docs/bulkregistration.md,
+    /// "Drift detection".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftSpec>,
 }
 
 /// StackSet identity and permission model.

@@ -57,6 +57,14 @@ pub mod reason {
     /// Stalled: no LinkPolicy selecting the namespace permits everything the registration
     /// asks; the message names the field, the value and the policies (docs/linkpolicy.md).
     pub const NOT_PERMITTED: &str = "NotPermitted";
+    /// Stalled: `callAs: DelegatedAdmin`, and the hub is not registered as a delegated
+    /// administrator for StackSets; the message carries the command that registers it. No
+    /// StackSet call is made.
+    pub const DELEGATED_ADMIN_NOT_REGISTERED: &str = "DelegatedAdminNotRegistered";
+    /// Stalled: `callAs: DelegatedAdmin`, and the hub may not call
+    /// organizations:ListDelegatedAdministrators to check its registration (AWS refuses it to a
+    /// member that is no delegated administrator, and to a role without the permission).
+    pub const DELEGATED_ADMIN_UNVERIFIED: &str = "DelegatedAdminUnverified";
 }
 
 /// Event reasons of BulkRegistration, besides condition transitions (which carry the
@@ -79,4 +87,8 @@ pub mod event {
     /// from `externalId.secretRef`, which only its owner can rotate; the request is recorded
     /// as handled.
     pub const ROTATE_NOT_POSSIBLE: &str = "RotateNotPossible";
+    /// A drift check found roles changed by hand (the note names the accounts).
+    pub const DRIFT_DETECTED: &str = "DriftDetected";
+    /// `drift.remediation: Update` redeployed the drifted instances.
+    pub const DRIFT_REMEDIATED: &str = "DriftRemediated";
 }

@@ -60,6 +60,9 @@ pub struct BulkRegistrationStatus {
     /// generated registration token once, recorded with the new token's Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_rotate_request: Option<String>,
+    /// The last drift check (`spec.drift`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_check: Option<super::DriftCheck>,
 }
 
 /// A StackSet operation.
@@ -103,6 +106,9 @@ pub struct Summary {
     pub failed: i32,
     /// Children whose role was verified assumable.
     pub assumable: i32,
+    /// Instances the last drift check found DRIFTED (changed by hand); `spec.drift` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted: Option<i32>,
 }
 
 /// A failed stack instance.

@@ -7,8 +7,9 @@ use futures::future::BoxFuture;
 use super::{FakeAws, FakeStackSet, error, now};
 use crate::aws::stacksets::TemplateBody;
 use crate::aws::stacksets::{
-    CallAs, DetailedStatus, Instance, InstanceOperation, InstanceStatus, OperationState,
-    OperationStatus, Preferences, StackSetDefinition, StackSetInfo, StackSetRef, StackSetStatus,
+    CallAs, DetailedStatus, DriftStatus, Instance, InstanceOperation, InstanceStatus,
+    OperationState, OperationStatus, Preferences, StackSetDefinition, StackSetInfo, StackSetRef,
+    StackSetStatus,
 };
 use crate::aws::{AwsError, ErrorClass, StackSets, TemplateParameter, TemplateSummaries};
 
@@ -263,6 +264,43 @@ impl StackSets for FakeAws {
         let op = "cloudformation:DescribeStackSetOperation";
         let result = s.enter(op).and_then(|()| s.set(op, &set.name));
         now(result.map(|f| f.operations.get(operation_id).map(|(o, _)| o.clone())))
+    }
+
+    fn detect_drift<'a>(
+        &'a self,
+        set: &'a StackSetRef,
+        operation_id: &'a str,
+        _preferences: &'a Preferences,
+    ) -> BoxFuture<'a, Result<String, AwsError>> {
+        let op = "cloudformation:DetectStackSetDrift";
+        let mut s = self.state();
+        let result = s.enter(op).and_then(|()| {
+            let hold = s.hold_operations;
+            let target = s.set(op, &set.name)?;
+            if target.operations.values().any(|(o, _)| !o.finished()) {
+                let message = format!("Another Operation on StackSet {} is in progress", set.name);
+                let class = ErrorClass::InProgress;
+                return Err(error(op, class, "OperationInProgressException", message));
+            }
+            // Drift detection deploys nothing: instances keep their status and last operation.
+            for instance in target.instances.values_mut() {
+                instance.drift_status = DriftStatus::InSync;
+            }
+            let status = if hold {
+                OperationStatus::Running
+            } else {
+                OperationStatus::Succeeded
+            };
+            let state = OperationState {
+                status,
+                reason: None,
+            };
+            target
+                .operations
+                .insert(operation_id.to_string(), (state, op.to_string()));
+            Ok(operation_id.to_string())
+        });
+        now(result)
     }
 }
 

@@ -75,6 +75,12 @@ impl<'a> Inputs<'a> {
     /// Each account's instance in the first region (the one `RoleDeployed` reports).
     fn instance_refs(&self) -> BTreeMap<&'a str, StackInstanceRef> {
         let region = self.desired.regions.first().cloned().unwrap_or_default();
+        let drift_on = self
+            .bulk
+            .spec
+            .drift
+            .as_ref()
+            .is_some_and(|d| d.check_interval.is_some());
         self.instances
             .iter()
             .filter(|i| i.region == region)
@@ -86,6 +92,7 @@ impl<'a> Inputs<'a> {
                     detailed_status: i.detailed_status.as_ref().map(ToString::to_string),
                     reason: i.reason.clone(),
                     last_operation_id: i.last_operation_id.clone(),
+                    drift_status: super::drift::reported(drift_on, &i.drift_status),
                 };
                 (i.account.as_str(), reference)
             })

@@ -11,11 +11,13 @@
 pub mod children;
 pub mod cleanup;
 pub mod definition;
+pub mod drift;
 pub mod import;
 pub mod operation;
 pub mod ownership;
 mod permit;
 pub mod plan;
+pub mod preflight;
 mod requests;
 pub mod status;
 pub mod targets;
@@ -47,7 +49,10 @@ use crate::api::conditions::{INSTANCES_READY, READY, STACK_SET_READY, STALLED};
 use crate::api::labels;
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use crate::aws::stacksets::{Instance, StackSetRef};
-use crate::aws::{AwsError, HubIdentity, OrgUnits, StackImports, StackSets, TemplateSummaries};
+use crate::aws::{
+    AwsError, DelegatedAdministrators, HubIdentity, OrgUnits, StackImports, StackSets,
+    TemplateSummaries,
+};
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
 use crate::controller::hash_key::HashKey;
@@ -91,6 +96,9 @@ pub struct Settings {
     pub hash_key: HashKey,
     /// This cluster's identity (`--cluster-id`): in every owner tag and derived StackSet name.
     pub cluster_id: String,
+    /// Replaces every registration's `drift.checkInterval` (`--drift-check-interval`, for
+    /// tests: the API's minimum is 10m).
+    pub drift_check_interval: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -104,6 +112,7 @@ impl Default for Settings {
             hub_role_arn: None,
             hash_key: HashKey::generate(),
             cluster_id: String::new(),
+            drift_check_interval: None,
         }
     }
 }
@@ -117,6 +126,8 @@ pub struct Context {
     pub templates: Arc<dyn TemplateSummaries>,
     /// Existing per-account stacks: found and imported (`spec.import`).
     pub imports: Arc<dyn StackImports>,
+    /// Organizations' delegated administrators (the `callAs: DelegatedAdmin` preflight).
+    pub delegated: Arc<dyn DelegatedAdministrators>,
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -127,6 +138,8 @@ pub struct Context {
     pub gate: Arc<Gate>,
     /// What look-ups for `spec.import` found, per registration and generation.
     import_lookups: import::Cache,
+    /// The hub's delegated-administrator registration, as last checked.
+    preflight: preflight::Cache,
 }
 
 impl Context {
@@ -145,6 +158,7 @@ impl Context {
             org: aws.clone(),
             hub: aws.clone(),
             imports: aws.clone(),
+            delegated: aws.clone(),
             templates: aws,
             recorder,
             settings,
@@ -152,6 +166,7 @@ impl Context {
             hub_principal: OnceCell::new(),
             vetted: template::Vetted::default(),
             import_lookups: import::Cache::default(),
+            preflight: preflight::Cache::default(),
         }
     }
 }
@@ -411,7 +426,11 @@ impl<'a> Pass<'a> {
             self.next.template_hash.as_deref() == Some(inputs.definition.hash.as_str());
         let settled = matches!(headline, Headline::Summary) && stack_set_current;
         let verification = children::sync(self, desired, instances, &inputs.token, settled).await?;
-        let summary = status::summary(desired, &observed, &verification);
+        let mut summary = status::summary(desired, &observed, &verification);
+        if drift::settings(self.bulk, None).is_some() {
+            let drifted = drift::drifted_accounts(desired, instances).len();
+            summary.drifted = Some(i32::try_from(drifted).unwrap_or(i32::MAX));
+        }
         let facts = Facts {
             targets: summary.targets,
             observed: &observed,
@@ -485,6 +504,13 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     let ns = bulk.namespace().unwrap_or_default();
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
 
+    // Delegated-admin preflight (STS once, Organizations): before any StackSet call.
+    if pass.set.call_as == crate::aws::stacksets::CallAs::DelegatedAdmin
+        && let Some(stall) = preflight::check(ctx).await?
+    {
+        return Err(Halt::Stalled(stall));
+    }
+
     // Token (Kubernetes).
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     let rotation = requests::rotation(bulk, &pass.current);
@@ -540,17 +566,17 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     };
 
     // The operation in flight (CloudFormation).
+    let mut finished = None;
     match operation::poll(pass).await? {
         Poll::Running { message } => {
             let instances = ctx.stacksets.instances(&pass.set).await?;
-            let headline = Headline::Busy {
-                reason: reason::OPERATION_RUNNING,
-                message,
-            };
+            let action = pass.next.operation.as_ref().map(|o| o.action.clone());
+            let headline = Headline::running(&action.unwrap_or_default(), message);
             pass.settle(&inputs, &instances, headline).await?;
             return Ok(Action::requeue(ctx.settings.poll_interval));
         }
         Poll::Finished { ok, note } => {
+            finished = pass.current.operation.clone();
             let (type_, why) = if ok {
                 (EventType::Normal, event::OPERATION_SUCCEEDED)
             } else {
@@ -563,6 +589,9 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
 
     // Instances and the next operation (CloudFormation; the plan is pure).
     let instances = ctx.stacksets.instances(&pass.set).await?;
+    if let Some(op) = finished {
+        drift::finished(pass, &inputs.desired, &instances, &op).await;
+    }
     let hash = &inputs.definition.hash;
     let current = pass.next.template_hash.as_deref() == Some(hash.as_str());
     let uid = bulk.meta().uid.clone().unwrap_or_default();
@@ -585,6 +614,13 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
             Ok(Action::requeue(REJECTED_RECHECK))
         }
         Next::Settle => {
+            let drift = drift::settings(bulk, ctx.settings.drift_check_interval);
+            if let Some((step, id)) = drift.and_then(|settings| {
+                let (desired, now) = (&inputs.desired, pass.now);
+                drift::next(&settings, &pass.next, desired, &instances, &uid, now)
+            }) {
+                return Ok(operation::begin(pass, &inputs, &instances, step, id).await?);
+            }
             let ready = pass.settle(&inputs, &instances, Headline::Summary).await?;
             Ok(Action::requeue(if ready {
                 ctx.settings.resync_interval

@@ -12,11 +12,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::info;
 
-use super::plan::{self, Step};
+use super::plan::{self, Step, action_label, outcome_label};
 use super::status::{Headline, Stall};
 use super::template::fingerprint;
 use super::{Error, Inputs, Pass, REJECTED_RECHECK, aws_text};
-use super::{definition, import};
+use super::{definition, drift, import};
 use crate::api::BulkRegistrationStatus;
 use crate::api::bulk_registration::{StackSetOperation, reason};
 use crate::aws::stacksets::{
@@ -72,7 +72,12 @@ pub async fn poll(pass: &mut Pass<'_>) -> Result<Poll, Error> {
                     .map(|r| format!(": {r}"))
                     .unwrap_or_default()
             );
-            pass.next.last_operation = Some(finished(op, state, pass.now));
+            let record = finished(op, state, pass.now);
+            // A drift check deploys nothing: `lastOperation` stays the last one that did.
+            match record.action.as_str() {
+                "DetectDrift" => pass.next.last_drift_check = Some(drift::completed(&record, 0)),
+                _ => pass.next.last_operation = Some(record),
+            }
             pass.next.operation = None;
             Ok(Poll::Finished { ok, note })
         }
@@ -283,10 +288,13 @@ pub async fn start(
                 .delete_instances(set, &op(batch), *retain_stacks)
                 .await
         }
-        (Step::Update(batch), _) => stacksets.update_instances(set, &op(batch)).await,
+        (Step::Update(batch) | Step::RemediateDrift(batch), _) => {
+            stacksets.update_instances(set, &op(batch)).await
+        }
         (Step::Import { stack_ids, .. }, _) => {
             import::start(pass, id, stack_ids, preferences).await
         }
+        (Step::DetectDrift, _) => stacksets.detect_drift(set, id, preferences).await,
     };
     Outcome::of(result)
 }
@@ -303,7 +311,14 @@ pub fn after_start(
     now: Timestamp,
 ) {
     let update = matches!(recorded.step, Step::UpdateStackSet);
+    let refused = matches!(outcome, Outcome::Rejected(_));
+    if refused || matches!(outcome, Outcome::Started) {
+        drift::after_start(status, &recorded.record, refused, now);
+    }
     match outcome {
+        Outcome::Rejected(_) if matches!(recorded.step, Step::DetectDrift) => {
+            status.operation = None;
+        }
         Outcome::Started => {
             if update {
                 status.template_hash = Some(hash.to_string());
@@ -350,13 +365,11 @@ pub(super) async fn begin(
     match outcome {
         Outcome::Started => {
             info!(name = %pass.bulk.name_any(), operation = %recorded.id(), action, accounts, "started StackSet operation");
-            let headline = Headline::Busy {
-                reason: reason::OPERATION_RUNNING,
-                message: format!(
-                    "{action} operation {} started for {accounts} account(s)",
-                    recorded.id()
-                ),
-            };
+            let message = format!(
+                "{action} operation {} started for {accounts} account(s)",
+                recorded.id()
+            );
+            let headline = Headline::running(action, message);
             pass.settle(inputs, instances, headline).await?;
             Ok(Action::requeue(poll))
         }
@@ -378,6 +391,11 @@ pub(super) async fn begin(
             let message = aws_text(&e);
             pass.publish(EventType::Warning, reason::AWS_REJECTED, &message)
                 .await;
+            if matches!(recorded.step(), Step::DetectDrift) {
+                // A refused check is reported and waits for its next interval; nothing stalls.
+                pass.settle(inputs, instances, Headline::Summary).await?;
+                return Ok(Action::requeue(REJECTED_RECHECK));
+            }
             let stall = rejection(recorded.step(), message);
             pass.settle(inputs, instances, Headline::Stalled(stall))
                 .await?;
@@ -403,22 +421,6 @@ pub fn rejection(step: &Step, message: String) -> Stall {
     } else {
         Stall::new(reason::AWS_REJECTED, message)
     }
-}
-
-/// The bounded metric label of an operation's action.
-pub fn action_label(action: &str) -> &'static str {
-    match action {
-        "Create" => "create",
-        "Delete" => "delete",
-        "UpdateStackSet" => "update_stack_set",
-        "Import" => "import",
-        _ => "update",
-    }
-}
-
-/// The bounded metric label of an operation's end.
-pub fn outcome_label(ok: bool) -> &'static str {
-    if ok { "succeeded" } else { "failed" }
 }
 
 #[cfg(test)]

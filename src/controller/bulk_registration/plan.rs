@@ -50,6 +50,11 @@ pub enum Step {
         batch: Batch,
         stack_ids: Vec<String>,
     },
+    /// DetectStackSetDrift over every instance (planned by [`super::drift`], never while
+    /// another operation runs).
+    DetectDrift,
+    /// Redeploy the instances a drift check found DRIFTED (UpdateStackInstances).
+    RemediateDrift(Batch),
 }
 
 impl Step {
@@ -61,17 +66,20 @@ impl Step {
             Self::Delete { .. } => "Delete",
             Self::Update(_) => "Update",
             Self::Import { .. } => "Import",
+            Self::DetectDrift => "DetectDrift",
+            Self::RemediateDrift(_) => "RemediateDrift",
         }
     }
 
     /// Accounts the operation covers (`None`: every instance).
     pub fn batch(&self) -> Option<&Batch> {
         match self {
-            Self::UpdateStackSet => None,
+            Self::UpdateStackSet | Self::DetectDrift => None,
             Self::Create(batch)
             | Self::Delete { batch, .. }
             | Self::Update(batch)
-            | Self::Import { batch, .. } => Some(batch),
+            | Self::Import { batch, .. }
+            | Self::RemediateDrift(batch) => Some(batch),
         }
     }
 }
@@ -148,21 +156,29 @@ pub fn next_step(
         .filter(|i| wanted(i) && needs_update(i))
         .map(|i| (i.account.as_str(), i.region.as_str()))
         .collect();
-    let stale_regions: Vec<String> = unique(stale.iter().map(|(_, r)| r.to_string()));
-    if let Some((accounts, regions)) = group(&stale, &stale_regions) {
-        let through: BTreeMap<&str, Option<String>> = instances
-            .iter()
-            .map(|i| (i.account.as_str(), i.organizational_unit.clone()))
-            .collect();
-        return Some(Step::Update(batch(desired, accounts, regions, |a| {
-            through
-                .get(a)
-                .cloned()
-                .flatten()
-                .or_else(|| desired.via.get(a).cloned())
-        })));
-    }
-    None
+    update_batch(desired, instances, &stale).map(Step::Update)
+}
+
+/// One update of existing instances `pairs` (account, region): the largest group that shares
+/// regions, through the OU each instance was deployed through.
+pub fn update_batch(
+    desired: &Desired,
+    instances: &[Instance],
+    pairs: &[(&str, &str)],
+) -> Option<Batch> {
+    let regions: Vec<String> = unique(pairs.iter().map(|(_, r)| r.to_string()));
+    let (accounts, regions) = group(pairs, &regions)?;
+    let through: BTreeMap<&str, Option<String>> = instances
+        .iter()
+        .map(|i| (i.account.as_str(), i.organizational_unit.clone()))
+        .collect();
+    Some(batch(desired, accounts, regions, |a| {
+        through
+            .get(a)
+            .cloned()
+            .flatten()
+            .or_else(|| desired.via.get(a).cloned())
+    }))
 }
 
 /// An instance left behind by an operation rather than failed by its own stack: cancelled
@@ -276,6 +292,24 @@ pub fn operation_id(uid: &str, generation: i64, template_hash: &str, step: &Step
         step.action().to_ascii_lowercase(),
         fingerprint(&refs)
     )
+}
+
+/// The bounded metric label of an operation's action.
+pub fn action_label(action: &str) -> &'static str {
+    match action {
+        "Create" => "create",
+        "Delete" => "delete",
+        "UpdateStackSet" => "update_stack_set",
+        "Import" => "import",
+        "DetectDrift" => "detect_drift",
+        "RemediateDrift" => "remediate_drift",
+        _ => "update",
+    }
+}
+
+/// The bounded metric label of an operation's end.
+pub fn outcome_label(ok: bool) -> &'static str {
+    if ok { "succeeded" } else { "failed" }
 }
 
 #[cfg(test)]

@@ -53,6 +53,21 @@ pub enum Headline {
     Stalled(Stall),
 }
 
+impl Headline {
+    /// The headline while operation `action` of this registration runs: a drift check deploys
+    /// nothing, so the instances and children keep deciding (a Ready registration stays Ready
+    /// through its periodic checks); any other operation is work in flight.
+    pub fn running(action: &str, message: String) -> Self {
+        match action {
+            "DetectDrift" => Self::Summary,
+            _ => Self::Busy {
+                reason: reason::OPERATION_RUNNING,
+                message,
+            },
+        }
+    }
+}
+
 /// What the conditions are computed from.
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
@@ -182,6 +197,7 @@ pub fn summary(desired: &Desired, observed: &Observed, verification: &Verificati
         outdated: observed.outdated,
         failed: observed.failed,
         assumable: verification.assumable,
+        drifted: None,
     }
 }
 

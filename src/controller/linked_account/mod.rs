@@ -10,6 +10,7 @@
 //! annotation-only change reaches the reconciler.
 
 pub mod external_id;
+pub mod in_sync;
 mod permit;
 pub mod verdict;
 
@@ -346,11 +347,14 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
             Ok(resolved) => {
                 next.external_id_secret = Some(resolved.secret_name.clone());
                 // A new operation on the stack instance (a template update, a rotated token)
-                // makes the link verify again.
-                let instance = current
-                    .stack_instance
-                    .as_ref()
-                    .map(|i| format!("{:?}/{:?}", i.last_operation_id, i.detailed_status));
+                // makes the link verify again; so does a drift check's new finding (a hand
+                // edit may have changed who can assume the role).
+                let instance = current.stack_instance.as_ref().map(|i| {
+                    format!(
+                        "{:?}/{:?}/{:?}",
+                        i.last_operation_id, i.detailed_status, i.drift_status
+                    )
+                });
                 let fingerprint = (
                     generation,
                     format!("{}|{}", resolved.version, instance.unwrap_or_default()),
@@ -385,10 +389,11 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                 }
                 memory.verified = Some(fingerprint);
                 let refused_since = refused_since(&current, &outcome, generation);
-                verdict::with_deployed(
+                let decided = verdict::with_deployed(
                     verdict::decide(&outcome, &role_arn, &clock(refused_since)),
                     &deployment,
-                )
+                );
+                in_sync::with_drift(decided, &deployment, current.stack_instance.as_ref())
             }
         }
     };

@@ -119,7 +119,7 @@ impl StackSet {
                         );
                     }
                 }
-                Step::UpdateStackSet | Step::Update(_) => {
+                Step::UpdateStackSet | Step::Update(_) | Step::RemediateDrift(_) => {
                     // Updates skip INOPERABLE instances.
                     if let Some(current) = self.instances.get_mut(&key)
                         && current.0 != InstanceStatus::Inoperable
@@ -130,6 +130,8 @@ impl StackSet {
                 Step::Create(_) | Step::Import { .. } => {
                     self.instances.insert(key, landed(fate));
                 }
+                // A drift check deploys nothing.
+                Step::DetectDrift => {}
             }
         }
         ok
