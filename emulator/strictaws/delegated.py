@@ -1,6 +1,9 @@
-"""Who may list an organization's delegated administrators: the management account, or a member
-that is a delegated administrator for some service; any other member gets AccessDeniedException,
-as in AWS (so an unregistered StackSets administrator cannot even look itself up)."""
+"""Organizations reads from member accounts, as AWS answers them: the management account and
+members that are a delegated administrator for some service may call them (the answer is the
+organization's); any other member gets AccessDeniedException. moto keeps an organization in its
+management account's backend only, so a delegated administrator's reads are answered from there
+(a StackSets administrator resolves OUs and checks its own registration this way).
+"""
 
 from __future__ import annotations
 
@@ -22,21 +25,46 @@ if STACKSETS_PRINCIPAL not in FakeDelegatedAdministrator.SUPPORTED_SERVICES:
     FakeDelegatedAdministrator.SUPPORTED_SERVICES.append(STACKSETS_PRINCIPAL)
 
 
-def list_delegated_administrators(req: AwsRequest, forward: Forward) -> Reply:
-    caller = account_of(req)
-    org = org_backend_of(caller)
-    if org is not None and org.org.master_account_id != caller:
+def _paged(items_key: str, describe: Callable[[Any], dict[str, Any]], method: str) -> Callable[[Any, dict[str, Any]], Any]:
+    def read(org: Any, p: dict[str, Any]) -> dict[str, Any]:
+        items, token = getattr(org, method)(
+            max_results=p.get("MaxResults"), next_token=p.get("NextToken"), parent_id=p.get("ParentId")
+        )
+        result: dict[str, Any] = {items_key: [describe(i) for i in items]}
+        if token:
+            result["NextToken"] = token
+        return result
+
+    return read
+
+
+_READS: dict[str, Callable[[Any, dict[str, Any]], Any]] = {
+    "DescribeOrganization": lambda org, p: org.describe_organization(),
+    "ListRoots": lambda org, p: org.list_roots(),
+    "ListChildren": lambda org, p: org.list_children(**p),
+    "ListParents": lambda org, p: org.list_parents(**p),
+    "DescribeAccount": lambda org, p: org.describe_account(**p),
+    "ListDelegatedAdministrators": lambda org, p: org.list_delegated_administrators(**p),
+    "ListAccountsForParent": _paged("Accounts", lambda a: a.describe(), "list_accounts_for_parent"),
+    "ListOrganizationalUnitsForParent": _paged(
+        "OrganizationalUnits",
+        lambda ou: {"Id": ou.id, "Arn": ou.arn, "Name": ou.name},
+        "list_organizational_units_for_parent",
+    ),
+}
+
+
+def _read(action: str) -> Callable[[AwsRequest, Forward], Reply]:
+    def handle(req: AwsRequest, forward: Forward) -> Reply:
+        caller = account_of(req)
+        org = org_backend_of(caller)
+        if org is None or org.org.master_account_id == caller:
+            return forward()
         if not any(admin.account.id == caller for admin in org.admins):
-            raise AwsError(
-                "AccessDeniedException",
-                "You don't have permissions to access this resource.",
-                400,
-            )
-    if org is None or org.org.master_account_id == caller:
-        return forward()
-    # moto keeps the organization in the management account's backend: answer from there.
-    listed = org.list_delegated_administrators(**req.params())
-    return _json_reply(listed)
+            raise AwsError("AccessDeniedException", "You don't have permissions to access this resource.", 400)
+        return _json_reply(_READS[action](org, req.params()))
+
+    return handle
 
 
 def _json_reply(payload: dict[str, Any]) -> Reply:
@@ -50,4 +78,4 @@ def _json_reply(payload: dict[str, Any]) -> Reply:
 
 
 def handlers() -> dict[str, Callable[[AwsRequest, Forward], Reply]]:
-    return {"organizations:ListDelegatedAdministrators": list_delegated_administrators}
+    return {f"organizations:{action}": _read(action) for action in _READS}

@@ -231,3 +231,21 @@ def _member_credentials(aws, account):
     from helpers import credentials_for
 
     return credentials_for(aws, f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole")
+
+
+def test_a_delegated_administrator_reads_the_organization_and_other_members_are_denied(aws):
+    members = new_organization(aws, 2)
+    org = aws.client("organizations")
+    root = org.list_roots()["Roots"][0]["Id"]
+    admin, other = (aws.client("organizations", _member_credentials(aws, m)) for m in members)
+    org.register_delegated_administrator(
+        AccountId=members[0], ServicePrincipal="member.org.stacksets.cloudformation.amazonaws.com"
+    )
+    assert admin.list_roots()["Roots"][0]["Id"] == root
+    listed = {a["Id"] for a in admin.list_accounts_for_parent(ParentId=root)["Accounts"]}
+    assert set(members) <= listed
+    assert admin.list_parents(ChildId=members[1])["Parents"][0]["Id"] == root
+    assert admin.describe_organization()["Organization"]["MasterAccountId"] == HUB
+    with pytest.raises(ClientError) as excinfo:
+        other.list_roots()
+    assert error_code(excinfo) == "AccessDeniedException"

@@ -451,6 +451,41 @@ impl AwsAdmin {
         )
     }
 
+    /// Credentials (access key, secret key, session token) inside member `account`, through
+    /// its OrganizationAccountAccessRole: an operator that runs in a delegated-administrator
+    /// account.
+    pub async fn credentials_in(&self, account: &str) -> (String, String, String) {
+        let out = self
+            .sts
+            .assume_role()
+            .role_arn(format!(
+                "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+            ))
+            .role_session_name("operator")
+            .duration_seconds(3600)
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("AssumeRole", e));
+        let c = out.credentials().expect("credentials");
+        (
+            c.access_key_id().to_string(),
+            c.secret_access_key().to_string(),
+            c.session_token().to_string(),
+        )
+    }
+
+    /// Registers `account` as a delegated administrator for StackSets (from the management
+    /// account).
+    pub async fn register_stack_sets_admin(&self, account: &str) {
+        self.organizations
+            .register_delegated_administrator()
+            .account_id(account)
+            .service_principal("member.org.stacksets.cloudformation.amazonaws.com")
+            .send()
+            .await
+            .unwrap_or_else(|e| fail("RegisterDelegatedAdministrator", e));
+    }
+
     /// Assumes the access role of `account` as the hub, as the operator would.
     pub async fn assume_access_role(&self, account: &str, external_id: &str) {
         self.sts

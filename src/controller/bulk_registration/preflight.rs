@@ -20,7 +20,7 @@ pub const STACKSETS_PRINCIPAL: &str = "member.org.stacksets.cloudformation.amazo
 /// How long a positive answer is trusted (a deregistration shows as AWS errors meanwhile).
 pub const REGISTERED_TTL: Duration = Duration::from_secs(3600);
 /// The first wait after a negative answer; it doubles up to [`LONGEST_RECHECK`].
-const FIRST_RECHECK: Duration = Duration::from_secs(60);
+const FIRST_RECHECK: Duration = Duration::from_secs(30);
 const LONGEST_RECHECK: Duration = Duration::from_secs(900);
 
 /// What Organizations answered about the hub.
@@ -188,7 +188,7 @@ mod tests {
     #[test]
     fn negative_answers_are_checked_again_less_and_less_often() {
         let waits: Vec<u64> = (1..=6).map(|n| recheck_after(n).as_secs()).collect();
-        assert_eq!(waits, [60, 120, 240, 480, 900, 900]);
+        assert_eq!(waits, [30, 60, 120, 240, 480, 900]);
         assert_eq!(recheck_after(u32::MAX), LONGEST_RECHECK);
     }
 }
