@@ -351,6 +351,18 @@ async fn invalid_objects_are_rejected_with_clear_messages() {
         ),
         (
             "BulkRegistration",
+            "drift checks more often than every 10 minutes",
+            bulk(json!({"drift": {"checkInterval": "5m"}})),
+            "drift.checkInterval must be at least 10m",
+        ),
+        (
+            "BulkRegistration",
+            "unknown drift remediation",
+            bulk(json!({"drift": {"checkInterval": "1h", "remediation": "Delete"}})),
+            "Unsupported value: \"Delete\"",
+        ),
+        (
+            "BulkRegistration",
             "unknown permission model",
             bulk(json!({"stackSet": {"permissionModel": "Organizations"}})),
             "Unsupported value: \"Organizations\"",
