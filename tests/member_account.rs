@@ -829,3 +829,96 @@ async fn adoption_needs_a_policy_right_and_is_refused_without_any_aws_call() {
     assert!(!described.tags.contains_key(OWNER_TAG));
     f.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_account_is_parked_on_deletion_and_stays_active() {
+    let f = fixture("macct-park", Shared).await;
+    let ou = f.new_ou().await;
+    let park = f.new_ou().await;
+    let email = f
+        .create(
+            "parked",
+            json!({"parentId": ou, "tags": {"team": "platform"}, "deletionPolicy": "Park",
+                   "parkParentId": park, "link": {"enabled": false}}),
+        )
+        .await;
+    let m = f.wait_ready("parked").await;
+    let account = m.status.and_then(|s| s.account_id).expect("account");
+    assert!(f.tags(&account).await.contains_key(OWNER_TAG));
+
+    f.members()
+        .delete("parked", &DeleteParams::default())
+        .await
+        .expect("delete");
+    gone(&f.members(), "parked", f.budget.react()).await;
+    let described = f.aws.describe_account(&account).await;
+    assert_eq!(described.parent_id, park);
+    assert_eq!(described.status, "ACTIVE");
+    assert_eq!(described.tags, tags([("team", "platform")]));
+    let reasons = f.event_reasons("parked").await;
+    assert!(reasons.iter().any(|r| r == "Parked"), "{reasons:?}");
+    assert_eq!(f.emulator.create_calls(&email).await, 1);
+    f.cleanup().await;
+}
+
+/// Issue 14: a CreateAccount request that FAILED with EMAIL_ALREADY_EXISTS because of the
+/// object's own account (an earlier request's account whose answer was lost; here made by the
+/// administrator and tagged for the object, as that request would have) recovers the account
+/// instead of stalling.
+#[tokio::test(flavor = "multi_thread")]
+async fn email_already_exists_from_our_own_account_recovers_it() {
+    let f = fixture("macct-failover", Shared).await;
+    let ou = f.new_ou().await;
+    let email = format!("{}@example.com", unique("failover"));
+    f.emulator
+        .put(
+            "/organizations",
+            json!({"failures": {&email: "EMAIL_ALREADY_EXISTS"}}),
+        )
+        .await;
+    create(
+        &f.members(),
+        "failover",
+        json!({"accountName": "failover", "email": email, "parentId": ou,
+               "link": {"enabled": false}}),
+    )
+    .await;
+    eventually(f.budget.react(), "the request recorded", || async {
+        let m = f.members().get("failover").await.ok()?;
+        m.status.and_then(|s| s.create_account_request_id)
+    })
+    .await;
+    f.emulator
+        .put("/organizations", json!({"failures": {&email: null}}))
+        .await;
+    // The account of the "first" request, with the tags that request would have given it.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(f.client.clone());
+    let cluster = namespaces
+        .get("kube-system")
+        .await
+        .expect("kube-system")
+        .metadata
+        .uid
+        .expect("uid");
+    let account = f.aws.create_account("failover", &email).await;
+    f.aws
+        .tag_account(&account, OWNER_TAG, &format!("{}/failover", f.ns.name))
+        .await;
+    f.aws.tag_account(&account, CLUSTER_TAG, &cluster).await;
+    f.members()
+        .patch(
+            "failover",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"example.com/poke": "1"}}})),
+        )
+        .await
+        .expect("annotate");
+    let m = f.wait_ready("failover").await;
+    let status = m.status.expect("status");
+    assert_eq!(status.account_id.as_deref(), Some(account.as_str()));
+    assert_eq!(status.create_account_request_id, None);
+    assert_eq!(f.aws.describe_account(&account).await.parent_id, ou);
+    // The object's request and the administrator's: no third.
+    assert_eq!(f.emulator.create_calls(&email).await, 2);
+    f.cleanup().await;
+}

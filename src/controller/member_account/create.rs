@@ -101,7 +101,12 @@ async fn next_step(
         CreationStep::Done {
             proof: Proof::OwnerTag,
             ..
-        } => status.create_account_state = Some(CreateAccountState::Succeeded.to_string()),
+        } => {
+            // The owner tag, not a request, proved it: a recorded request (one that FAILED
+            // with EMAIL_ALREADY_EXISTS because of this very account) is not its request.
+            status.create_account_request_id = None;
+            status.create_account_state = Some(CreateAccountState::Succeeded.to_string());
+        }
         _ => {}
     }
     Ok(step)
@@ -289,6 +294,33 @@ mod tests {
                 "organizations:ListCreateAccountStatus",
             ]
         );
+    }
+
+    /// Issue 14: the first request made the account, its answer was lost, and a second request
+    /// (a failover) FAILED with EMAIL_ALREADY_EXISTS because of it: the account is recovered by
+    /// its owner tag, not reported as someone else's, and no third request is sent.
+    #[tokio::test]
+    async fn a_second_request_failed_by_our_own_account_recovers_it() {
+        let aws = Arc::new(FakeAws::new());
+        let ours = new_account("dev@example.com", Some("team-a/dev"));
+        let first = aws.create_account(&ours).await.expect("first");
+        let second = aws.create_account(&ours).await.expect("second");
+        let mut status = MemberAccountStatus {
+            create_account_request_id: Some(second.id),
+            create_account_state: Some("FAILED".into()),
+            ..MemberAccountStatus::default()
+        };
+        let made = aws.create_request(&first.id).await.expect("first request");
+        assert_eq!(
+            step(&aws, &mut status).await,
+            CreationStep::Done {
+                account: made.account_id.expect("first made the account"),
+                proof: Proof::OwnerTag,
+            }
+        );
+        assert_eq!(status.create_account_request_id, None);
+        assert_eq!(status.create_account_state.as_deref(), Some("SUCCEEDED"));
+        assert_eq!(creations(&aws), 2, "no third request");
     }
 
     #[tokio::test]

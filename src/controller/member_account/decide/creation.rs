@@ -16,6 +16,9 @@ use crate::api::member_account::reason;
 use crate::aws::accounts::{CreateAccountState, CreateRequest};
 use crate::aws::{AwsError, ErrorClass};
 
+/// The FailureReason of a request whose e-mail an account already has (possibly our own).
+const EMAIL_ALREADY_EXISTS: &str = "EMAIL_ALREADY_EXISTS";
+
 /// How long after a transient failure was first reported a new request is sent.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(30);
 
@@ -143,6 +146,21 @@ pub fn creation(recorded: &Recorded, seen: &Seen, who: &Identity) -> CreationSte
                     }
                 );
                 if !transient {
+                    // Our own earlier request may have made the account with this e-mail (its
+                    // answer was lost, or a failover sent a second request before the account
+                    // was visible): the owner tag proves it ours.
+                    if failure == EMAIL_ALREADY_EXISTS {
+                        match &seen.by_email {
+                            None => return CreationStep::Look(Lookup::ByEmail),
+                            Some(Some(Found { id, owned: true })) => {
+                                return CreationStep::Done {
+                                    account: id.clone(),
+                                    proof: Proof::OwnerTag,
+                                };
+                            }
+                            Some(_) => {}
+                        }
+                    }
                     return CreationStep::Report {
                         report: Report::not_created(Health::Stalled, &reason, &message),
                         then: Then::Change,

@@ -211,7 +211,11 @@ fn a_request_that_failed_for_good_stalls_until_the_spec_changes() {
         ("INVALID_EMAIL", "InvalidEmail"),
         ("", "CreateAccountFailed"),
     ] {
-        let seen = seen_request(failed("car-1", failure));
+        let seen = Seen {
+            // EMAIL_ALREADY_EXISTS looks for an account of this object first; there is none.
+            by_email: Some(None),
+            ..seen_request(failed("car-1", failure))
+        };
         let step = creation(&recorded(Some("car-1"), Some("FAILED")), &seen, &who());
         assert_eq!(
             reported(&step),
@@ -392,6 +396,41 @@ fn create_account_needs_both_recovery_reads_in_every_world() {
             }
         }
     }
+}
+
+/// Issue 14: a second request sent after our first one's answer and its account were not
+/// visible yet (a lost answer, a failover) FAILS with EMAIL_ALREADY_EXISTS because of our own
+/// account. The account with the e-mail and this object's owner tag is ours: recovered, not
+/// stalled. One without the tag still stalls.
+#[test]
+fn an_email_already_exists_failure_recovers_our_own_account_by_its_owner_tag() {
+    let rec = recorded(Some("car-2"), Some("FAILED"));
+    let mut seen = seen_request(failed("car-2", "EMAIL_ALREADY_EXISTS"));
+    assert_eq!(
+        creation(&rec, &seen, &who()),
+        CreationStep::Look(Lookup::ByEmail)
+    );
+    seen.by_email = found("111", true);
+    assert_eq!(
+        creation(&rec, &seen, &who()),
+        CreationStep::Done {
+            account: "111".into(),
+            proof: Proof::OwnerTag
+        }
+    );
+    for other in [found("111", false), Some(None)] {
+        seen.by_email = other;
+        assert_eq!(
+            reported(&creation(&rec, &seen, &who())),
+            (Health::Stalled, "EmailAlreadyExists", Then::Change)
+        );
+    }
+    // Other failures for good never read by e-mail.
+    let limit = seen_request(failed("car-2", "ACCOUNT_LIMIT_EXCEEDED"));
+    assert_eq!(
+        reported(&creation(&rec, &limit, &who())).1,
+        "AccountLimitExceeded"
+    );
 }
 
 // CreateAccount's answer.
