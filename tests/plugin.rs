@@ -368,6 +368,16 @@ async fn status_and_why_describe_a_fleet_in_mixed_states() {
         through_kubectl, status,
         "kubectl accountlinker prints what the library does"
     );
+    // And as a subcommand of the operator's binary.
+    let mut fleet = std::process::Command::new(env!("CARGO_BIN_EXE_account-linker"));
+    fleet
+        .env("KUBECONFIG", ctx.env.kubeconfig())
+        .args(["fleet", "status", "-n", &ns, "--now", NOW]);
+    assert_eq!(
+        support::run_ok(fleet, None),
+        status,
+        "account-linker fleet status"
+    );
     ctx.cleanup().await;
 }
 

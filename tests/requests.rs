@@ -50,6 +50,20 @@ where
     .expect("label");
 }
 
+/// A Secret holding `key: value`, labelled so the operator may read it by reference.
+async fn labelled_secret(ctx: &Context, name: &str, key: &str, value: &str) {
+    let secrets: Api<Secret> = ctx.api();
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"accountlinker.dev/external-id": "true"}},
+        "stringData": {key: value},
+    }))
+    .expect("secret");
+    secrets
+        .create(&Default::default(), &secret)
+        .await
+        .expect("create secret");
+}
+
 fn last_verified(link: &LinkedAccount) -> Option<k8s_openapi::jiff::Timestamp> {
     link.status
         .as_ref()?
@@ -67,18 +81,7 @@ async fn a_verify_request_verifies_a_linked_account_now_and_once() {
     ctx.aws
         .put_role(&account, "request-external-id-1", HUB_ACCOUNT)
         .await;
-    let secrets: Api<Secret> = ctx.api();
-    secrets
-        .create(
-            &Default::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "xid", "labels": {"accountlinker.dev/external-id": "true"}},
-                "stringData": {"externalId": "request-external-id-1"},
-            }))
-            .unwrap(),
-        )
-        .await
-        .expect("secret");
+    labelled_secret(&ctx, "xid", "externalId", "request-external-id-1").await;
     let _op = ctx.operator(&["--leader-elect=false"]);
     let links = ctx.api::<LinkedAccount>();
     // A day between scheduled verifications: any verification below is the request's.
@@ -237,18 +240,7 @@ async fn requests_on_a_registration_read_targets_now_and_rotate_the_token_once()
     );
 
     // A token from a Secret of the user's cannot be rotated by the operator: it says so.
-    let secrets: Api<Secret> = ctx.api();
-    secrets
-        .create(
-            &Default::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "tok", "labels": {"accountlinker.dev/external-id": "true"}},
-                "stringData": {"token": "users-own-registration-token"},
-            }))
-            .unwrap(),
-        )
-        .await
-        .expect("secret");
+    labelled_secret(&ctx, "tok", "token", "users-own-registration-token").await;
     let spec = service_managed(
         json!({"accounts": [accounts[0]]}),
         json!({"secretRef": {"name": "tok", "key": "token"}}),
