@@ -115,6 +115,33 @@ pub fn explain(
         .collect()
 }
 
+/// What a condition of `type_` with `status` says, in words (kstatus types and the kinds' own).
+pub fn in_words(type_: &str, status: &str) -> Option<&'static str> {
+    Some(match (type_, status) {
+        ("Ready", "True") => "it does what its spec asks",
+        ("Ready", "False") => "it does not do what its spec asks (yet)",
+        ("Ready", _) => "not known yet whether it does what its spec asks",
+        ("Reconciling", "True") => "the operator is working on it: waiting helps",
+        ("Reconciling", _) => "the operator is not working on it",
+        ("Stalled", "True") => "the operator cannot get further by itself: a person must act",
+        ("Stalled", _) => "not stuck",
+        ("RoleAssumable", "True") => "the hub assumed the role and the identity is in this account",
+        ("RoleAssumable", "False") => "the hub could not assume the role",
+        ("RoleAssumable", _) => "not known whether the hub can assume the role",
+        ("RoleDeployed", "True") => "the registration's StackSet deployed the role here",
+        ("RoleDeployed", _) => "the role is not deployed here (yet)",
+        ("StackSetReady", "True") => "the StackSet has the current template and settings",
+        ("StackSetReady", _) => "the StackSet is not current (yet)",
+        ("InstancesReady", "True") => "every target account has a current stack instance",
+        ("InstancesReady", _) => "some target accounts lack a current stack instance",
+        ("AccountCreated", "True") => "the AWS account exists",
+        ("AccountCreated", _) => "the AWS account does not exist (yet)",
+        ("RoleInSync", "True") => "the deployed role matches the template",
+        ("RoleInSync", "False") => "the deployed role drifted from the template",
+        _ => return None,
+    })
+}
+
 /// Events as lines, newest last, at most [`MAX_EVENTS`].
 pub fn event_lines(events: &[Event]) -> Vec<EventLine> {
     let mut lines: Vec<EventLine> = events
@@ -166,6 +193,9 @@ pub fn render(e: &Explanation, now: Timestamp, colour: bool) -> String {
             c.reason,
             age(Some(c.since), now)
         );
+        if let Some(words) = in_words(&c.type_, &c.status) {
+            let _ = writeln!(out, "  In words: {words}.");
+        }
         if !c.message.is_empty() {
             let _ = writeln!(out, "  {}", c.message.replace('\n', "\n  "));
         }

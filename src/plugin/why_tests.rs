@@ -92,3 +92,22 @@ fn events_are_newest_last_and_capped() {
     assert_eq!(lines.first().unwrap().reason, "R05");
     assert_eq!(lines.last().unwrap().reason, "R14");
 }
+
+#[test]
+fn every_condition_type_the_operator_writes_is_put_in_words() {
+    use crate::api::conditions::*;
+    for type_ in [
+        READY,
+        RECONCILING,
+        STALLED,
+        ROLE_ASSUMABLE,
+        ROLE_DEPLOYED,
+        STACK_SET_READY,
+        INSTANCES_READY,
+    ] {
+        for status in ["True", "False", "Unknown"] {
+            assert!(in_words(type_, status).is_some(), "{type_}={status}");
+        }
+    }
+    assert_eq!(in_words("Mystery", "True"), None);
+}
