@@ -49,6 +49,14 @@ def role_template(role_name: str = "linked-role", external_id: str = "ext-1") ->
     )
 
 
+def set_timing(aws: Emulator, base: float, per_wave: float) -> None:
+    """StackSet operations take `base` seconds plus `per_wave` per wave."""
+    status, _ = aws.control(
+        "PUT", "/_strict/stacksets/timing", {"base_seconds": base, "seconds_per_wave": per_wave}
+    )
+    assert status == 200
+
+
 def new_organization(aws: Emulator, members: int) -> list[str]:
     org = aws.client("organizations")
     org.create_organization(FeatureSet="ALL")

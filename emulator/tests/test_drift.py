@@ -15,6 +15,8 @@ from helpers import (
     member_iam,
     new_organization,
     operation,
+    role_template,
+    set_timing,
     trust,
     wait_done,
 )
@@ -25,48 +27,20 @@ ROLE = "linked-role"
 
 
 def template() -> str:
-    """A role with a trust policy, a session limit and an inline deny policy."""
-    return json.dumps(
+    """The helpers' role, with a session limit and an inline deny policy as well."""
+    document = json.loads(role_template(ROLE))
+    properties = document["Resources"]["LinkedRole"]["Properties"]
+    properties["MaxSessionDuration"] = 3600
+    properties["Policies"] = [
         {
-            "Parameters": {"ExternalId": {"Type": "String", "Default": "ext-1"}},
-            "Resources": {
-                "LinkedRole": {
-                    "Type": "AWS::IAM::Role",
-                    "Properties": {
-                        "RoleName": ROLE,
-                        "MaxSessionDuration": 3600,
-                        "AssumeRolePolicyDocument": {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Effect": "Allow",
-                                    "Principal": {"AWS": f"arn:aws:iam::{HUB}:root"},
-                                    "Action": "sts:AssumeRole",
-                                    "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}},
-                                }
-                            ],
-                        },
-                        "Policies": [
-                            {
-                                "PolicyName": "deny",
-                                "PolicyDocument": {
-                                    "Version": "2012-10-17",
-                                    "Statement": [{"Effect": "Deny", "Action": "iam:CreateUser", "Resource": "*"}],
-                                },
-                            }
-                        ],
-                    },
-                }
+            "PolicyName": "deny",
+            "PolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Deny", "Action": "iam:CreateUser", "Resource": "*"}],
             },
         }
-    )
-
-
-def set_timing(aws, base, per_wave):
-    status, _ = aws.control(
-        "PUT", "/_strict/stacksets/timing", {"base_seconds": base, "seconds_per_wave": per_wave}
-    )
-    assert status == 200
+    ]
+    return json.dumps(document)
 
 
 @pytest.fixture

@@ -434,10 +434,16 @@ impl AwsAdmin {
         self.emulator
             .put_role(HUB_ACCOUNT, name, HUB_ACCOUNT, None)
             .await;
+        self.operator_credentials(&format!("arn:aws:iam::{HUB_ACCOUNT}:role/{name}"))
+            .await
+    }
+
+    /// An hour's session of `role_arn` for an operator process.
+    async fn operator_credentials(&self, role_arn: &str) -> (String, String, String) {
         let out = self
             .sts
             .assume_role()
-            .role_arn(format!("arn:aws:iam::{HUB_ACCOUNT}:role/{name}"))
+            .role_arn(role_arn)
             .role_session_name("operator")
             .duration_seconds(3600)
             .send()
@@ -455,23 +461,10 @@ impl AwsAdmin {
     /// its OrganizationAccountAccessRole: an operator that runs in a delegated-administrator
     /// account.
     pub async fn credentials_in(&self, account: &str) -> (String, String, String) {
-        let out = self
-            .sts
-            .assume_role()
-            .role_arn(format!(
-                "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
-            ))
-            .role_session_name("operator")
-            .duration_seconds(3600)
-            .send()
-            .await
-            .unwrap_or_else(|e| fail("AssumeRole", e));
-        let c = out.credentials().expect("credentials");
-        (
-            c.access_key_id().to_string(),
-            c.secret_access_key().to_string(),
-            c.session_token().to_string(),
-        )
+        self.operator_credentials(&format!(
+            "arn:aws:iam::{account}:role/OrganizationAccountAccessRole"
+        ))
+        .await
     }
 
     /// Registers `account` as a delegated administrator for StackSets (from the management

@@ -13,7 +13,6 @@ ExternalId through a template update would never reach the role and AssumeRole w
 from __future__ import annotations
 
 import json
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -147,29 +146,17 @@ def _template_roles(stack: Any) -> Iterator[tuple[Any, dict[str, Any]]]:
         yield role, clean_json(resource.get("Properties", {}) or {}, stack.resource_map)
 
 
-def _document(value: Any) -> Any:
-    """A policy document as data, whether IAM holds it as JSON text, URL-encoded text or a dict."""
-    for decode in (lambda p: p, urllib.parse.unquote):
-        if not isinstance(value, str):
-            break
-        try:
-            value = json.loads(decode(value))
-        except ValueError:
-            pass
-    return value
-
-
 def role_drift(role: Any, props: dict[str, Any]) -> list[str]:
     """What of `role` differs from the template's properties: trust policy, session limit,
     inline policies, managed policies attached beyond the template's (moto's stacks attach
     none, so an attached policy the template does not name is a hand edit), boundary."""
     differences = []
-    if _document(role.assume_role_policy_document) != _document(props.get("AssumeRolePolicyDocument")):
+    if parse_document(role.assume_role_policy_document) != parse_document(props.get("AssumeRolePolicyDocument")):
         differences.append("AssumeRolePolicyDocument")
     if int(role.max_session_duration or 3600) != int(props.get("MaxSessionDuration", 3600)):
         differences.append("MaxSessionDuration")
-    wanted = {p["PolicyName"]: _document(p["PolicyDocument"]) for p in props.get("Policies", []) or []}
-    if {name: _document(doc) for name, doc in role.policies.items()} != wanted:
+    wanted = {p["PolicyName"]: parse_document(p["PolicyDocument"]) for p in props.get("Policies", []) or []}
+    if {name: parse_document(doc) for name, doc in role.policies.items()} != wanted:
         differences.append("Policies")
     if set(role.managed_policies) - set(props.get("ManagedPolicyArns", []) or []):
         differences.append("ManagedPolicyArns")

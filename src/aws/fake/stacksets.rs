@@ -62,16 +62,7 @@ fn start(
             message,
         ));
     }
-    if target.operations.values().any(|(o, _)| !o.finished()) {
-        let message = format!("Another Operation on StackSet {} is in progress", set.name);
-        let class = ErrorClass::InProgress;
-        return Err(error(
-            operation,
-            class,
-            "OperationInProgressException",
-            message,
-        ));
-    }
+    refuse_while_busy(operation, set, target)?;
     let keys: Vec<(String, String)> = match change {
         // UpdateStackSet touches every instance.
         None => target.instances.keys().cloned().collect(),
@@ -127,6 +118,25 @@ fn start(
         .operations
         .insert(op.operation_id.clone(), (state, operation.to_string()));
     Ok(op.operation_id.clone())
+}
+
+/// One operation at a time: OperationInProgressException while another one runs.
+fn refuse_while_busy(
+    operation: &'static str,
+    set: &StackSetRef,
+    target: &FakeStackSet,
+) -> Result<(), AwsError> {
+    if target.operations.values().any(|(o, _)| !o.finished()) {
+        let message = format!("Another Operation on StackSet {} is in progress", set.name);
+        let class = ErrorClass::InProgress;
+        return Err(error(
+            operation,
+            class,
+            "OperationInProgressException",
+            message,
+        ));
+    }
+    Ok(())
 }
 
 impl StackSets for FakeAws {
@@ -277,11 +287,7 @@ impl StackSets for FakeAws {
         let result = s.enter(op).and_then(|()| {
             let hold = s.hold_operations;
             let target = s.set(op, &set.name)?;
-            if target.operations.values().any(|(o, _)| !o.finished()) {
-                let message = format!("Another Operation on StackSet {} is in progress", set.name);
-                let class = ErrorClass::InProgress;
-                return Err(error(op, class, "OperationInProgressException", message));
-            }
+            refuse_while_busy(op, set, target)?;
             // Drift detection deploys nothing: instances keep their status and last operation.
             for instance in target.instances.values_mut() {
                 instance.drift_status = DriftStatus::InSync;

@@ -178,6 +178,25 @@ pub fn completed(op: &StackSetOperation, drifted: usize) -> DriftCheck {
     }
 }
 
+/// The drift operation a pass with nothing else planned starts, if any ([`next`] with the
+/// registration's settings).
+pub fn due_for(
+    pass: &Pass<'_>,
+    desired: &Desired,
+    instances: &[Instance],
+    uid: &str,
+) -> Option<(Step, String)> {
+    let settings = settings(pass.bulk, pass.ctx.settings.drift_check_interval)?;
+    next(&settings, &pass.next, desired, instances, uid, pass.now)
+}
+
+/// `summary.drifted`: target accounts with a drifted instance, with drift detection on.
+pub fn summary(bulk: &BulkRegistration, desired: &Desired, instances: &[Instance]) -> Option<i32> {
+    settings(bulk, None)?;
+    let drifted = drifted_accounts(desired, instances).len();
+    Some(i32::try_from(drifted).unwrap_or(i32::MAX))
+}
+
 /// After drift operation `op` ended (the instances listed since): the check's findings in
 /// `lastDriftCheck` and an Event when it found drift; an Event when a redeployment succeeded.
 pub async fn finished(

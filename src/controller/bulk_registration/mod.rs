@@ -427,10 +427,7 @@ impl<'a> Pass<'a> {
         let settled = matches!(headline, Headline::Summary) && stack_set_current;
         let verification = children::sync(self, desired, instances, &inputs.token, settled).await?;
         let mut summary = status::summary(desired, &observed, &verification);
-        if drift::settings(self.bulk, None).is_some() {
-            let drifted = drift::drifted_accounts(desired, instances).len();
-            summary.drifted = Some(i32::try_from(drifted).unwrap_or(i32::MAX));
-        }
+        summary.drifted = drift::summary(self.bulk, desired, instances);
         let facts = Facts {
             targets: summary.targets,
             observed: &observed,
@@ -505,11 +502,7 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
 
     // Delegated-admin preflight (STS once, Organizations): before any StackSet call.
-    if pass.set.call_as == crate::aws::stacksets::CallAs::DelegatedAdmin
-        && let Some(stall) = preflight::check(ctx).await?
-    {
-        return Err(Halt::Stalled(stall));
-    }
+    preflight::gate(pass.set.call_as, ctx).await?;
 
     // Token (Kubernetes).
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
@@ -614,11 +607,7 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
             Ok(Action::requeue(REJECTED_RECHECK))
         }
         Next::Settle => {
-            let drift = drift::settings(bulk, ctx.settings.drift_check_interval);
-            if let Some((step, id)) = drift.and_then(|settings| {
-                let (desired, now) = (&inputs.desired, pass.now);
-                drift::next(&settings, &pass.next, desired, &instances, &uid, now)
-            }) {
+            if let Some((step, id)) = drift::due_for(pass, &inputs.desired, &instances, &uid) {
                 return Ok(operation::begin(pass, &inputs, &instances, step, id).await?);
             }
             let ready = pass.settle(&inputs, &instances, Headline::Summary).await?;

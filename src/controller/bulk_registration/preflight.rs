@@ -10,9 +10,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Context;
 use super::status::Stall;
+use super::{Context, Halt};
 use crate::api::bulk_registration::reason;
+use crate::aws::stacksets::CallAs;
 use crate::aws::{AwsError, ErrorClass};
 
 /// The service principal of CloudFormation StackSets in Organizations.
@@ -93,6 +94,17 @@ pub fn stall(answer: &Answer) -> Option<Stall> {
                 command(hub)
             ),
         )),
+    }
+}
+
+/// The preflight for a registration acting as `call_as`: only `DelegatedAdmin` is checked.
+pub(super) async fn gate(call_as: CallAs, ctx: &Context) -> Result<(), Halt> {
+    if call_as != CallAs::DelegatedAdmin {
+        return Ok(());
+    }
+    match check(ctx).await? {
+        Some(stall) => Err(Halt::Stalled(stall)),
+        None => Ok(()),
     }
 }
 
