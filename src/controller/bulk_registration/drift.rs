@@ -461,4 +461,20 @@ mod tests {
             "{note}"
         );
     }
+
+    #[test]
+    fn a_running_check_leaves_the_headline_to_the_instances_and_children() {
+        use crate::controller::bulk_registration::status::Headline;
+        let message = || "operation running".to_string();
+        assert!(matches!(
+            Headline::running("DetectDrift", message()),
+            Headline::Summary
+        ));
+        for action in ["Create", "Update", "RemediateDrift", "UpdateStackSet"] {
+            assert!(
+                matches!(Headline::running(action, message()), Headline::Busy { .. }),
+                "{action}"
+            );
+        }
+    }
 }
