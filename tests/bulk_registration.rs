@@ -608,8 +608,8 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
         .expect("backdate the rotation time");
     // The rotation overlaps: the StackSet trusts both tokens, each child moves to the new one
     // once its role trusts it, and only then is the old one dropped. Watched every 100 ms, no
-    // child ever fails a verification on the way. (Ready does go False while a child's instance
-    // is being updated: RoleDeployed reports the instance as it is.)
+    // child ever fails a verification or stops being Ready on the way (while its instance is
+    // updated, RoleDeployed says so and Ready keeps what verification said).
     let mut phases: Vec<String> = Vec::new();
     let deadline = tokio::time::Instant::now() + f.ready_within(2, 1) * 3;
     let bulk = loop {
@@ -618,12 +618,14 @@ async fn a_due_token_rotation_updates_the_stack_set_and_children_verify_with_the
             "the rotation did not finish; phases seen: {phases:?}"
         );
         for (account, child) in f.children("rot").await {
-            assert_ne!(
-                condition(&child, "RoleAssumable").map(|c| c.0),
-                Some("False"),
-                "child of {account} failed a verification during the rotation: {:?}",
-                child.status
-            );
+            for type_ in ["RoleAssumable", "Ready"] {
+                assert_eq!(
+                    condition(&child, type_).map(|c| c.0),
+                    Some("True"),
+                    "child of {account} not {type_} during the rotation: {:?}",
+                    child.status
+                );
+            }
         }
         let bulk = f.bulks().get("rot").await.expect("registration");
         let status = bulk.status.clone().unwrap_or_default();

@@ -30,6 +30,9 @@ pub mod reason {
     pub const STACK_INSTANCE_SUCCEEDED: &str = "StackInstanceSucceeded";
     pub const STACK_INSTANCE_PENDING: &str = "StackInstancePending";
     pub const STACK_INSTANCE_FAILED: &str = "StackInstanceFailed";
+    /// RoleDeployed=True: the role is deployed and was verified; its stack instance is being
+    /// updated (a template change, a token rotation). Ready stays as verification left it.
+    pub const STACK_INSTANCE_UPDATING: &str = "StackInstanceUpdating";
     /// No LinkPolicy selecting the namespace permits the account or role (docs/linkpolicy.md).
     pub const NOT_PERMITTED: &str = "NotPermitted";
     /// RoleInSync=True: the last drift check found the role as the template deploys it.

@@ -330,10 +330,13 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
     };
 
     let managed = link.labels().contains_key(labels::BULK_REGISTRATION_LABEL);
-    let deployment = verdict::deployment(managed, current.stack_instance.as_ref());
+    let verified = conditions::is(&current.conditions, ROLE_ASSUMABLE, Status::True);
+    let deployment = verdict::deployment(managed, current.stack_instance.as_ref(), verified);
     let verdict = if link.spec.suspend {
         verdict::blocked(&Blocked::Suspended, &clock(None))
-    } else if let Some(waiting) = verdict::undeployed(&deployment, &clock(None)) {
+    } else if let Some(waiting) =
+        verdict::undeployed(&deployment, &clock(None), &current.conditions)
+    {
         waiting
     } else {
         match external_id::resolve(&secrets, link).await {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::conditions::{READY, RECONCILING, ROLE_ASSUMABLE, ROLE_DEPLOYED, STALLED};
@@ -88,6 +89,11 @@ pub enum Deployment {
     Unmanaged,
     /// The stack instance SUCCEEDED: verify, RoleDeployed=True.
     Deployed,
+    /// The role is deployed and was verified assumable; its instance is being updated (or
+    /// waits for an update): what verification said stands, RoleDeployed=True, no STS call
+    /// until the update ends (its end makes the link verify again). The role stays in place
+    /// during an update, so a healthy link does not turn un-Ready for every template change.
+    Updating(String),
     /// Not deployed yet (no instance, pending, running, outdated): do not call STS.
     Waiting(String),
     /// The instance failed: needs a human (or the registration's next operation).
@@ -95,8 +101,13 @@ pub enum Deployment {
 }
 
 /// Reads the deployment state a BulkRegistration reported on its child. `managed` says the
-/// link carries the registration's label, so an instance not reported yet means "waiting".
-pub fn deployment(managed: bool, instance: Option<&StackInstanceRef>) -> Deployment {
+/// link carries the registration's label, so an instance not reported yet means "waiting";
+/// `verified`: the role was verified assumable, so an instance in flight is an update.
+pub fn deployment(
+    managed: bool,
+    instance: Option<&StackInstanceRef>,
+    verified: bool,
+) -> Deployment {
     let Some(i) = instance else {
         return if managed {
             Deployment::Waiting("waiting for the BulkRegistration to deploy the role".into())
@@ -119,15 +130,44 @@ pub fn deployment(managed: bool, instance: Option<&StackInstanceRef>) -> Deploym
     };
     match (status, detailed) {
         ("CURRENT", "SUCCEEDED" | "") => Deployment::Deployed,
+        (_, "PENDING" | "RUNNING") | ("OUTDATED", "SUCCEEDED") if verified => {
+            Deployment::Updating(describe())
+        }
         (_, "PENDING" | "RUNNING") | ("OUTDATED", "SUCCEEDED") => Deployment::Waiting(describe()),
         _ => Deployment::Failed(describe()),
     }
 }
 
-/// Conditions for a link whose role is not deployed (yet). `None` when verification runs.
-pub fn undeployed(deployment: &Deployment, clock: &Clock) -> Option<Verdict> {
+/// Conditions for a link whose role is not deployed (yet), or is being updated (`current`: the
+/// conditions it has, kept). `None` when verification runs.
+pub fn undeployed(
+    deployment: &Deployment,
+    clock: &Clock,
+    current: &[Condition],
+) -> Option<Verdict> {
     let (conditions, requeue_after) = match deployment {
         Deployment::Unmanaged | Deployment::Deployed => return None,
+        Deployment::Updating(message) => {
+            let mut c: Vec<Desired> = OWNED_TYPES
+                .iter()
+                .filter_map(|type_| {
+                    let kept = current.iter().find(|c| c.type_ == *type_)?;
+                    let status = match kept.status.as_str() {
+                        "True" => Status::True,
+                        "False" => Status::False,
+                        _ => Status::Unknown,
+                    };
+                    Some(Desired::new(type_, status, &kept.reason, &kept.message))
+                })
+                .collect();
+            c.push(Desired::new(
+                ROLE_DEPLOYED,
+                Status::True,
+                reason::STACK_INSTANCE_UPDATING,
+                message,
+            ));
+            (c, clock.verify_interval)
+        }
         Deployment::Waiting(message) => {
             let mut c = progressing(
                 Status::Unknown,
@@ -556,5 +596,71 @@ mod tests {
         );
         assert!(find(&v, READY).message.contains("payments-external-id"));
         assert_kstatus(&v);
+    }
+
+    #[test]
+    fn a_verified_link_stays_ready_while_its_instance_is_updated() {
+        let instance = |status: &str, detailed: &str| StackInstanceRef {
+            stack_set: "ss".into(),
+            region: "eu-west-1".into(),
+            status: Some(status.into()),
+            detailed_status: Some(detailed.into()),
+            ..StackInstanceRef::default()
+        };
+        let kind = |d: &Deployment| match d {
+            Deployment::Unmanaged => "unmanaged",
+            Deployment::Deployed => "deployed",
+            Deployment::Updating(_) => "updating",
+            Deployment::Waiting(_) => "waiting",
+            Deployment::Failed(_) => "failed",
+        };
+        // (status, detailed, verified before) → deployment
+        let rows = [
+            ("CURRENT", "SUCCEEDED", false, "deployed"),
+            ("CURRENT", "SUCCEEDED", true, "deployed"),
+            ("OUTDATED", "PENDING", false, "waiting"),
+            ("OUTDATED", "RUNNING", false, "waiting"),
+            ("OUTDATED", "PENDING", true, "updating"),
+            ("OUTDATED", "RUNNING", true, "updating"),
+            ("OUTDATED", "SUCCEEDED", true, "updating"),
+            ("OUTDATED", "FAILED", true, "failed"),
+            ("INOPERABLE", "INOPERABLE", true, "failed"),
+        ];
+        for (status, detailed, verified, want) in rows {
+            let got = deployment(true, Some(&instance(status, detailed)), verified);
+            assert_eq!(kind(&got), want, "{status}/{detailed} verified={verified}");
+        }
+        assert_eq!(kind(&deployment(true, None, true)), "waiting");
+        assert_eq!(kind(&deployment(false, None, false)), "unmanaged");
+
+        // What verification said stands; RoleDeployed says the update runs.
+        let verified = decide(
+            &VerifyOutcome::Verified(identity("123456789012")),
+            ROLE,
+            &clock(0, None),
+        );
+        let current: Vec<Condition> = crate::controller::conditions::merge(
+            &[],
+            verified.conditions.as_ref().unwrap(),
+            &OWNED_TYPES,
+            Some(1),
+            clock(0, None).now,
+        );
+        let updating = deployment(true, Some(&instance("OUTDATED", "RUNNING")), true);
+        let v = undeployed(&updating, &clock(10, None), &current).expect("a verdict");
+        assert_kstatus(&v);
+        assert_eq!(find(&v, READY).status, Status::True);
+        assert_eq!(find(&v, ROLE_ASSUMABLE).status, Status::True);
+        let deployed = find(&v, ROLE_DEPLOYED);
+        assert_eq!(
+            (deployed.status, deployed.reason.as_str()),
+            (Status::True, reason::STACK_INSTANCE_UPDATING)
+        );
+        assert!(
+            deployed.message.contains("OUTDATED/RUNNING"),
+            "{}",
+            deployed.message
+        );
+        assert!(!v.retrying);
     }
 }
