@@ -284,3 +284,105 @@ async fn import_is_refused_unless_a_policy_names_the_stack() {
     assert_eq!(actions, ["CREATE"]);
     f.cleanup().await;
 }
+
+/// A service-managed registration over an OU with the management account included.
+fn with_management_account(ou: &str, role: &str) -> serde_json::Value {
+    json!({
+        "stackSet": {"name": unique("ss"), "permissionModel": "ServiceManaged"},
+        "template": {"builtin": {"roleName": role}},
+        "targets": {"organizationalUnitIds": [ou], "includeManagementAccount": true},
+        "regions": ["us-east-1"],
+        "operationPreferences": {"maxConcurrentCount": 10, "failureToleranceCount": 2, "concurrencyMode": "SoftFailureTolerance"},
+        "deletionPolicy": "Delete",
+    })
+}
+
+/// The management account gets its role from a plain stack owned by the registration, with a
+/// child like the others; `deletionPolicy: Delete` removes the stack.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_management_account_gets_an_owned_plain_stack_and_a_child() {
+    let f = fixture("brown-mgmt", Shared).await;
+    let root = f.aws.root().await;
+    let mut policy = permissive(&f.ns.name, &root);
+    policy["bulkRegistrations"]["managementAccount"] = json!(true);
+    apply_policy(&f.client, &f.ns.name, policy).await;
+    let ou = f.aws.create_ou(&unique("ou"), None).await;
+    f.aws.create_accounts(&unique("acct"), 2, Some(&ou)).await;
+    let spec = with_management_account(&ou, "MgmtAccessA");
+    let stack_set = spec["stackSet"]["name"].as_str().unwrap().to_string();
+    create(&f.bulks(), "mgmt", spec).await;
+    let bulk = wait_ready(
+        &f.bulks(),
+        "mgmt",
+        f.budget.registration_ready(3, 10, 1) * 2,
+    )
+    .await;
+    assert_eq!(summary(&bulk), (3, 3, 0, 3));
+
+    let stacks = MemberStacks::new(&f.env).await;
+    let name = format!("{stack_set}-management");
+    let (status, tags) = stacks
+        .in_hub(&name)
+        .await
+        .expect("the management account's stack");
+    assert_eq!(status, "CREATE_COMPLETE");
+    assert_eq!(
+        tags.get("accountlinker.dev/bulk-registration")
+            .map(String::as_str),
+        Some("mgmt")
+    );
+    assert_eq!(tags.get("accountlinker.dev/namespace"), Some(&f.ns.name));
+    let children: Vec<String> = f
+        .api::<account_linker::api::LinkedAccount>()
+        .list(&kube::api::ListParams::default().labels("accountlinker.dev/bulk-registration=mgmt"))
+        .await
+        .expect("children")
+        .into_iter()
+        .map(|c| c.spec.account_id)
+        .collect();
+    assert!(children.contains(&HUB_ACCOUNT.to_string()), "{children:?}");
+    // The StackSet itself never targets the management account.
+    for op in f.emulator.operations(&stack_set).await {
+        let accounts = op["accounts"].as_array().cloned().unwrap_or_default();
+        assert!(!accounts.iter().any(|a| a == HUB_ACCOUNT), "{op}");
+    }
+
+    f.bulks()
+        .delete("mgmt", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete");
+    support::gone(&f.bulks(), "mgmt", f.budget.registration_deleted(3, 10) * 2).await;
+    assert_eq!(stacks.in_hub(&name).await, None, "the stack was deleted");
+    f.cleanup().await;
+}
+
+/// The most powerful account needs the explicit right: `*` and the root do not cover it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_management_account_is_refused_unless_a_policy_allows_it() {
+    let f = fixture("brown-mgmt-no", Shared).await;
+    let ou = f.aws.create_ou(&unique("ou"), None).await;
+    let spec = with_management_account(&ou, "MgmtAccessB");
+    let stack_set = spec["stackSet"]["name"].as_str().unwrap().to_string();
+    create(&f.bulks(), "mgmt-no", spec).await;
+    let bulk = wait_for(
+        &f.bulks(),
+        "mgmt-no",
+        "Stalled NotPermitted",
+        f.budget.react(),
+        |b| support::has(b, "Stalled", "True", Some("NotPermitted")),
+    )
+    .await;
+    let text = message(&bulk, "Ready");
+    assert!(
+        text.contains("spec.targets.includeManagementAccount=true")
+            && text.contains("managementAccount"),
+        "{text}"
+    );
+    assert!(!f.aws.stack_set_exists(&stack_set).await);
+    let stacks = MemberStacks::new(&f.env).await;
+    assert_eq!(
+        stacks.in_hub(&format!("{stack_set}-management")).await,
+        None
+    );
+    f.cleanup().await;
+}

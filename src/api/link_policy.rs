@@ -174,6 +174,12 @@ pub struct BulkRegistrationRights {
     #[schemars(inner(length(min = 1, max = 128)), length(max = 100))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub import_stack_names: Vec<String>,
+
+    /// Whether `targets.includeManagementAccount` may deploy the role to the organization's
+    /// management account, the most powerful account there is. An explicit right: no account
+    /// list, `*`, OU or root covers it.
+    #[serde(default)]
+    pub management_account: bool,
 }
 
 impl Default for BulkRegistrationRights {
@@ -187,6 +193,7 @@ impl Default for BulkRegistrationRights {
             stack_set_name_prefixes: Vec::new(),
             stack_set_adoption: false,
             import_stack_names: Vec::new(),
+            management_account: false,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod error;
 #[cfg(test)]
 pub mod fake;
+pub mod management;
 pub mod metered;
 #[cfg(test)]
 mod mocks;
@@ -22,6 +23,7 @@ pub mod template_summary;
 pub use accounts::Accounts;
 pub use client::{AwsClients, AwsSettings};
 pub use error::{AwsError, ErrorClass};
+pub use management::ManagementStacks;
 pub use metered::CallObserver;
 pub use org_units::OrgUnits;
 pub use organizations::{AccountDirectory, DelegatedAdministrators};

@@ -44,6 +44,8 @@ pub struct BulkAsk {
     pub adopt: bool,
     /// `import.stackName`: existing stacks to take over.
     pub import_stack_name: Option<String>,
+    /// `targets.includeManagementAccount`.
+    pub management_account: bool,
 }
 
 /// The built-in template's settings that widen what the deployed role can do or who may use it.
@@ -126,6 +128,7 @@ impl BulkAsk {
             stack_set_name: spec.stack_set.name.clone(),
             adopt: spec.stack_set.adopt,
             import_stack_name: spec.import.as_ref().map(|i| i.stack_name.clone()),
+            management_account: targets.include_management_account,
         }
     }
 }

@@ -376,6 +376,12 @@ fn bulk(spec: &LinkPolicySpec, ask: &BulkAsk, facts: &Facts, tally: &mut Tally) 
         };
         tally.refuse(format!("spec.import.stackName={name}"), allows);
     }
+    if ask.management_account && !rights.management_account {
+        tally.refuse(
+            "spec.targets.includeManagementAccount=true",
+            "does not allow managementAccount",
+        );
+    }
     let max = rights.max_targets.map(|m| usize::try_from(m).unwrap_or(0));
     if let Some(max) = max
         && ask.accounts.len() > max

@@ -282,6 +282,10 @@ fn escalating_registrations_are_refused_without_any_read() {
             "spec.import.stackName=linker-role is not permitted: LinkPolicy team-a allows no import (no importStackNames)",
         ),
         (
+            json!({"targets": {"accounts": [A], "includeManagementAccount": true}}),
+            "spec.targets.includeManagementAccount=true is not permitted: LinkPolicy team-a does not allow managementAccount",
+        ),
+        (
             json!({"targets": {"accounts": [A, B, "333333333333", "444444444444"]}}),
             "spec.targets.accounts (4 accounts) is not permitted: LinkPolicy team-a allows maxTargets 3",
         ),
@@ -505,6 +509,31 @@ fn import_needs_a_matching_stack_name() {
     assert!(
         message.contains("spec.import.stackName=payments-admin is not permitted: LinkPolicy importer allows importStackNames [linker-*]"),
         "{message}"
+    );
+}
+
+/// The management account is never covered by `*`, an OU or the root: only the explicit right.
+#[test]
+fn the_management_account_needs_the_explicit_right() {
+    let ask = bulk(
+        json!({"targets": {"organizationalUnitIds": [ROOT], "includeManagementAccount": true}}),
+    );
+    let everything = |right: bool| {
+        policy(
+            "all",
+            json!({"namespaces": [NS], "accounts": {"ids": ["*"], "organizationalUnitIds": [ROOT]},
+                   "bulkRegistrations": {"managementAccount": right}}),
+        )
+    };
+    let message = refused(&decide(&ask, &[everything(false)], &Facts::default())).to_string();
+    assert!(
+        message.contains("does not allow managementAccount"),
+        "{message}"
+    );
+    let permitted = decide(&ask, &[everything(true)], &Facts::default());
+    assert!(
+        matches!(permitted, Verdict::Permitted { .. }),
+        "{permitted:?}"
     );
 }
 

@@ -2,6 +2,8 @@
 //! wizard) creates them: through `OrganizationAccountAccessRole`, which trusts the management
 //! account the tests run as.
 
+use std::collections::BTreeMap;
+
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_cloudformation::types::{Capability, Parameter};
 use aws_sdk_sts::config::Credentials;
@@ -104,5 +106,29 @@ impl MemberStacks {
             })
             .filter_map(|s| s.stack_id().map(str::to_string))
             .collect()
+    }
+
+    /// Stack `name` in the hub's own account: its status and tags, or `None`.
+    pub async fn in_hub(&self, name: &str) -> Option<(String, BTreeMap<String, String>)> {
+        let out = aws_sdk_cloudformation::Client::new(&self.config)
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await
+            .ok()?;
+        let stack = out.stacks().first()?;
+        let status = stack.stack_status()?.as_str().to_string();
+        if status == "DELETE_COMPLETE" {
+            return None;
+        }
+        let tags = stack
+            .tags()
+            .iter()
+            .map(|t| {
+                let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+                (text(t.key()), text(t.value()))
+            })
+            .collect();
+        Some((status, tags))
     }
 }

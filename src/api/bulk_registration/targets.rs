@@ -33,6 +33,13 @@ pub struct Targets {
     #[schemars(inner(pattern(ACCOUNT_ID_PATTERN)), length(max = 10000))]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub exclude: Vec<String>,
+    /// Also deploy the role to the organization's management account, which no StackSet
+    /// deploys to (a ServiceManaged one never does): with a plain stack there, created with the
+    /// hub's credentials (so the hub must be the management account), owned by this
+    /// registration's tags and tracked like an instance, with a child LinkedAccount. Needs a
+    /// LinkPolicy with `bulkRegistrations.managementAccount: true`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_management_account: bool,
 }
 
 /// A source of account IDs.

@@ -15,11 +15,11 @@ use tracing::info;
 
 use super::definition::preferences;
 use super::operation::{self, Outcome, Poll};
-use super::ownership;
 use super::permit::{self, Permit};
 use super::plan::{self, Desired, Step};
 use super::status::{self, Stall};
 use super::{CHILD_LABEL, Context, Error, Halt, Pass};
+use super::{management, ownership};
 use crate::api::bulk_registration::{BulkDeletionPolicy, PermissionModel, event, reason};
 use crate::api::{BulkRegistration, LinkedAccount};
 use crate::aws::ErrorClass;
@@ -47,6 +47,12 @@ pub async fn cleanup(bulk: &BulkRegistration, ctx: &Context) -> Result<Action, E
         }
     } else if bulk.spec.deletion_policy == BulkDeletionPolicy::Delete {
         let mut pass = Pass::new(bulk, ctx);
+        if management::delete(&pass).await? {
+            return Err(Error::Waiting(
+                "deleting the management account's stack".into(),
+                ctx.settings.poll_interval,
+            ));
+        }
         if let Some(wait) = delete_in_aws(&mut pass).await? {
             return Err(Error::Waiting(
                 format!("deleting StackSet {} and its instances", pass.set.name),

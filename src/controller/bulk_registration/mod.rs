@@ -13,6 +13,7 @@ pub mod cleanup;
 pub mod definition;
 pub mod drift;
 pub mod import;
+pub mod management;
 pub mod operation;
 pub mod ownership;
 mod permit;
@@ -50,8 +51,8 @@ use crate::api::labels;
 use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
 use crate::aws::stacksets::{Instance, StackSetRef};
 use crate::aws::{
-    AwsError, DelegatedAdministrators, HubIdentity, OrgUnits, StackImports, StackSets,
-    TemplateSummaries,
+    AwsError, DelegatedAdministrators, HubIdentity, ManagementStacks, OrgUnits, StackImports,
+    StackSets, TemplateSummaries,
 };
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
@@ -128,6 +129,8 @@ pub struct Context {
     pub imports: Arc<dyn StackImports>,
     /// Organizations' delegated administrators (the `callAs: DelegatedAdmin` preflight).
     pub delegated: Arc<dyn DelegatedAdministrators>,
+    /// The management account and its plain stack (`targets.includeManagementAccount`).
+    pub management: Arc<dyn ManagementStacks>,
     pub recorder: Recorder,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -140,6 +143,8 @@ pub struct Context {
     import_lookups: import::Cache,
     /// The hub's delegated-administrator registration, as last checked.
     preflight: preflight::Cache,
+    /// The management account and the hub's account, found once per process.
+    management_ids: OnceCell<(String, String)>,
 }
 
 impl Context {
@@ -159,6 +164,7 @@ impl Context {
             hub: aws.clone(),
             imports: aws.clone(),
             delegated: aws.clone(),
+            management: aws.clone(),
             templates: aws,
             recorder,
             settings,
@@ -167,6 +173,7 @@ impl Context {
             vetted: template::Vetted::default(),
             import_lookups: import::Cache::default(),
             preflight: preflight::Cache::default(),
+            management_ids: OnceCell::new(),
         }
     }
 }
@@ -333,6 +340,8 @@ pub struct Pass<'a> {
     now: Timestamp,
     /// Failures besides the instances': accounts whose stack to import could not be looked at.
     extra_failures: Vec<crate::api::bulk_registration::InstanceFailure>,
+    /// The management account's plain stack, read as an instance ([`management`]).
+    management: Option<Instance>,
 }
 
 /// What the phases before the operation found.
@@ -358,6 +367,7 @@ impl<'a> Pass<'a> {
             current,
             now: Timestamp::now(),
             extra_failures: Vec::new(),
+            management: None,
         }
     }
 
@@ -420,7 +430,10 @@ impl<'a> Pass<'a> {
         instances: &[Instance],
         headline: Headline,
     ) -> Result<bool, Error> {
-        let desired = &inputs.desired;
+        let management = self.management.clone();
+        let (desired, instances) =
+            management::with_management(&inputs.desired, instances, management.as_ref());
+        let (desired, instances) = (desired.as_ref(), instances.as_ref());
         let observed = status::observe(desired, instances);
         let stack_set_current =
             self.next.template_hash.as_deref() == Some(inputs.definition.hash.as_str());
@@ -541,7 +554,7 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
 
     // Targets (Kubernetes, Organizations).
     let region = &ctx.settings.region;
-    let desired = match resolved {
+    let mut desired = match resolved {
         Some(desired) => desired,
         None => {
             let max = ctx.settings.max_targets;
@@ -552,6 +565,8 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     // Definition (Kubernetes, STS once), then the StackSet (CloudFormation).
     let definition = definition::build(bulk, ctx, &config_maps, &token).await?;
     definition::ensure_stack_set(pass, &definition).await?;
+    // The management account's plain stack (CloudFormation, beside the StackSet's operations).
+    management::converge(pass, &definition, &mut desired).await?;
     let inputs = Inputs {
         token,
         desired,
