@@ -11,6 +11,7 @@
 
 pub mod external_id;
 pub mod in_sync;
+mod name;
 mod permit;
 pub mod verdict;
 
@@ -384,7 +385,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                     status::patch_status(&links, link, &starting).await?;
                     next.conditions = starting.conditions;
                 }
-                next.account_name = Some(account_name(link, ctx).await);
+                next.account_name = Some(name::account_name(link, ctx).await);
                 let outcome = verify(link, ctx, &role_arn, &resolved.value).await;
                 next.last_verified_time = Some(Time(Timestamp::now()));
                 if let VerifyOutcome::Verified(identity) = &outcome {
@@ -502,46 +503,6 @@ async fn verify(
         })
         .await;
     VerifyOutcome::classify(&link.spec.account_id, result)
-}
-
-/// `spec.displayName`, else the Organizations account name when the hub may read it, else the
-/// account ID. Look-ups are cached per account for the life of the process.
-async fn account_name(link: &LinkedAccount, ctx: &Context) -> String {
-    if let Some(name) = &link.spec.display_name {
-        return name.clone();
-    }
-    let account = &link.spec.account_id;
-    let cached = ctx
-        .names
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(account)
-        .cloned();
-    let name = match cached {
-        Some(name) => name,
-        None => match ctx.directory.account_name(account).await {
-            Ok(name) => {
-                ctx.names
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(account.clone(), name.clone());
-                name
-            }
-            Err(err) => {
-                // Not being allowed to read Organizations is normal for a hub that is not the
-                // management account: fall back quietly and do not ask again.
-                if !err.class.is_retryable() {
-                    ctx.names
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(account.clone(), None);
-                }
-                debug!(account, error = %err, "account name not available from Organizations");
-                None
-            }
-        },
-    };
-    name.unwrap_or_else(|| account.clone())
 }
 
 async fn apply_verdict(
