@@ -348,19 +348,8 @@ impl Accounts for AwsClients {
     }
 
     fn management_account(&self) -> BoxFuture<'_, Result<String, AwsError>> {
-        Box::pin(async move {
-            let out = self
-                .call(
-                    "organizations:DescribeOrganization",
-                    self.organizations.describe_organization().send(),
-                )
-                .await?;
-            Ok(out
-                .organization()
-                .and_then(|o| o.master_account_id())
-                .unwrap_or_default()
-                .to_string())
-        })
+        // One DescribeOrganization reading, shared with the management account's plain stack.
+        super::management::ManagementStacks::management_account(self)
     }
 
     fn close_account<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), AwsError>> {
