@@ -212,7 +212,8 @@ async fn requests_on_a_registration_read_targets_now_and_rotate_the_token_once()
     assert!(ops_before_rotation > ops, "the new account was deployed");
     assert_eq!(token_secret(&bulk), old_secret);
 
-    // Rotate now: one new Secret, one UpdateStackSet.
+    // Rotate now: one new Secret, and the rotation's two UpdateStackSets (add the new token
+    // next to the old, then drop the old once every child verified with the new one).
     annotate(&bulks, "b", ROTATE_REQUESTED_AT, "100").await;
     let rotated = wait_for(&bulks, "b", "the rotation handled", timeout, |b| {
         handled_rotation(b) == Some("100")
@@ -220,12 +221,20 @@ async fn requests_on_a_registration_read_targets_now_and_rotate_the_token_once()
     .await;
     let new_secret = token_secret(&rotated);
     assert_ne!(new_secret, old_secret);
+    wait_for(&bulks, "b", "the rotation finished", timeout, |b| {
+        b.status.as_ref().is_some_and(|s| {
+            s.external_id_rotation.is_none()
+                && s.external_id_retired_secrets.is_empty()
+                && s.operation.is_none()
+        })
+    })
+    .await;
     wait_ready(&bulks, "b", timeout).await;
     let after_rotation = ctx.emulator.operations(&stack_set).await;
     assert_eq!(
         after_rotation.len(),
-        ops_before_rotation + 1,
-        "one update for the new token: {after_rotation:?}"
+        ops_before_rotation + 2,
+        "two updates for the new token: {after_rotation:?}"
     );
     // The same value again, through more passes: no second rotation.
     for i in 0..3 {
@@ -236,7 +245,7 @@ async fn requests_on_a_registration_read_targets_now_and_rotate_the_token_once()
     assert_eq!(token_secret(&bulk), new_secret, "rotated twice");
     assert_eq!(
         ctx.emulator.operations(&stack_set).await.len(),
-        ops_before_rotation + 1
+        ops_before_rotation + 2
     );
 
     // A token from a Secret of the user's cannot be rotated by the operator: it says so.
