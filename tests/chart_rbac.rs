@@ -523,7 +523,11 @@ async fn the_chart_rbac_runs_the_member_account_controller() {
     })
     .await;
 
-    // Deletion with Close: CloseAccount, an Event, the finalizer released.
+    // Deletion with Close: CloseAccount, an Event, the finalizer released once the account is
+    // SUSPENDED (a second after CloseAccount here; in AWS it takes a while).
+    ctx.emulator
+        .put("/organizations", json!({"suspend_seconds": 1}))
+        .await;
     install.delete_and_wait("memberaccount.accountlinker.dev/via-chart", budget.react());
     install.assert_no_forbidden_in_log();
     install.cleanup().await;
