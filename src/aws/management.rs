@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_cloudformation::types::{Capability, Parameter, Tag};
+use aws_sdk_cloudformation::types::Capability;
 use futures::future::BoxFuture;
 
 use super::AwsClients;
 use super::error::{AwsError, ErrorClass};
-use super::stacksets::TemplateBody;
+use super::stacksets::{TemplateBody, sdk_parameters, sdk_tags};
 
 /// A plain stack as DescribeStacks reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,25 +53,6 @@ pub trait ManagementStacks: Send + Sync {
     ) -> BoxFuture<'a, Result<(), AwsError>>;
     /// Deletes the stack; an absent one counts as deleted.
     fn delete_stack<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), AwsError>>;
-}
-
-fn parameters(spec: &PlainStackSpec<'_>) -> Vec<Parameter> {
-    spec.parameters
-        .iter()
-        .map(|(k, v)| {
-            Parameter::builder()
-                .parameter_key(k)
-                .parameter_value(v)
-                .build()
-        })
-        .collect()
-}
-
-fn tags(spec: &PlainStackSpec<'_>) -> Vec<Tag> {
-    spec.tags
-        .iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
 }
 
 /// Whether a DescribeStacks or UpdateStack failure means "absent" / "nothing to do".
@@ -139,8 +120,8 @@ impl ManagementStacks for AwsClients {
                 .cloudformation
                 .create_stack()
                 .stack_name(spec.name)
-                .set_parameters(Some(parameters(spec)))
-                .set_tags(Some(tags(spec)))
+                .set_parameters(Some(sdk_parameters(spec.parameters)))
+                .set_tags(Some(sdk_tags(spec.tags)))
                 .capabilities(Capability::CapabilityNamedIam)
                 .client_request_token(token);
             let call = match spec.template {
@@ -164,8 +145,8 @@ impl ManagementStacks for AwsClients {
                 .cloudformation
                 .update_stack()
                 .stack_name(spec.name)
-                .set_parameters(Some(parameters(spec)))
-                .set_tags(Some(tags(spec)))
+                .set_parameters(Some(sdk_parameters(spec.parameters)))
+                .set_tags(Some(sdk_tags(spec.tags)))
                 .capabilities(Capability::CapabilityNamedIam);
             let call = match spec.template {
                 TemplateBody::Body(body) => call.template_body(body),

@@ -281,8 +281,12 @@ macro_rules! with_targets {
 }
 
 fn parameters(definition: &StackSetDefinition) -> Vec<Parameter> {
-    definition
-        .parameters
+    sdk_parameters(&definition.parameters)
+}
+
+/// Name and value pairs as CloudFormation parameters (StackSets and plain stacks alike).
+pub(super) fn sdk_parameters(pairs: &[(String, String)]) -> Vec<Parameter> {
+    pairs
         .iter()
         .map(|(k, v)| {
             Parameter::builder()
@@ -293,12 +297,17 @@ fn parameters(definition: &StackSetDefinition) -> Vec<Parameter> {
         .collect()
 }
 
+/// Key and value pairs as CloudFormation tags.
+pub(super) fn sdk_tags(pairs: &[(String, String)]) -> Vec<Tag> {
+    pairs
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
 /// The owner tags, or `None` (leave the StackSet's tags as they are) when there are none.
 fn tags(definition: &StackSetDefinition) -> Option<Vec<Tag>> {
-    let tags = definition.tags.iter();
-    let tags: Vec<Tag> = tags
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect();
+    let tags = sdk_tags(&definition.tags);
     (!tags.is_empty()).then_some(tags)
 }
 
