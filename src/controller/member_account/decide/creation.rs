@@ -266,10 +266,13 @@ pub fn classify_failure(failure: &str) -> (String, bool) {
         failure,
         "CONCURRENT_ACCOUNT_MODIFICATION" | "INTERNAL_FAILURE"
     );
-    let reason = if failure.is_empty() {
-        reason::CREATE_ACCOUNT_FAILED.to_string()
+    // A reason the API server accepts (a letter first, at most 1,024 characters); anything
+    // else AWS may send stays in the message only.
+    let camel = camel(failure);
+    let reason = if camel.starts_with(|c: char| c.is_ascii_alphabetic()) && camel.len() <= 1024 {
+        camel
     } else {
-        camel(failure)
+        reason::CREATE_ACCOUNT_FAILED.to_string()
     };
     (reason, transient)
 }

@@ -499,10 +499,14 @@ fn failure_reasons_become_condition_reasons() {
         classify_failure("INTERNAL_FAILURE"),
         ("InternalFailure".to_string(), true)
     );
-    assert_eq!(
-        classify_failure(""),
-        ("CreateAccountFailed".to_string(), false)
-    );
+    // Whatever else AWS sends becomes a reason the API server accepts.
+    for odd in ["", "___", "0", "9_LIVES", &"X".repeat(1025)] {
+        assert_eq!(
+            classify_failure(odd),
+            ("CreateAccountFailed".to_string(), false),
+            "{odd}"
+        );
+    }
 }
 
 #[test]
