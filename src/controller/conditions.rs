@@ -290,3 +290,6 @@ mod tests {
         assert!(!same_ignoring_timestamps(&a, &c));
     }
 }
+
+#[cfg(test)]
+mod properties;
