@@ -39,10 +39,11 @@ fmt: ## Format the Rust code
 lint: toolchain ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 
 .PHONY: unit-test
 unit-test: ## Unit tests, the CRD-in-sync and reasons-documented checks (no services needed)
-	$(CARGO) test --locked --lib --bins --test crds_in_sync --test api_reference_in_sync \
+	$(CARGO) test --locked --features failpoints --lib --bins --test crds_in_sync --test api_reference_in_sync \
 		--test reasons_documented
 
 .PHONY: emulator-test
@@ -54,9 +55,18 @@ testenv-test: ## Tests of the local control-plane supervisor (pytest)
 	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) -m pytest -q hack/tests
 
 .PHONY: integration-test
-integration-test: ## Integration tests against a real API server and the strict emulator
+integration-test: ## Integration tests against a real API server and the strict emulator (crash points armed by tests)
 	KUBEBUILDER_ASSETS=$(ASSETS) ACCOUNT_LINKER_PYTHON=$(PY) \
-		$(CARGO) test --locked --test '*' -- --test-threads=4
+		$(CARGO) test --locked --features failpoints --test '*' -- --test-threads=4
+
+# Every fault scenario binary (tests/chaos_*.rs), at full size.
+CHAOS_TESTS = $(patsubst tests/%.rs,--test %,$(sort $(wildcard tests/chaos_*.rs)))
+CHAOS_THREADS ?= 1
+
+.PHONY: chaos
+chaos: ## Fault scenarios at full size (ACCOUNT_LINKER_CHAOS=full; each prints CHAOS {json} lines); not part of `make test`
+	KUBEBUILDER_ASSETS=$(ASSETS) ACCOUNT_LINKER_PYTHON=$(PY) ACCOUNT_LINKER_CHAOS=full \
+		$(CARGO) test --locked --features failpoints $(CHAOS_TESTS) -- --test-threads=$(CHAOS_THREADS) --nocapture
 
 .PHONY: chart-docs
 chart-docs: ## Regenerate the chart's Artifact Hub annotations and README values table

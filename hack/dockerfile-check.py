@@ -13,6 +13,8 @@ Rules (each violation is one line on stderr, exit status 1):
   auditable   the binary is built with `cargo auditable build --release --locked`, never a plain
               `cargo build`
   sbom        a CycloneDX SBOM is generated and copied into the final image
+  failpoints  no build enables the `failpoints` feature (crash points of test builds) or
+              `--all-features`
   tools       the versions of cargo-auditable and cargo-cyclonedx installed in the image are the
               ones hack/tools.sh pins (one version per tool in the repository)
 
@@ -157,6 +159,9 @@ def check(text: str, tools_sh: str | None) -> list[str]:
             errors.append(f"{ins.line}: apt: use apt-get, not apt (no stable CLI)")
         if re.search(r"\bcargo\s+build\b", ins.args):
             errors.append(f"{ins.line}: auditable: plain `cargo build`; use `cargo auditable build --release --locked`")
+
+        if re.search(r"\bcargo\b.*(--all-features|\bfailpoints\b)", ins.args):
+            errors.append(f"{ins.line}: failpoints: a release build with crash points (the `failpoints` feature is for tests only)")
 
     labels: set[str] = set()
     for ins in final.instructions:

@@ -93,6 +93,13 @@ def test_a_plain_cargo_build_is_refused():
     assert rules(text) == ["auditable"]
 
 
+@pytest.mark.parametrize("flag", ["--features failpoints", "--features=failpoints", "--all-features"])
+def test_a_release_build_with_crash_points_is_refused(flag):
+    text = DOCKERFILE.replace("cargo auditable build --release", f"cargo auditable build --release {flag}")
+    assert text != DOCKERFILE
+    assert rules(text) == ["failpoints"]
+
+
 def test_the_sbom_must_be_generated_and_shipped():
     text = re.sub(r"COPY --from=builder /sbom/sbom.cdx.json /usr/share/doc/\S+\n", "", DOCKERFILE)
     assert rules(text) == ["sbom"]

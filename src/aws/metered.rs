@@ -79,6 +79,7 @@ impl AwsClients {
             };
             observer.aws_call(service, name, outcome);
         }
+        crate::failpoint!(crate::failpoints::after_call(operation, result.is_ok()));
         result
     }
 }

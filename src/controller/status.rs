@@ -114,6 +114,7 @@ where
         &Patch::Apply(&patch),
     )
     .await?;
+    crate::failpoint!(crate::failpoints::after_status(&K::kind(&())));
     Ok(())
 }
 

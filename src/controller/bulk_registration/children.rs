@@ -328,6 +328,7 @@ pub async fn sync(
         .buffer_unordered(CHILD_WRITES_IN_FLIGHT)
         .try_collect::<()>()
         .await?;
+    crate::failpoint!("children:written");
     for name in deletes {
         match api.delete(&name, &DeleteParams::default()).await {
             Err(kube::Error::Api(status)) if status.code == 404 => {}

@@ -474,6 +474,10 @@ impl<'a> Pass<'a> {
         (self.next.failures).extend(self.extra_failures.iter().take(room).cloned());
         let ready = status::is_ready(&conds);
         self.write(conds).await?;
+        crate::failpoint!(crate::failpoints::after_rotation(
+            phase,
+            self.next.external_id_rotation
+        ));
         Ok(ready)
     }
 }

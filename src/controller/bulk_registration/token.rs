@@ -310,7 +310,10 @@ async fn create(
         .annotations_mut()
         .insert(ROTATED_AT_ANNOTATION.into(), whole_seconds(now));
     match secrets.create(&PostParams::default(), &secret).await {
-        Ok(_) => Ok(value),
+        Ok(_) => {
+            crate::failpoint!("token:secret-created");
+            Ok(value)
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => {
             let existing = secrets.get(name).await?;
             if !external_id::owned_by(&existing, bulk.meta().uid.as_deref()) {
@@ -378,6 +381,7 @@ pub async fn retire(
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(e) => return Err(e),
                     Ok(_) => {
+                        crate::failpoint!("token:secret-retired");
                         info!(name = %bulk.name_any(), secret = %name, "retired a replaced registration token")
                     }
                 }
