@@ -94,12 +94,20 @@ class ControlApi:
 
     def get_timing(self, _: Any) -> tuple[int, Any]:
         t = self.app.stacksets.timing
-        return 200, {"base_seconds": t.base_seconds, "seconds_per_wave": t.seconds_per_wave}
+        return 200, {
+            "base_seconds": t.base_seconds,
+            "seconds_per_wave": t.seconds_per_wave,
+            "stack_seconds": t.stack_seconds,
+        }
 
     def put_timing(self, body: Any) -> tuple[int, Any]:
-        values = _object(body, allowed={"base_seconds", "seconds_per_wave"})
+        values = _object(body, allowed={"base_seconds", "seconds_per_wave", "stack_seconds"})
         current = self.app.stacksets.timing
-        merged = {"base_seconds": current.base_seconds, "seconds_per_wave": current.seconds_per_wave}
+        merged = {
+            "base_seconds": current.base_seconds,
+            "seconds_per_wave": current.seconds_per_wave,
+            "stack_seconds": current.stack_seconds,
+        }
         for key, value in values.items():
             merged[key] = _number(value, key, low=0.0)
         self.app.stacksets.timing = Timing(**merged)

@@ -69,6 +69,7 @@ def test_control_round_trips(aws):
     assert aws.control("PUT", "/_strict/stacksets/timing", {"seconds_per_wave": 0.5})[1] == {
         "base_seconds": 0.2,
         "seconds_per_wave": 0.5,
+        "stack_seconds": 0.0,
     }
     failures = {"accounts": {"111111111111": "nope"}, "actions": ["CREATE"]}
     assert aws.control("PUT", "/_strict/stacksets/failures", failures)[1] == failures

@@ -23,6 +23,7 @@ from ..orgs import (
 )
 from ..protocol import AwsRequest, Reply, result_reply
 from .engine import StackSetEngine
+from . import stacks
 from .imports import import_stacks
 from .model import DETECT_DRIFT, StackSetState, Target
 from .plan import validate_preferences
@@ -62,7 +63,8 @@ class StackSetApi:
             "GetTemplateSummary": get_template_summary,
             "ImportStacksToStackSet": lambda req, forward: import_stacks(self, req, forward),
         }
-        return {f"cloudformation:{name}": _as_delegated_admin(handler) for name, handler in ops.items()}
+        checked = {f"cloudformation:{name}": _as_delegated_admin(handler) for name, handler in ops.items()}
+        return {**checked, **stacks.handlers(lambda: self.engine.stacks)}
 
     # --- StackSets ------------------------------------------------------------------------
 

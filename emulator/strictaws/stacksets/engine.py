@@ -42,6 +42,7 @@ from .model import (
     Target,
 )
 from .plan import Timing, make_plan
+from .stacks import PlainStacks
 
 ACTIONS = ("CREATE", "UPDATE", "DELETE")
 
@@ -72,6 +73,7 @@ class StackSetEngine:
         self.sets: dict[tuple[str, str, str], StackSetState] = {}
         self._running: list[tuple[float, int, Operation, StackSetState]] = []
         self._seq = itertools.count()
+        self.stacks = PlainStacks(lambda: self.timing.stack_seconds)
 
     def reset(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -168,6 +170,7 @@ class StackSetEngine:
     def advance(self, now: float | None = None) -> None:
         """Finish every operation whose time is up (and start what was queued behind it)."""
         now = time.monotonic() if now is None else now
+        self.stacks.advance(now)
         while self._running and self._running[0][0] <= now:
             deadline, _, op, state = heapq.heappop(self._running)
             if state.running is not op:

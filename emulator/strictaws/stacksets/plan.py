@@ -28,6 +28,8 @@ SOFT = "SOFT_FAILURE_TOLERANCE"
 class Timing:
     base_seconds: float = 0.2
     seconds_per_wave: float = 0.05
+    # How long a plain CreateStack / UpdateStack stays in progress (stacks.py).
+    stack_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
