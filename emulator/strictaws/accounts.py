@@ -30,6 +30,7 @@ from typing import Any
 from .identity import account_of
 from .orgs import org_backend_of
 from .protocol import AwsRequest, Reply
+from .speed import account_by_id, email_in_use
 
 Forward = Callable[[], Reply]
 
@@ -118,7 +119,7 @@ class AccountFactory:
         now = time.time()
         org = org_backend_of(account_of(req))
         failure = self.settings.failures.get(email.lower())
-        if failure is None and org is not None and any(a.email.lower() == email.lower() for a in org.accounts):
+        if failure is None and org is not None and email_in_use(org, email):
             failure = "EMAIL_ALREADY_EXISTS"
         if failure is not None or org is None:
             if org is None:
@@ -169,7 +170,7 @@ class AccountFactory:
     def close_account(self, req: AwsRequest, forward: Forward) -> Reply:
         account = str(req.params().get("AccountId", ""))
         org = org_backend_of(account_of(req))
-        member = next((a for a in org.accounts if a.id == account), None) if org is not None else None
+        member = account_by_id(org, account) if org is not None else None
         if member is not None and member.status in ("PENDING_CLOSURE", "SUSPENDED"):
             return _json_error(
                 "AccountAlreadyClosedException", "You have already closed the account.", status=400

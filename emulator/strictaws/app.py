@@ -25,13 +25,15 @@ from .counting import RequestCounter
 from .errors import AwsError
 from .faults import Outage, Throttle
 from .organizations import MembershipWatch
-from . import delegated
+from . import delegated, speed
 from .protocol import AwsRequest, Reply, error_reply
 from .stacksets.api import StackSetApi
 from .stacksets.engine import StackSetEngine
 from .sts import StsSettings, check_assume_role
 
 Handler = Callable[[AwsRequest, Callable[[], Reply]], Reply]
+
+speed.install()
 
 
 class StrictApp:

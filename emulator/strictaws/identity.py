@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from moto.iam.models import get_account_id_from, iam_backends
+from moto.iam.models import iam_backends
 from moto.sts.models import sts_backends
 
 from .protocol import AwsRequest
+from .speed import get_account_id_from
 
 PARTITION = "aws"
 ACCOUNT_ID_RE = re.compile(r"\d{12}")

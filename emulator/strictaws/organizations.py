@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 from .identity import account_of
-from .orgs import OrgTree, org_backend_of
+from .orgs import org_backend_of, parent_of
 from .protocol import AwsRequest, Reply
 from .stacksets.engine import StackSetEngine
 
@@ -31,7 +31,7 @@ class MembershipWatch:
             status = json.loads(reply.body).get("CreateAccountStatus", {})
             account = status.get("AccountId")
             if account and status.get("State") == "SUCCEEDED":
-                self.engine.on_membership_change(org, account, None, OrgTree(org).parent_of(account))
+                self.engine.on_membership_change(org, account, None, parent_of(org, account))
         return reply
 
     def move_account(self, req: AwsRequest, forward: Forward) -> Reply:
@@ -43,10 +43,10 @@ class MembershipWatch:
     def _watch(self, req: AwsRequest, forward: Forward, gone: bool) -> Reply:
         account = str(req.params().get("AccountId", ""))
         org = org_backend_of(account_of(req))
-        before = OrgTree(org).parent_of(account) if org is not None else None
+        before = parent_of(org, account) if org is not None else None
         reply = forward()
         if reply.status == 200 and org is not None:
-            after = None if gone else OrgTree(org).parent_of(account)
+            after = None if gone else parent_of(org, account)
             if after != before:
                 self.engine.on_membership_change(org, account, before, after)
         return reply

@@ -6,6 +6,8 @@ from typing import Any
 
 from moto.organizations.models import organizations_backends
 
+from .speed import account_by_id
+
 PARTITION = "aws"
 STACKSETS_PRINCIPAL = "member.org.stacksets.cloudformation.amazonaws.com"
 
@@ -35,6 +37,12 @@ def is_stacksets_delegated_admin(org: Any, account: str) -> bool:
     return any(admin.account.id == account and STACKSETS_PRINCIPAL in admin.services for admin in org.admins)
 
 
+def parent_of(org: Any, account: str) -> str | None:
+    """The parent (root or OU) of one of the organization's accounts, None if it has none."""
+    member = account_by_id(org, account)
+    return member.parent_id if member is not None else None
+
+
 class OrgTree:
     """A snapshot of one organization's OU tree, for resolving deployment targets cheaply."""
 
@@ -42,11 +50,18 @@ class OrgTree:
         self.management = org.org.master_account_id
         self.root = org.org.root_id
         self._parent = {ou.id: ou.parent_id for ou in org.ou}
-        self.accounts = list(org.accounts)
-        self._account_parent = {a.id: a.parent_id for a in self.accounts}
+        self._org = org
+        self._accounts: list[Any] | None = None
+
+    @property
+    def accounts(self) -> list[Any]:
+        # Taken on first use only: most callers need the OUs, and copying every account costs O(n).
+        if self._accounts is None:
+            self._accounts = list(self._org.accounts)
+        return self._accounts
 
     def parent_of(self, account: str) -> str | None:
-        return self._account_parent.get(account)
+        return parent_of(self._org, account)
 
     def ancestry(self, node: str | None) -> list[str]:
         """`node` and every OU above it, up to and including the root."""

@@ -22,6 +22,9 @@ from .app import StrictApp
 def _handler_class(app: StrictApp, connections: weakref.WeakSet[Any], log_requests: bool) -> type:
     class Handler(MotoRequestHandler):
         busy = False
+        # The status line and headers go out in one write and the body in another; with Nagle's
+        # algorithm on, the body then waits for the client's delayed ACK (up to 40 ms per answer).
+        disable_nagle_algorithm = True
 
         def setup(self) -> None:
             super().setup()

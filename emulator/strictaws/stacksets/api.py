@@ -381,11 +381,17 @@ class StackSetApi:
 
     def list_stack_instances(self, req: AwsRequest, forward: Forward) -> Reply:
         p = req.params()
-        rows = self.engine.instance_rows(self._state(req))
-        if p.get("StackInstanceAccount"):
-            rows = [r for r in rows if r["Account"] == p["StackInstanceAccount"]]
-        if p.get("StackInstanceRegion"):
-            rows = [r for r in rows if r["Region"] == p["StackInstanceRegion"]]
+        state = self._state(req)
+        account, region = p.get("StackInstanceAccount"), p.get("StackInstanceRegion")
+        keys = [k for k in state.instances if (not account or k[0] == account) and (not region or k[1] == region)]
+        if not p.get("Filters"):
+            # Only the page is rendered: a full listing costs O(n), not O(n) per page.
+            page = _page(keys, p)
+            page["Summaries"] = self.engine.instance_rows(state, keys=page["Summaries"])
+            for r in page["Summaries"]:
+                r.pop("ParameterOverrides", None)
+            return result_reply(req, page)
+        rows = self.engine.instance_rows(state, keys=keys)
         for f in p.get("Filters") or []:
             name, value = f.get("Name"), f.get("Values")
             if name == "DETAILED_STATUS":
@@ -404,9 +410,9 @@ class StackSetApi:
         p = req.params()
         state = self._state(req)
         account, region = p.get("StackInstanceAccount"), p.get("StackInstanceRegion")
-        for row in self.engine.instance_rows(state):
-            if row["Account"] == account and row["Region"] == region:
-                return result_reply(req, {"StackInstance": row})
+        if (account, region) in state.instances:
+            (row,) = self.engine.instance_rows(state, keys=[(account, region)])
+            return result_reply(req, {"StackInstance": row})
         raise AwsError(
             "StackInstanceNotFoundException",
             f"Stack instance for account {account} in region {region} not found in StackSet {state.name}",

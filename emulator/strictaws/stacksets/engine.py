@@ -314,7 +314,10 @@ class StackSetEngine:
 
     # --- what callers see ---------------------------------------------------------------------
 
-    def instance_rows(self, state: StackSetState, now: float | None = None) -> list[dict[str, Any]]:
+    def instance_rows(
+        self, state: StackSetState, now: float | None = None, keys: list[Key] | None = None
+    ) -> list[dict[str, Any]]:
+        """The rows of ListStackInstances, for all instances or only `keys` (known ones, in order)."""
         now = time.monotonic() if now is None else now
         live: dict[Key, tuple[str, str]] = {}
         for op in ([state.running] if state.running else []) + list(state.queue):
@@ -326,7 +329,8 @@ class StackSetEngine:
             (i.account_id, i.region_name): i.stack.stack_id for i in state.moto.instances.stack_instances
         }
         rows = []
-        for key, meta in state.instances.items():
+        for key in state.instances if keys is None else keys:
+            meta = state.instances[key]
             row: dict[str, Any] = {"StackSetId": state.id, "Region": key[1], "Account": key[0]}
             if key in stacks:
                 row["StackId"] = stacks[key]

@@ -1,0 +1,170 @@
+"""The indexes that replace moto's linear scans (strictaws/speed.py) follow every change.
+
+Each test changes what an index covers after it was used (a key deleted, a session left over from
+before a reset, an account removed or moved, a role deleted or its trust changed) and checks the
+emulator answers as if it had looked everything up afresh.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import HUB, Emulator, error_code
+from helpers import credentials_for, member_iam, new_organization, trust
+
+ORG_ROLE = "OrganizationAccountAccessRole"
+
+
+def _identity(aws: Emulator, creds: dict[str, str]) -> dict[str, str]:
+    return aws.client("sts", creds).get_caller_identity()
+
+
+def test_an_access_key_belongs_to_its_account_until_deleted(aws):
+    (member,) = new_organization(aws, 1)
+    iam = member_iam(aws, member)
+    iam.create_user(UserName="deployer")
+    key = iam.create_access_key(UserName="deployer")["AccessKey"]
+    creds = {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+    assert _identity(aws, creds)["Account"] == member
+    iam.delete_access_key(UserName="deployer", AccessKeyId=key["AccessKeyId"])
+    # An unknown key belongs to the default (hub) account, as in moto.
+    assert _identity(aws, creds)["Account"] == HUB
+
+
+def test_sessions_from_before_a_reset_are_unknown_after_it(aws):
+    (member,) = new_organization(aws, 1)
+    creds = credentials_for(aws, f"arn:aws:iam::{member}:role/{ORG_ROLE}")
+    assert _identity(aws, creds)["Account"] == member
+    status, _ = aws.control("POST", "/_strict/reset")
+    assert status == 200
+    assert _identity(aws, creds)["Account"] == HUB
+    # A new organization's account with the same role name does not adopt the old session.
+    (other,) = new_organization(aws, 1)
+    assert _identity(aws, credentials_for(aws, f"arn:aws:iam::{other}:role/{ORG_ROLE}"))["Account"] == other
+    assert _identity(aws, creds)["Account"] == HUB
+
+
+def test_every_session_of_an_account_is_told_apart(aws):
+    (member,) = new_organization(aws, 1)
+    arn = f"arn:aws:iam::{member}:role/{ORG_ROLE}"
+    sessions = [
+        aws.client("sts").assume_role(RoleArn=arn, RoleSessionName=f"s{i}")["Credentials"] for i in range(30)
+    ]
+    for i, c in enumerate(sessions):
+        creds = {
+            "aws_access_key_id": c["AccessKeyId"],
+            "aws_secret_access_key": c["SecretAccessKey"],
+            "aws_session_token": c["SessionToken"],
+        }
+        assert _identity(aws, creds)["Arn"].endswith(f":assumed-role/{ORG_ROLE}/s{i}")
+
+
+def test_a_deleted_or_retrusted_role_is_judged_afresh(aws):
+    (member,) = new_organization(aws, 1)
+    arn = f"arn:aws:iam::{member}:role/linked"
+    body = {"account": member, "name": "linked", "trust_policy": trust(f"arn:aws:iam::{HUB}:root", "one")}
+    assert aws.control("PUT", "/_strict/iam/roles", body)[0] == 200
+    sts = aws.client("sts")
+    sts.assume_role(RoleArn=arn, RoleSessionName="ab", ExternalId="one")
+    body["trust_policy"] = trust(f"arn:aws:iam::{HUB}:root", "two")
+    assert aws.control("PUT", "/_strict/iam/roles", body)[0] == 200
+    with pytest.raises(ClientError) as err:
+        sts.assume_role(RoleArn=arn, RoleSessionName="ab", ExternalId="one")
+    assert error_code(err) == "AccessDenied"
+    sts.assume_role(RoleArn=arn, RoleSessionName="ab", ExternalId="two")
+    assert aws.control("DELETE", f"/_strict/iam/roles?account={member}&name=linked")[1] == {"deleted": True}
+    with pytest.raises(ClientError) as err:
+        sts.assume_role(RoleArn=arn, RoleSessionName="ab", ExternalId="two")
+    assert error_code(err) == "AccessDenied"
+
+
+def _create(org, email: str) -> dict[str, str]:
+    request = org.create_account(AccountName=email.split("@")[0], Email=email)["CreateAccountStatus"]
+    return org.describe_create_account_status(CreateAccountRequestId=request["Id"])["CreateAccountStatus"]
+
+
+def test_a_removed_account_is_gone_and_frees_its_email(aws):
+    members = new_organization(aws, 3)
+    org = aws.client("organizations")
+    assert org.describe_account(AccountId=members[1])["Account"]["Email"] == "member1@example.com"
+    assert _create(org, "MEMBER1@example.com")["FailureReason"] == "EMAIL_ALREADY_EXISTS"
+    org.remove_account_from_organization(AccountId=members[1])
+    with pytest.raises(ClientError) as err:
+        org.describe_account(AccountId=members[1])
+    assert error_code(err) == "AccountNotFoundException"
+    with pytest.raises(ClientError) as err:
+        org.list_tags_for_resource(ResourceId=members[1])
+    assert error_code(err) == "TargetNotFoundException"
+    assert _create(org, "member1@example.com")["State"] == "SUCCEEDED"
+    # The others are still found, and a new account is found at once.
+    assert org.describe_account(AccountId=members[2])["Account"]["Id"] == members[2]
+    new = _create(org, "late@example.com")["AccountId"]
+    org.tag_resource(ResourceId=new, Tags=[{"Key": "k", "Value": "v"}])
+    assert org.list_tags_for_resource(ResourceId=new)["Tags"] == [{"Key": "k", "Value": "v"}]
+
+
+def test_a_moved_account_is_listed_under_its_new_parent(aws):
+    members = new_organization(aws, 2)
+    org = aws.client("organizations")
+    root = org.list_roots()["Roots"][0]["Id"]
+    ou = org.create_organizational_unit(ParentId=root, Name="team")["OrganizationalUnit"]["Id"]
+    org.move_account(AccountId=members[0], SourceParentId=root, DestinationParentId=ou)
+    under_ou = [a["Id"] for a in org.list_accounts_for_parent(ParentId=ou)["Accounts"]]
+    under_root = [a["Id"] for a in org.list_accounts_for_parent(ParentId=root)["Accounts"]]
+    assert under_ou == [members[0]]
+    assert members[0] not in under_root and members[1] in under_root
+    assert org.list_parents(ChildId=members[0])["Parents"][0]["Id"] == ou
+
+
+def test_policies_attach_to_accounts_found_by_id(aws):
+    members = new_organization(aws, 2)
+    org = aws.client("organizations")
+    org.enable_policy_type(RootId=org.list_roots()["Roots"][0]["Id"], PolicyType="SERVICE_CONTROL_POLICY")
+    policy = org.create_policy(
+        Content=json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}),
+        Description="d",
+        Name="p",
+        Type="SERVICE_CONTROL_POLICY",
+    )["Policy"]["PolicySummary"]["Id"]
+    org.attach_policy(PolicyId=policy, TargetId=members[1])
+    targets = org.list_targets_for_policy(PolicyId=policy)["Targets"]
+    assert [t["TargetId"] for t in targets] == [members[1]]
+    with pytest.raises(ClientError) as err:
+        org.attach_policy(PolicyId=policy, TargetId="999999999999")
+    assert error_code(err) == "AccountNotFoundException"
+
+
+def test_indexed_lists_follow_every_change():
+    from strictaws.speed import _AccountList, _KeyDict, _KEY_OWNERS
+
+    class Account:
+        def __init__(self, id: str, email: str):
+            self.id, self.email = id, email
+
+    a, b, c = Account("1", "A@x"), Account("2", "b@x"), Account("3", "c@x")
+    accounts = _AccountList([a])
+    assert accounts.find("1") is a and accounts.email_in_use("a@X")
+    accounts.append(b)
+    assert accounts.find("2") is b and accounts.email_in_use("b@x")
+    accounts.remove(a)
+    assert accounts.find("1") is None and not accounts.email_in_use("a@x")
+    accounts[0] = c
+    assert accounts.find("2") is None and accounts.find("3") is c
+    accounts += [a]
+    assert accounts.find("1") is a
+    del accounts[:]
+    assert accounts.find("3") is None and not accounts.email_in_use("c@x")
+
+    class Backend:
+        account_id = "111111111111"
+
+    keys = _KeyDict(Backend(), [("K1", 1)])
+    assert any(o is keys for o in _KEY_OWNERS["K1"])
+    keys["K2"] = 2
+    keys.pop("K1")
+    assert "K1" not in _KEY_OWNERS and any(o is keys for o in _KEY_OWNERS["K2"])
+    keys.clear()
+    assert "K2" not in _KEY_OWNERS
