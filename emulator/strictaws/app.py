@@ -29,7 +29,7 @@ from . import delegated, speed
 from .protocol import AwsRequest, Reply, error_reply
 from .stacksets.api import StackSetApi
 from .stacksets.engine import StackSetEngine
-from .sts import StsSettings, check_assume_role
+from .sts import StsSettings, check_assume_role, get_caller_identity
 
 Handler = Callable[[AwsRequest, Callable[[], Reply]], Reply]
 
@@ -49,6 +49,7 @@ class StrictApp:
         self.accounts = AccountFactory(membership.create_account)
         self.handlers: dict[str, Handler] = {
             "sts:AssumeRole": self._assume_role,
+            "sts:GetCallerIdentity": get_caller_identity,
             **StackSetApi(self.stacksets).handlers(),
             **membership.handlers(),
             **self.accounts.handlers(),

@@ -16,13 +16,15 @@ hit against the live container, so an index can never answer from a backend that
 
 from __future__ import annotations
 
+import copy
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 import moto.backends
 import moto.iam.models as iam_models
+from moto.cloudformation.models import Stack
 from moto.core.base_backend import BackendDict
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iam.models import IAMBackend, iam_backends
@@ -304,6 +306,33 @@ def _wrap_backend_dict() -> None:
     BackendDict._create_account_specific_backend = create_account_specific_backend  # type: ignore[method-assign]
 
 
+# --- templates ---------------------------------------------------------------------------------
+
+_TEMPLATES: OrderedDict[str, Any] = OrderedDict()
+_TEMPLATES_KEPT = 32
+
+
+def _wrap_template_parsing() -> None:
+    parse = Stack.parse_template
+
+    def parse_template(template: str) -> dict[str, Any]:
+        """moto parses every stack's template with the pure-Python YAML parser (a JSON template
+        too); a StackSet deploys one template to thousands of stacks. Each stack gets its own copy."""
+        if not isinstance(template, str):
+            return parse(template)
+        parsed = _TEMPLATES.get(template)
+        if parsed is None:
+            parsed = parse(template)
+            _TEMPLATES[template] = parsed
+            while len(_TEMPLATES) > _TEMPLATES_KEPT:
+                _TEMPLATES.popitem(last=False)
+        else:
+            _TEMPLATES.move_to_end(template)
+        return copy.deepcopy(parsed)
+
+    Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign]
+
+
 def install() -> None:
     global _installed
     if _installed:
@@ -330,3 +359,4 @@ def install() -> None:
     OrganizationsBackend.accounts = property(_accounts_get, _accounts_set)  # type: ignore[attr-defined]
     _wrap_org_methods()
     _wrap_backend_dict()
+    _wrap_template_parsing()

@@ -14,15 +14,22 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from collections.abc import Callable
+
 from moto.core.utils import utcnow
+from moto.iam.models import mark_account_as_visited
+from moto.sts.models import sts_backends
+from moto.utilities.utils import get_partition
 
 from .errors import AwsError, validation
-from .identity import caller_of, find_role
+from .identity import account_of, caller_of, find_role
 from .policy import ALLOW, evaluate, parse_document
-from .protocol import AwsRequest
+from .protocol import AwsRequest, Reply, result_reply
 
 _ROLE_ARN_RE = re.compile(r"arn:aws:iam::(\d{12}):role/.+")
 _EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}")
+# The access keys moto itself finds in an Authorization header.
+_MOTO_KEY_RE = re.compile(r"[A-Z0-9]{20}")
 
 
 class StsSettings:
@@ -96,3 +103,15 @@ def _duration(raw: str | None) -> int | None:
             "constraint: Member must have value less than or equal to 43200"
         )
     return value
+
+
+def get_caller_identity(req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
+    """moto's GetCallerIdentity, answered without its web framework (half of every verification
+    is this call): the same backend lookup, the same last-used mark on the key, the same fields."""
+    if req.protocol != "query" or not _MOTO_KEY_RE.fullmatch(req.access_key):
+        return forward()  # a key moto would read elsewhere (or not at all)
+    account = account_of(req)
+    backend = sts_backends[account][get_partition(req.region)]
+    user_id, arn, account_id = backend.get_caller_identity(req.access_key, req.region)
+    mark_account_as_visited(account_id=account, access_key=req.access_key, service="sts", region=req.region)
+    return result_reply(req, {"UserId": user_id, "Account": account_id, "Arn": arn})

@@ -168,3 +168,55 @@ def test_indexed_lists_follow_every_change():
     assert "K1" not in _KEY_OWNERS and any(o is keys for o in _KEY_OWNERS["K2"])
     keys.clear()
     assert "K2" not in _KEY_OWNERS
+
+
+def test_get_caller_identity_answers_as_moto_does():
+    """The strict layer answers GetCallerIdentity itself; the body must be moto's, byte for byte
+    (the request id aside), for the hub's key and for an assumed-role session."""
+    import io
+    import re
+
+    from moto.organizations.models import organizations_backends
+
+    from strictaws.app import StrictApp
+    from strictaws.protocol import AwsRequest
+
+    def environ(key: str, body: bytes) -> dict[str, object]:
+        return {
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            "HTTP_HOST": "127.0.0.1:1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "1",
+            "wsgi.url_scheme": "http",
+            "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sts/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+        }
+
+    def ours(key: str, body: bytes) -> bytes:
+        env = environ(key, body)
+        reply = app.handle(AwsRequest.from_environ(env), env)
+        assert reply.status == 200, reply.body
+        return reply.body
+
+    def without_request_id(body: bytes) -> bytes:
+        return re.sub(rb"<RequestId>.*?</RequestId>", b"", body)
+
+    app = StrictApp()
+    app.reset_moto()
+    try:
+        org = organizations_backends[HUB]["aws"]
+        org.create_organization(region="us-east-1", FeatureSet="ALL")
+        account = org.create_account(AccountName="a", Email="a@example.com")["CreateAccountStatus"]["AccountId"]
+        assumed = ours(
+            "AKIAIOSFODNN7EXAMPLE",
+            b"Action=AssumeRole&Version=2011-06-15&RoleSessionName=xx&RoleArn=arn:aws:iam::"
+            + account.encode() + b":role/OrganizationAccountAccessRole",
+        )
+        session_key = re.search(rb"<AccessKeyId>(.*?)</AccessKeyId>", assumed).group(1).decode()
+        call = b"Action=GetCallerIdentity&Version=2011-06-15"
+        for key in ("AKIAIOSFODNN7EXAMPLE", session_key):
+            answered = ours(key, call)
+            assert without_request_id(answered) == without_request_id(app.forward(environ(key, call)).body)
+        assert f"<Account>{account}</Account>".encode() in ours(session_key, call)
+    finally:
+        app.reset_moto()
