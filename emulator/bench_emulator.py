@@ -30,6 +30,7 @@ import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -50,12 +51,21 @@ EXTERNAL_ID = "bench-external-id"
 _VERSIONS = {"sts": "2011-06-15", "cloudformation": "2010-05-15", "iam": "2010-05-08"}
 
 
+def _connection(port: int) -> http.client.HTTPConnection:
+    """A keep-alive connection with TCP_NODELAY, as the AWS SDKs' HTTP clients set it (else each
+    request's body waits for the server's delayed ACK of its headers)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    conn.connect()
+    conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
 class Wire:
     """One keep-alive connection speaking the query and JSON protocols."""
 
     def __init__(self, port: int):
         self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        self.conn = _connection(port)
 
     def _send(self, service: str, body: bytes, headers: dict[str, str], key: str, token: str | None) -> tuple[int, bytes]:
         headers = {
@@ -73,7 +83,7 @@ class Wire:
                 return response.status, response.read()
             except (http.client.HTTPException, ConnectionError):
                 self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+                self.conn = _connection(self.port)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
@@ -177,7 +187,8 @@ def top_of_profile(raw: Path, n: int = 15) -> str:
             continue
         samples = int(count)
         total += samples
-        frames = [re.sub(r" \((.*?/)?(site-packages/|strictaws/)?", " (", f) for f in stack.split(";")]
+        # One entry per function (not per line), files shown relative to site-packages or strictaws.
+        frames = [re.sub(r":\d+\)$", ")", re.sub(r" \((.*?/)?(site-packages/|strictaws/)?", " (", f)) for f in stack.split(";")]
         # The serving thread's idle loop is not work.
         if any("select" in f.split(" ")[0] for f in frames[-1:]):
             continue
@@ -437,7 +448,12 @@ def main() -> int:
     parser.add_argument("--no-self-managed", action="store_true", help="skip the SELF_MANAGED StackSet")
     parser.add_argument("--profile-dir", type=Path, help="write py-spy profiles of each phase here")
     parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
+    parser.add_argument("--summarize", nargs="+", type=Path, help="only print the top entries of these py-spy raw profiles")
     args = parser.parse_args()
+    if args.summarize:
+        for raw in args.summarize:
+            print(f"# {raw}\n{top_of_profile(raw)}")
+        return 0
     sizes = sorted(int(s) for s in args.sizes.split(","))
     emu = Emulator(args.profile_dir, args.profile_rate)
     bench = Bench(emu, args.clients, args.sts_pairs, args.reads)
