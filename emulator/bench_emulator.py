@@ -169,6 +169,12 @@ class Emulator:
 
         return stop
 
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+        return 0.0
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
@@ -430,6 +436,8 @@ class Bench:
             figures["self_managed"] = self.deploy(size, "SELF_MANAGED")
         figures["sts"] = self.sts(size, f"bench-service-managed-{size}")
         figures.update(self.reads_(size))
+        figures["emulator_rss_mib"] = self.emu.rss_mib()
+        self.say(f"  emulator RSS: {figures['emulator_rss_mib']} MiB")
         self.results["sizes"][str(size)] = figures
 
 

@@ -29,7 +29,7 @@ from . import delegated, speed
 from .protocol import AwsRequest, Reply, error_reply
 from .stacksets.api import StackSetApi
 from .stacksets.engine import StackSetEngine
-from .sts import StsSettings, check_assume_role, get_caller_identity
+from .sts import StsSettings, assume_role, check_assume_role, get_caller_identity
 
 Handler = Callable[[AwsRequest, Callable[[], Reply]], Reply]
 
@@ -107,7 +107,7 @@ class StrictApp:
 
     def _assume_role(self, req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
         check_assume_role(req, self.sts)
-        return forward()
+        return assume_role(req, forward)
 
     def forward(self, environ: dict[str, Any]) -> Reply:
         """Run the request through moto and buffer its response."""

@@ -18,8 +18,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from moto.core.parse import PROTOCOL_PARSERS
-from moto.core.serialize import SerializationContext, get_serializer_class
+from moto import settings
+from moto.core.serialize import SerializationContext, XFormedAttributePicker, get_serializer_class
 from moto.core.utils import get_service_model
+from moto.utilities.aws_headers import gen_amzn_requestid_long
 from werkzeug.datastructures import MultiDict
 
 from .errors import AwsError
@@ -215,6 +217,31 @@ def result_reply(req: AwsRequest, result: dict[str, Any]) -> Reply:
         ("Content-Length", str(len(body))),
     ]
     return Reply(200, headers, body)
+
+
+def moto_result_reply(req: AwsRequest, result: Any, response_class: Any = None) -> Reply:
+    """Serialize a successful result exactly as moto's own `ActionResult` does for this operation
+    (attribute picker, response transformers of `response_class`, pretty-printing setting), for
+    calls the strict layer answers in moto's place (query protocol)."""
+    model = get_service_model(req.service)
+    operation = model.operation_model(req.action)
+    serializer_cls = get_serializer_class(model.service_name, "query")
+    rid = gen_amzn_requestid_long()
+    serializer = serializer_cls(
+        operation_model=operation,
+        context=SerializationContext(rid),
+        pretty_print=settings.PRETTIFY_RESPONSES,
+        value_picker=XFormedAttributePicker(
+            response_transformers=getattr(response_class, "RESPONSE_KEY_PATH_TO_TRANSFORMER", None)
+        ),
+    )
+    out = serializer.serialize(result)
+    body = out["body"].encode() if isinstance(out["body"], str) else out["body"]
+    headers = [(k, v) for k, v in (out.get("headers") or {}).items() if k.lower() != "content-length"]
+    if not any(k.lower() == "content-type" for k, _ in headers):
+        headers.append(("Content-Type", "text/xml"))
+    headers += [("x-amzn-RequestId", rid), ("Content-Length", str(len(body)))]
+    return Reply(int(out.get("status_code") or 200), headers, body)
 
 
 def _xml_escape(text: str) -> str:

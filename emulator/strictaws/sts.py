@@ -19,12 +19,13 @@ from collections.abc import Callable
 from moto.core.utils import utcnow
 from moto.iam.models import mark_account_as_visited
 from moto.sts.models import sts_backends
+from moto.sts.responses import TokenResponse
 from moto.utilities.utils import get_partition
 
 from .errors import AwsError, validation
 from .identity import account_of, caller_of, find_role
 from .policy import ALLOW, evaluate, parse_document
-from .protocol import AwsRequest, Reply, result_reply
+from .protocol import AwsRequest, Reply, moto_result_reply
 
 _ROLE_ARN_RE = re.compile(r"arn:aws:iam::(\d{12}):role/.+")
 _EXTERNAL_ID_RE = re.compile(r"[\w+=,.@:/-]{2,1224}")
@@ -114,4 +115,30 @@ def get_caller_identity(req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
     backend = sts_backends[account][get_partition(req.region)]
     user_id, arn, account_id = backend.get_caller_identity(req.access_key, req.region)
     mark_account_as_visited(account_id=account, access_key=req.access_key, service="sts", region=req.region)
-    return result_reply(req, {"UserId": user_id, "Account": account_id, "Arn": arn})
+    return moto_result_reply(req, {"UserId": user_id, "Account": account_id, "Arn": arn}, TokenResponse)
+
+
+def assume_role(req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
+    """moto's AssumeRole, once `check_assume_role` has admitted it, without its web framework: the
+    same backend call (new temporary key and session in the role's account), the same last-used
+    mark on the caller's key, the same result. Anything moto would refuse goes to moto."""
+    session = req.param("RoleSessionName")
+    if req.protocol != "query" or not _MOTO_KEY_RE.fullmatch(req.access_key) or session is None or len(session) > 64:
+        return forward()
+    account = account_of(req)
+    mark_account_as_visited(account_id=account, access_key=req.access_key, service="sts", region=req.region)
+    backend = sts_backends[account][get_partition(req.region)]
+    role = backend.assume_role(
+        region_name=req.region,
+        role_session_name=session,
+        role_arn=req.param("RoleArn"),
+        policy=req.param("Policy"),
+        duration=int(req.param("DurationSeconds") or 3600),
+        external_id=req.param("ExternalId"),
+    )
+    result = {
+        "Credentials": role,
+        "AssumedRoleUser": {"AssumedRoleId": role.user_id, "Arn": role.arn},
+        "PackedPolicySize": 6,
+    }
+    return moto_result_reply(req, result, TokenResponse)

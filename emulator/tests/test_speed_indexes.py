@@ -220,3 +220,55 @@ def test_get_caller_identity_answers_as_moto_does():
         assert f"<Account>{account}</Account>".encode() in ours(session_key, call)
     finally:
         app.reset_moto()
+
+
+def test_assume_role_answers_as_moto_does():
+    """The strict layer also answers an admitted AssumeRole itself: the same elements in the same
+    order as moto's answer, fresh credentials each time, usable at once."""
+    import io
+    import re
+
+    from moto.organizations.models import organizations_backends
+
+    from strictaws.app import StrictApp
+    from strictaws.protocol import AwsRequest
+
+    def environ(key: str, body: bytes) -> dict[str, object]:
+        return {
+            "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "",
+            "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
+            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+            "HTTP_HOST": "127.0.0.1:1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "1",
+            "wsgi.url_scheme": "http",
+            "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sts/aws4_request, "
+            "SignedHeaders=host, Signature=0",
+        }
+
+    def shape(body: bytes) -> bytes:
+        # Element names and fixed values; the generated ones (keys, token, times, ids) blanked.
+        return re.sub(
+            rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration|RequestId)>.*?</\1>", rb"<\1/>", body
+        )
+
+    app = StrictApp()
+    app.reset_moto()
+    try:
+        org = organizations_backends[HUB]["aws"]
+        org.create_organization(region="us-east-1", FeatureSet="ALL")
+        account = org.create_account(AccountName="a", Email="a@example.com")["CreateAccountStatus"]["AccountId"]
+        call = (
+            b"Action=AssumeRole&Version=2011-06-15&RoleSessionName=xx&DurationSeconds=1800&RoleArn=arn:aws:iam::"
+            + account.encode() + b":role/OrganizationAccountAccessRole"
+        )
+        env = environ("AKIAIOSFODNN7EXAMPLE", call)
+        ours = app.handle(AwsRequest.from_environ(env), env)
+        moto = app.forward(environ("AKIAIOSFODNN7EXAMPLE", call))
+        assert ours.status == moto.status == 200
+        assert shape(ours.body) == shape(moto.body)
+        keys = [re.search(rb"<AccessKeyId>(.*?)</AccessKeyId>", r.body).group(1) for r in (ours, moto)]
+        assert keys[0] != keys[1]
+        who = environ(keys[0].decode(), b"Action=GetCallerIdentity&Version=2011-06-15")
+        answer = app.handle(AwsRequest.from_environ(who), who).body
+        assert f"<Account>{account}</Account>".encode() in answer and b"assumed-role/OrganizationAccountAccessRole/xx" in answer
+    finally:
+        app.reset_moto()
