@@ -107,7 +107,25 @@ sbom: ## CycloneDX SBOM of the crate into target/sbom/ (the image's SBOM, withou
 	@echo "sbom: target/sbom/account-linker.cdx.json"
 
 .PHONY: test
-test: lint deny lint-release unit-test emulator-test testenv-test chart-test integration-test ## Everything CI runs, from a fresh machine
+test: lint deny lint-release unit-test emulator-test testenv-test chart-test integration-test bench-smoke ## Everything CI runs, from a fresh machine
+
+# The fleet benchmark (bench/, docs/benchmarks.md). The binary lives where cargo puts it.
+BIN_DIR = $(or $(CARGO_TARGET_DIR),target)
+BENCH_SIZES ?= 1000,5000,10000
+
+.PHONY: bench
+bench: ## Release build, then every benchmark scenario at BENCH_SIZES; writes docs/benchmarks.md and docs/benchmarks/
+	$(CARGO) build --locked --release
+	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) bench/run.py --binary $(BIN_DIR)/release/account-linker \
+		--sizes $(BENCH_SIZES) --out docs/benchmarks --report docs/benchmarks.md
+
+.PHONY: bench-smoke
+bench-smoke: ## Every benchmark scenario at N=50 with the debug build, into a temporary folder, then checks the JSON
+	$(CARGO) build --locked
+	@out=$$(mktemp -d -t bench-smoke-XXXXXX) && \
+	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) bench/run.py --binary $(BIN_DIR)/debug/account-linker --smoke \
+		--sizes 50 --steady-intervals 1 --serial-sample 20 --timeout 300 --out $$out && \
+	$(PY) bench/check.py $$out
 
 include hack/dev-env.mk
 
