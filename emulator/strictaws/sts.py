@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from collections.abc import Callable
 
+from moto import settings as moto_settings
 from moto.core.utils import utcnow
 from moto.iam.models import mark_account_as_visited
 from moto.sts.models import sts_backends
@@ -106,11 +107,21 @@ def _duration(raw: str | None) -> int | None:
     return value
 
 
+def _moto_would_answer_plainly(req: AwsRequest) -> bool:
+    """Whether moto would read this request as we do: query protocol, a key it finds in the
+    Authorization header, and no IAM authorization of requests configured (INITIAL_NO_AUTH_ACTION_COUNT)."""
+    return (
+        req.protocol == "query"
+        and _MOTO_KEY_RE.fullmatch(req.access_key) is not None
+        and moto_settings.INITIAL_NO_AUTH_ACTION_COUNT == float("inf")
+    )
+
+
 def get_caller_identity(req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
     """moto's GetCallerIdentity, answered without its web framework (half of every verification
     is this call): the same backend lookup, the same last-used mark on the key, the same fields."""
-    if req.protocol != "query" or not _MOTO_KEY_RE.fullmatch(req.access_key):
-        return forward()  # a key moto would read elsewhere (or not at all)
+    if not _moto_would_answer_plainly(req):
+        return forward()
     account = account_of(req)
     backend = sts_backends[account][get_partition(req.region)]
     user_id, arn, account_id = backend.get_caller_identity(req.access_key, req.region)
@@ -123,7 +134,7 @@ def assume_role(req: AwsRequest, forward: Callable[[], Reply]) -> Reply:
     same backend call (new temporary key and session in the role's account), the same last-used
     mark on the caller's key, the same result. Anything moto would refuse goes to moto."""
     session = req.param("RoleSessionName")
-    if req.protocol != "query" or not _MOTO_KEY_RE.fullmatch(req.access_key) or session is None or len(session) > 64:
+    if not _moto_would_answer_plainly(req) or session is None or len(session) > 64:
         return forward()
     account = account_of(req)
     mark_account_as_visited(account_id=account, access_key=req.access_key, service="sts", region=req.region)
