@@ -25,6 +25,7 @@ from typing import Any
 import moto.backends
 import moto.iam.models as iam_models
 from moto.cloudformation.models import Stack
+from moto.core import base_backend
 from moto.core.base_backend import BackendDict
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.iam.models import IAMBackend, iam_backends
@@ -295,13 +296,22 @@ def _wrap_org_methods() -> None:
 
 
 def _wrap_backend_dict() -> None:
-    create = BackendDict._create_account_specific_backend
-
     def create_account_specific_backend(self: Any, account_id: str) -> None:
-        # moto copies the list of every account on every access to check for this one.
+        """moto's, with a dict lookup where moto copies the list of every account (on every
+        `backends[account]`) to look for this one."""
         if dict.__contains__(self, account_id) and any(b is self for b in BackendDict._instances):
             return
-        create(self, account_id)
+        with base_backend.backend_lock:
+            if not dict.__contains__(self, account_id):
+                self[account_id] = base_backend.AccountSpecificBackend(
+                    service_name=self.service_name,
+                    account_id=account_id,
+                    backend=self.backend,
+                    use_boto3_regions=self._use_boto3_regions,
+                    additional_regions=self._additional_regions,
+                )
+            if self not in BackendDict._instances:
+                BackendDict._instances.append(self)
 
     BackendDict._create_account_specific_backend = create_account_specific_backend  # type: ignore[method-assign]
 
