@@ -140,6 +140,7 @@ class StrictApp:
 
     def reset_strict(self) -> None:
         organizations_backends.master_accounts.clear()
+        speed.forget_dead_keys()
         self.stacksets.reset()
         self.accounts.reset()
         self.throttle.configure({})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -40,8 +41,9 @@ _installed = False
 
 # --- access key -> account ---------------------------------------------------------------------
 
-# access key id -> the IAM backends' key dicts holding it (normally exactly one).
-_KEY_OWNERS: dict[str, list[_KeyDict]] = {}
+# access key id -> the IAM backends' key dicts holding it (normally exactly one), weakly: a backend
+# dropped by a reset must not be kept alive by the index.
+_KEY_OWNERS: dict[str, list[weakref.ref[_KeyDict]]] = {}
 
 
 class _KeyDict(dict):  # type: ignore[type-arg]
@@ -55,13 +57,13 @@ class _KeyDict(dict):  # type: ignore[type-arg]
 
     def _add(self, key: str) -> None:
         owners = _KEY_OWNERS.setdefault(key, [])
-        if not any(o is self for o in owners):
-            owners.append(self)
+        if not any(o() is self for o in owners):
+            owners.append(weakref.ref(self))
 
     def _drop(self, key: str) -> None:
         owners = _KEY_OWNERS.get(key)
         if owners is not None:
-            owners[:] = [o for o in owners if o is not self]
+            owners[:] = [o for o in owners if o() is not self]
             if not owners:
                 del _KEY_OWNERS[key]
 
@@ -118,10 +120,19 @@ def _wrap_access_keys(backend: Any) -> None:
 def get_account_id_from(access_key: str) -> str:
     """moto's `get_account_id_from` (the account whose IAM holds this key, else the default
     account) without asking every account."""
-    for owner in _KEY_OWNERS.get(access_key, ()):
-        if access_key in owner and owner.live():
+    for ref in _KEY_OWNERS.get(access_key, ()):
+        owner = ref()
+        if owner is not None and access_key in owner and owner.live():
             return owner.backend.account_id
     return DEFAULT_ACCOUNT_ID
+
+
+def forget_dead_keys() -> None:
+    """Drop the index entries of backends a reset replaced (called on every reset)."""
+    for key, owners in list(_KEY_OWNERS.items()):
+        owners[:] = [o for o in owners if (d := o()) is not None and key in d and d.live()]
+        if not owners:
+            del _KEY_OWNERS[key]
 
 
 # --- assumed-role sessions ---------------------------------------------------------------------

@@ -162,12 +162,44 @@ def test_indexed_lists_follow_every_change():
         account_id = "111111111111"
 
     keys = _KeyDict(Backend(), [("K1", 1)])
-    assert any(o is keys for o in _KEY_OWNERS["K1"])
+    assert any(o() is keys for o in _KEY_OWNERS["K1"])
     keys["K2"] = 2
     keys.pop("K1")
-    assert "K1" not in _KEY_OWNERS and any(o is keys for o in _KEY_OWNERS["K2"])
+    assert "K1" not in _KEY_OWNERS and any(o() is keys for o in _KEY_OWNERS["K2"])
     keys.clear()
     assert "K2" not in _KEY_OWNERS
+
+
+def test_a_reset_leaves_no_backend_behind_in_the_key_index(aws):
+    (member,) = new_organization(aws, 1)
+    credentials_for(aws, f"arn:aws:iam::{member}:role/{ORG_ROLE}")
+    # Many resets later the emulator still answers (the index neither grows without bound nor
+    # keeps reset backends alive; checked in-process by forget_dead_keys' own test below).
+    for _ in range(3):
+        assert aws.control("POST", "/_strict/reset")[0] == 200
+    assert _identity(aws, {"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key": "x"})["Account"] == HUB
+
+
+def test_forget_dead_keys_drops_replaced_backends():
+    import gc
+
+    from strictaws.speed import _KEY_OWNERS, _KeyDict, forget_dead_keys
+
+    class Backend:
+        account_id = "222222222222"
+
+    keys = _KeyDict(Backend(), [("KDEAD", 1)])
+    keys.backend.access_keys = keys
+    assert "KDEAD" in _KEY_OWNERS
+    forget_dead_keys()  # not the key dict of any live IAM backend
+    assert "KDEAD" not in _KEY_OWNERS
+    again = _KeyDict(Backend(), [("KGONE", 1)])
+    del again
+    gc.collect()
+    # The index held it weakly: it is gone, and the next sweep drops its entry.
+    assert all(o() is None for o in _KEY_OWNERS.get("KGONE", []))
+    forget_dead_keys()
+    assert "KGONE" not in _KEY_OWNERS
 
 
 def test_get_caller_identity_answers_as_moto_does():
