@@ -7,7 +7,10 @@ emulator answers as if it had looked everything up afresh.
 
 from __future__ import annotations
 
+import io
 import json
+import re
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -202,27 +205,37 @@ def test_forget_dead_keys_drops_replaced_backends():
     assert "KGONE" not in _KEY_OWNERS
 
 
-def test_get_caller_identity_answers_as_moto_does():
-    """The strict layer answers GetCallerIdentity itself; the body must be moto's, byte for byte
-    (the request id aside), for the hub's key and for an assumed-role session."""
-    import io
-    import re
+def environ(key: str, body: bytes) -> dict[str, object]:
+    """A WSGI environ of one STS query call signed (as far as the emulator reads it) with `key`."""
+    return {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "",
+        "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
+        "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
+        "HTTP_HOST": "127.0.0.1:1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "1",
+        "wsgi.url_scheme": "http",
+        "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sts/aws4_request, "
+        "SignedHeaders=host, Signature=0",
+    }
 
+
+def _in_process_app() -> tuple[Any, str]:
+    """A StrictApp in this process (to compare its answers with moto's own), with one member account."""
     from moto.organizations.models import organizations_backends
 
     from strictaws.app import StrictApp
-    from strictaws.protocol import AwsRequest
 
-    def environ(key: str, body: bytes) -> dict[str, object]:
-        return {
-            "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "",
-            "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
-            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-            "HTTP_HOST": "127.0.0.1:1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "1",
-            "wsgi.url_scheme": "http",
-            "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sts/aws4_request, "
-            "SignedHeaders=host, Signature=0",
-        }
+    app = StrictApp()
+    app.reset_moto()
+    org = organizations_backends[HUB]["aws"]
+    org.create_organization(region="us-east-1", FeatureSet="ALL")
+    account = org.create_account(AccountName="a", Email="a@example.com")["CreateAccountStatus"]["AccountId"]
+    return app, account
+
+
+def test_get_caller_identity_answers_as_moto_does():
+    """The strict layer answers GetCallerIdentity itself; the body must be moto's, byte for byte
+    (the request id aside), for the hub's key and for an assumed-role session."""
+    from strictaws.protocol import AwsRequest
 
     def ours(key: str, body: bytes) -> bytes:
         env = environ(key, body)
@@ -233,12 +246,8 @@ def test_get_caller_identity_answers_as_moto_does():
     def without_request_id(body: bytes) -> bytes:
         return re.sub(rb"<RequestId>.*?</RequestId>", b"", body)
 
-    app = StrictApp()
-    app.reset_moto()
+    app, account = _in_process_app()
     try:
-        org = organizations_backends[HUB]["aws"]
-        org.create_organization(region="us-east-1", FeatureSet="ALL")
-        account = org.create_account(AccountName="a", Email="a@example.com")["CreateAccountStatus"]["AccountId"]
         assumed = ours(
             "AKIAIOSFODNN7EXAMPLE",
             b"Action=AssumeRole&Version=2011-06-15&RoleSessionName=xx&RoleArn=arn:aws:iam::"
@@ -257,24 +266,7 @@ def test_get_caller_identity_answers_as_moto_does():
 def test_assume_role_answers_as_moto_does():
     """The strict layer also answers an admitted AssumeRole itself: the same elements in the same
     order as moto's answer, fresh credentials each time, usable at once."""
-    import io
-    import re
-
-    from moto.organizations.models import organizations_backends
-
-    from strictaws.app import StrictApp
     from strictaws.protocol import AwsRequest
-
-    def environ(key: str, body: bytes) -> dict[str, object]:
-        return {
-            "REQUEST_METHOD": "POST", "PATH_INFO": "/", "QUERY_STRING": "",
-            "CONTENT_TYPE": "application/x-www-form-urlencoded; charset=utf-8",
-            "CONTENT_LENGTH": str(len(body)), "wsgi.input": io.BytesIO(body),
-            "HTTP_HOST": "127.0.0.1:1", "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "1",
-            "wsgi.url_scheme": "http",
-            "HTTP_AUTHORIZATION": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sts/aws4_request, "
-            "SignedHeaders=host, Signature=0",
-        }
 
     def shape(body: bytes) -> bytes:
         # Element names and fixed values; the generated ones (keys, token, times, ids) blanked.
@@ -282,12 +274,8 @@ def test_assume_role_answers_as_moto_does():
             rb"<(AccessKeyId|SecretAccessKey|SessionToken|Expiration|RequestId)>.*?</\1>", rb"<\1/>", body
         )
 
-    app = StrictApp()
-    app.reset_moto()
+    app, account = _in_process_app()
     try:
-        org = organizations_backends[HUB]["aws"]
-        org.create_organization(region="us-east-1", FeatureSet="ALL")
-        account = org.create_account(AccountName="a", Email="a@example.com")["CreateAccountStatus"]["AccountId"]
         call = (
             b"Action=AssumeRole&Version=2011-06-15&RoleSessionName=xx&DurationSeconds=1800&RoleArn=arn:aws:iam::"
             + account.encode() + b":role/OrganizationAccountAccessRole"
