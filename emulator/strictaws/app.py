@@ -23,7 +23,7 @@ from .accounts import AccountFactory
 from .control import ControlApi
 from .counting import RequestCounter
 from .errors import AwsError
-from .faults import Outage, Throttle
+from .faults import Latency, Outage, RandomErrors, Throttle
 from .organizations import MembershipWatch
 from . import delegated, speed
 from .protocol import AwsRequest, Reply, error_reply
@@ -43,6 +43,8 @@ class StrictApp:
         self.requests = RequestCounter()
         self.throttle = Throttle()
         self.outage = Outage()
+        self.errors = RandomErrors()
+        self.latency = Latency()
         self.sts = StsSettings()
         self.stacksets = StackSetEngine()
         membership = MembershipWatch(self.stacksets)
@@ -70,8 +72,8 @@ class StrictApp:
         req = AwsRequest.from_environ(environ)
         reply = self.handle(req, environ)
         self.requests.record(req.key, reply.outcome)
-        # A held response (outside the lock): the call took effect, its answer is late.
-        hold = self.accounts.take_hold()
+        # A held or slow response (outside the lock): the call took effect, its answer is late.
+        hold = self.accounts.take_hold() + self.latency.delay(req.key)
         if hold > 0:
             time.sleep(hold)
         return reply.send(start_response)
@@ -84,6 +86,9 @@ class StrictApp:
                     "ServiceUnavailable", "Service is unavailable (injected outage).", 503, sender=False
                 ),
             )
+        status = self.errors.pick(req.key)
+        if status is not None:
+            return error_reply(req, server_error(req, status))
         if not self.throttle.admit(req.key):
             return error_reply(req, throttling_error(req), outcome="throttled")
         with self.lock:
@@ -145,6 +150,8 @@ class StrictApp:
         self.accounts.reset()
         self.throttle.configure({})
         self.outage.clear()
+        self.errors.configure({}, seed=0)
+        self.latency.configure({}, seed=0)
         self.requests.reset()
         self.sts = StsSettings()
 
@@ -157,3 +164,14 @@ def throttling_error(req: AwsRequest) -> AwsError:
     if req.protocol == "json":
         return AwsError("ThrottlingException", "Rate exceeded")
     return AwsError("Throttling", "Rate exceeded")
+
+
+def server_error(req: AwsRequest, status: int) -> AwsError:
+    """An injected server error, with the code the service answers it with."""
+    if req.service == "organizations":
+        code, message = "ServiceException", "AWS Organizations can't complete your request (injected)."
+    elif status == 503:
+        code, message = "ServiceUnavailable", "Service is unavailable (injected)."
+    else:
+        code, message = "InternalFailure", "We encountered an internal error (injected)."
+    return AwsError(code, message, status, sender=False)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from moto.iam.models import iam_backends
 
+from .faults import DelayRule, ErrorRule
 from .identity import ACCOUNT_ID_RE, PARTITION, find_role_by_name
 from .protocol import Reply
 from .stacksets.engine import ACTIONS
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 _KEY_RE = re.compile(r"\*|[a-z0-9-]+:(\*|[A-Za-z0-9]+)")
 _MAX_OUTAGE_SECONDS = 3600
+_MAX_DELAY_SECONDS = 600
 
 
 class BadRequest(Exception):
@@ -52,6 +54,16 @@ class ControlApi:
                 "GET": self.get_outage,
                 "POST": self.post_outage,
                 "DELETE": self.delete_outage,
+            },
+            "/_strict/errors": {
+                "GET": self.get_errors,
+                "PUT": self.put_errors,
+                "DELETE": self.delete_errors,
+            },
+            "/_strict/latency": {
+                "GET": self.get_latency,
+                "PUT": self.put_latency,
+                "DELETE": self.delete_latency,
             },
             "/_strict/sts": {"GET": self.get_sts, "PUT": self.put_sts},
             "/_strict/organizations": {"GET": self.get_organizations, "PUT": self.put_organizations},
@@ -184,6 +196,48 @@ class ControlApi:
         self.app.outage.clear()
         return 200, self.app.outage.describe()
 
+    def get_errors(self, _: Any) -> tuple[int, Any]:
+        return 200, self.app.errors.describe()
+
+    def put_errors(self, body: Any) -> tuple[int, Any]:
+        """Replaces the rules: `{"seed": 7, "rules": {"*": {"rate": 0.05, "status": 500}}}`."""
+        seed, specs = _seeded_rules(body)
+        rules = {}
+        for key, spec in specs.items():
+            spec = _object(spec, allowed={"rate", "status"}, what=key)
+            status = spec.get("status", 500)
+            if status not in (500, 503):
+                raise BadRequest(f"{key}.status must be 500 or 503")
+            rules[key] = ErrorRule(rate=_fraction(spec, key), status=status)
+        self.app.errors.configure(rules, seed)
+        return self.get_errors(None)
+
+    def delete_errors(self, _: Any) -> tuple[int, Any]:
+        self.app.errors.configure({}, seed=0)
+        return self.get_errors(None)
+
+    def get_latency(self, _: Any) -> tuple[int, Any]:
+        return 200, self.app.latency.describe()
+
+    def put_latency(self, body: Any) -> tuple[int, Any]:
+        """Replaces the rules: `{"seed": 7, "rules": {"sts:*": {"seconds": 15, "rate": 1}}}`."""
+        seed, specs = _seeded_rules(body)
+        rules = {}
+        for key, spec in specs.items():
+            spec = _object(spec, allowed={"seconds", "rate"}, what=key)
+            if "seconds" not in spec:
+                raise BadRequest(f'{key}: "seconds" (the delay) is required')
+            seconds = _number(spec["seconds"], f"{key}.seconds", low=0.0, exclusive=True)
+            if seconds > _MAX_DELAY_SECONDS:
+                raise BadRequest(f"{key}.seconds must be at most {_MAX_DELAY_SECONDS}")
+            rules[key] = DelayRule(seconds=seconds, rate=_fraction(spec, key))
+        self.app.latency.configure(rules, seed)
+        return self.get_latency(None)
+
+    def delete_latency(self, _: Any) -> tuple[int, Any]:
+        self.app.latency.configure({}, seed=0)
+        return self.get_latency(None)
+
     def get_organizations(self, _: Any) -> tuple[int, Any]:
         f = self.app.accounts
         return 200, {
@@ -307,6 +361,25 @@ def _describe_role(role: Any) -> dict[str, Any]:
         "max_session_duration": int(role.max_session_duration or 3600),
         "trust_policy": policy,
     }
+
+
+def _seeded_rules(body: Any) -> tuple[int, dict[str, Any]]:
+    values = _object(body, allowed={"seed", "rules"})
+    seed = values.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise BadRequest('"seed" must be an integer')
+    rules = _object(values.get("rules", {}), what="rules")
+    for key in rules:
+        if not _KEY_RE.fullmatch(key):
+            raise BadRequest(f'{key!r} is not "*", "service:*" or "service:Operation"')
+    return seed, rules
+
+
+def _fraction(spec: dict[str, Any], key: str) -> float:
+    rate = _number(spec.get("rate", 1.0), f"{key}.rate", low=0.0, exclusive=True)
+    if rate > 1:
+        raise BadRequest(f"{key}.rate is a fraction of the calls: at most 1")
+    return rate
 
 
 def _read_query(environ: dict[str, Any]) -> dict[str, str]:

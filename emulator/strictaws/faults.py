@@ -1,10 +1,16 @@
-"""Injectable faults: per-operation rate limits (token buckets) and timed outages."""
+"""Injectable faults: per-operation rate limits (token buckets), timed outages, random server
+errors and slow answers."""
 
 from __future__ import annotations
 
+import random
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -89,3 +95,103 @@ class Outage:
     def describe(self) -> dict[str, object]:
         left = self.remaining()
         return {"mode": self.mode if left > 0 else "", "remaining_seconds": round(left, 3)}
+
+
+def _rule(rules: dict[str, _T], key: str) -> _T | None:
+    """The most specific rule for `service:Operation`: itself, then `service:*`, then `*`."""
+    service = key.split(":", 1)[0]
+    for candidate in (key, f"{service}:*", "*"):
+        if (rule := rules.get(candidate)) is not None:
+            return rule
+    return None
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    rate: float
+    status: int
+
+
+class RandomErrors:
+    """A seeded fraction of the calls each rule matches fails with HTTP 5xx before it is handled.
+
+    The same seed and the same sequence of calls fail the same calls, so a failing test can be
+    replayed. Rules are keyed like throttle limits; the most specific one decides.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[str, ErrorRule] = {}
+        self._seed = 0
+        self._random = random.Random(0)
+        self._injected: Counter[str] = Counter()
+
+    def configure(self, rules: dict[str, ErrorRule], seed: int) -> None:
+        with self._lock:
+            self._rules = dict(rules)
+            self._seed = seed
+            self._random = random.Random(seed)
+            self._injected.clear()
+
+    def describe(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "seed": self._seed,
+                "rules": {k: {"rate": r.rate, "status": r.status} for k, r in self._rules.items()},
+                "injected": dict(sorted(self._injected.items())),
+            }
+
+    def pick(self, key: str) -> int | None:
+        """The HTTP status this call fails with, or None when it goes through."""
+        with self._lock:
+            rule = _rule(self._rules, key)
+            if rule is None or self._random.random() >= rule.rate:
+                return None
+            self._injected[key] += 1
+            return rule.status
+
+
+@dataclass(frozen=True)
+class DelayRule:
+    seconds: float
+    rate: float
+
+
+class Latency:
+    """Slow answers: a seeded fraction of the calls each rule matches is answered `seconds` late.
+
+    The call takes effect at once; only its answer waits (outside the emulator's lock, so other
+    calls go on meanwhile). A client that gives up earlier sees a timeout although the call was
+    carried out, as with a slow AWS endpoint.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[str, DelayRule] = {}
+        self._seed = 0
+        self._random = random.Random(0)
+        self._delayed: Counter[str] = Counter()
+
+    def configure(self, rules: dict[str, DelayRule], seed: int) -> None:
+        with self._lock:
+            self._rules = dict(rules)
+            self._seed = seed
+            self._random = random.Random(seed)
+            self._delayed.clear()
+
+    def describe(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "seed": self._seed,
+                "rules": {k: {"seconds": r.seconds, "rate": r.rate} for k, r in self._rules.items()},
+                "delayed": dict(sorted(self._delayed.items())),
+            }
+
+    def delay(self, key: str) -> float:
+        """Seconds the answer to this call waits (0 for most calls)."""
+        with self._lock:
+            rule = _rule(self._rules, key)
+            if rule is None or self._random.random() >= rule.rate:
+                return 0.0
+            self._delayed[key] += 1
+            return rule.seconds
