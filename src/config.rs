@@ -37,6 +37,16 @@ pub struct RunArgs {
     #[arg(long, env = "AWS_ENDPOINT_URL")]
     pub aws_endpoint_url: Option<String>,
 
+    /// How long one attempt of an AWS call may take before it counts as lost and is retried
+    /// once (Go duration). Keeps a slow or hung AWS endpoint from holding a reconcile.
+    #[arg(long, env = "ACCOUNT_LINKER_AWS_ATTEMPT_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub aws_attempt_timeout: Duration,
+
+    /// How long an AWS call may take in all, its retry included (Go duration; at least the
+    /// attempt timeout). A call over it fails as transient and is retried with backoff.
+    #[arg(long, env = "ACCOUNT_LINKER_AWS_OPERATION_TIMEOUT", default_value = "25s", value_parser = parse_timeout)]
+    pub aws_operation_timeout: Duration,
+
     /// This cluster's identity, written into every owner tag in AWS (and hashed into derived
     /// StackSet names), so that clusters with the same namespaces and names never take each
     /// other's StackSets or accounts. Defaults to the UID of the `kube-system` namespace, read
@@ -190,6 +200,14 @@ fn parse_interval_flag(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if !(Duration::from_millis(100)..=Duration::from_secs(600)).contains(&d) {
+        return Err("must be between 100ms and 10m".into());
+    }
+    Ok(d)
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<kube::core::Duration>()
         .map(Duration::from)
@@ -223,6 +241,8 @@ mod tests {
         assert_eq!(cli.run.max_targets, 10_000);
         assert_eq!(cli.run.hub_role_arn, None);
         assert_eq!(cli.run.hash_key_secret, "account-linker-hash-key");
+        assert_eq!(cli.run.aws_attempt_timeout, Duration::from_secs(10));
+        assert_eq!(cli.run.aws_operation_timeout, Duration::from_secs(25));
     }
 
     #[test]
@@ -264,5 +284,11 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--cluster-id", "eks:eu-west-1/prod"]).unwrap();
         assert_eq!(cli.run.cluster_id.as_deref(), Some("eks:eu-west-1/prod"));
         assert!(Cli::try_parse_from(["x", "--tenancy", "off"]).is_err());
+        for bad in ["0s", "50ms", "11m", "slow"] {
+            let err = Cli::try_parse_from(["x", "--aws-attempt-timeout", bad]).unwrap_err();
+            assert!(err.to_string().contains("--aws-attempt-timeout"), "{err}");
+        }
+        let cli = Cli::try_parse_from(["x", "--aws-operation-timeout", "1m"]).unwrap();
+        assert_eq!(cli.run.aws_operation_timeout, Duration::from_secs(60));
     }
 }

@@ -101,6 +101,8 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         AwsClients::load(&AwsSettings {
             region: args.aws_region.clone(),
             endpoint_url: args.aws_endpoint_url.clone(),
+            attempt_timeout: args.aws_attempt_timeout,
+            operation_timeout: args.aws_operation_timeout,
         })
         .await
         .with_observer(metrics.clone()),

@@ -12,13 +12,58 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 /// The region assumed when the provider chain resolves none.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// How long one attempt of a call may take (`--aws-attempt-timeout`). Every call the operator
+/// makes answers in well under a second when AWS is healthy; an answer this late is treated as
+/// lost, so a hung connection costs one attempt, never a reconcile.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a call may take with its retry (`--aws-operation-timeout`): bounds how long a
+/// reconcile (and the STS concurrency slot of a verification) can wait on AWS.
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(25);
+/// Attempts per call. The controllers own backoff across reconciles, so the SDK only absorbs a
+/// single blip and then reports the failure for classification.
+pub const MAX_ATTEMPTS: u32 = 2;
+/// How long a TCP connection may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Where and how the operator talks to AWS.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AwsSettings {
     /// Region of the hub (and of STS calls: regional endpoints are preferred).
     pub region: Option<String>,
     /// Endpoint override for emulators (moto, LocalStack); `None` talks to AWS.
     pub endpoint_url: Option<String>,
+    /// Limit of one attempt of a call.
+    pub attempt_timeout: Duration,
+    /// Limit of a call, its retry included.
+    pub operation_timeout: Duration,
+}
+
+impl Default for AwsSettings {
+    fn default() -> Self {
+        Self {
+            region: None,
+            endpoint_url: None,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+        }
+    }
+}
+
+impl AwsSettings {
+    /// Retries of every client: [`MAX_ATTEMPTS`] attempts, the SDK's standard backoff.
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS)
+    }
+
+    /// Timeouts of every client. The whole call never waits longer than an attempt may, so a
+    /// smaller operation timeout wins.
+    pub fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(self.attempt_timeout))
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout.max(self.attempt_timeout))
+            .build()
+    }
 }
 
 /// An AWS partition: ARNs name it, and global services have one home region in each.
@@ -80,16 +125,8 @@ impl AwsClients {
     /// EKS Pod Identity, instance metadata) with explicit retries and timeouts.
     pub async fn load(settings: &AwsSettings) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            // Two attempts: the controllers own backoff across reconciles, so the SDK only
-            // absorbs a single blip and then reports the failure for classification.
-            .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(3))
-                    .operation_attempt_timeout(Duration::from_secs(10))
-                    .operation_timeout(Duration::from_secs(25))
-                    .build(),
-            );
+            .retry_config(settings.retry_config())
+            .timeout_config(settings.timeout_config());
         if let Some(region) = &settings.region {
             loader = loader.region(Region::new(region.clone()));
         }
@@ -174,6 +211,33 @@ mod tests {
     fn the_govcloud_partition_calls_organizations_in_us_gov_west_1() {
         let want = ("us-gov-east-1", Partition::AwsUsGov, "aws-us-gov");
         assert_homes(Some("us-gov-east-1"), want, "us-gov-west-1");
+    }
+
+    #[test]
+    fn every_call_is_bounded_in_time_and_attempts() {
+        let defaults = AwsSettings::default();
+        let t = defaults.timeout_config();
+        assert_eq!(t.connect_timeout(), Some(Duration::from_secs(3)));
+        assert_eq!(t.operation_attempt_timeout(), Some(DEFAULT_ATTEMPT_TIMEOUT));
+        assert_eq!(t.operation_timeout(), Some(DEFAULT_OPERATION_TIMEOUT));
+        assert_eq!(defaults.retry_config().max_attempts(), MAX_ATTEMPTS);
+        // (attempt, operation) → (connect, attempt, operation) as configured.
+        let secs = Duration::from_secs;
+        let rows = [
+            ((secs(2), secs(5)), (secs(2), secs(2), secs(5))),
+            ((secs(10), secs(4)), (secs(3), secs(10), secs(10))),
+        ];
+        for ((attempt, operation), (connect, want_attempt, want_operation)) in rows {
+            let t = AwsSettings {
+                attempt_timeout: attempt,
+                operation_timeout: operation,
+                ..AwsSettings::default()
+            }
+            .timeout_config();
+            assert_eq!(t.connect_timeout(), Some(connect));
+            assert_eq!(t.operation_attempt_timeout(), Some(want_attempt));
+            assert_eq!(t.operation_timeout(), Some(want_operation));
+        }
     }
 
     #[test]
