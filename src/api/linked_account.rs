@@ -154,7 +154,9 @@ pub struct LinkedAccountStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_identity: Option<String>,
 
-    /// When the role was last verified, successfully or not.
+    /// When AWS last answered a verification of the role, successfully or not. Transient
+    /// failures (throttling, outages, timeouts) leave it as it is: its age says how long the
+    /// conditions have gone unconfirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified_time: Option<Time>,
 

@@ -385,9 +385,15 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                     status::patch_status(&links, link, &starting).await?;
                     next.conditions = starting.conditions;
                 }
-                next.account_name = Some(name::account_name(link, ctx).await);
+                next.account_name =
+                    Some(name::account_name(link, ctx, current.account_name.as_deref()).await);
                 let outcome = verify(link, ctx, &role_arn, &resolved.value).await;
-                next.last_verified_time = Some(Time(Timestamp::now()));
+                // Only an answer is a verification: a transient failure leaves the time of the
+                // last one, so its age shows how long Ready has gone unconfirmed (and a restart
+                // verifies at once instead of waiting an interval after a failed attempt).
+                if outcome.answered() {
+                    next.last_verified_time = Some(Time(Timestamp::now()));
+                }
                 if let VerifyOutcome::Verified(identity) = &outcome {
                     next.verified_identity = Some(identity.arn.clone());
                 }

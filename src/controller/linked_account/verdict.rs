@@ -39,6 +39,12 @@ impl VerifyOutcome {
             },
         }
     }
+
+    /// Whether AWS answered about the role (assumed, or refused), as opposed to failing
+    /// transiently: only an answer is a verification.
+    pub fn answered(&self) -> bool {
+        !matches!(self, Self::Transient(_))
+    }
 }
 
 /// Why verification did not run.
@@ -474,6 +480,33 @@ mod tests {
             Err(error(ErrorClass::Throttled, "Throttling")),
         );
         assert!(matches!(throttled, VerifyOutcome::Transient(_)));
+    }
+
+    #[test]
+    fn only_an_answer_counts_as_a_verification() {
+        let rows = [
+            (Ok(identity("123456789012")), true),
+            (Ok(identity("210987654321")), true),
+            (Err(error(ErrorClass::AccessDenied, "AccessDenied")), true),
+            (Err(error(ErrorClass::Rejected, "ValidationError")), true),
+            (Err(error(ErrorClass::Throttled, "Throttling")), false),
+            (
+                Err(error(ErrorClass::Transient, "ServiceUnavailable")),
+                false,
+            ),
+            (
+                Err(AwsError::new(
+                    "sts:AssumeRole",
+                    ErrorClass::Transient,
+                    "request timed out",
+                )),
+                false,
+            ),
+        ];
+        for (result, answered) in rows {
+            let outcome = VerifyOutcome::classify("123456789012", result);
+            assert_eq!(outcome.answered(), answered, "{outcome:?}");
+        }
     }
 
     #[test]
