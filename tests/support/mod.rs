@@ -9,6 +9,7 @@ mod budget;
 mod cluster;
 mod emulator;
 mod env;
+mod fleet;
 mod operator;
 mod stacks;
 mod tenancy;
@@ -21,6 +22,10 @@ pub use self::cluster::{
 };
 pub use self::emulator::{Emulator, trust_policy};
 pub use self::env::{TestEnv, env, repo_root};
+pub use self::fleet::{
+    Fleet, SDK_ATTEMPTS, Transition, Transitions, backoff_attempts, chaos_full, is_ready,
+    now_seconds, process_sample, report_chaos, requests_by_service,
+};
 pub use self::operator::Operator;
 pub use self::stacks::MemberStacks;
 pub use self::tenancy::{apply_policy, delete_policy, permissive};
