@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
@@ -388,15 +387,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                 next.account_name =
                     Some(name::account_name(link, ctx, current.account_name.as_deref()).await);
                 let outcome = verify(link, ctx, &role_arn, &resolved.value).await;
-                // Only an answer is a verification: a transient failure leaves the time of the
-                // last one, so its age shows how long Ready has gone unconfirmed (and a restart
-                // verifies at once instead of waiting an interval after a failed attempt).
-                if outcome.answered() {
-                    next.last_verified_time = Some(Time(Timestamp::now()));
-                }
-                if let VerifyOutcome::Verified(identity) = &outcome {
-                    next.verified_identity = Some(identity.arn.clone());
-                }
+                verdict::record(&mut next, &outcome, Timestamp::now());
                 memory.verified = Some(fingerprint);
                 let refused_since = refused_since(&current, &outcome, generation);
                 let decided = verdict::with_deployed(

@@ -37,19 +37,49 @@ pub(super) async fn account_name(
                 name
             }
             Err(err) => {
-                // Not being allowed to read Organizations is normal for a hub that is not the
-                // management account: fall back quietly and do not ask again.
                 debug!(account, error = %err, "account name not available from Organizations");
-                if err.class.is_retryable() {
-                    return shown.map_or_else(|| account.clone(), str::to_string);
+                let (name, settled) = after_failure(err.class.is_retryable(), shown, account);
+                if settled {
+                    ctx.names
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(account.clone(), None);
                 }
-                ctx.names
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(account.clone(), None);
-                None
+                return name;
             }
         },
     };
     name.unwrap_or_else(|| account.clone())
+}
+
+/// The name to show after a failed look-up, and whether the failure is settled (cached: not
+/// asked again). A transient failure keeps the name shown and asks again next time; a refusal
+/// (not being allowed to read Organizations is normal for a hub that is not the management
+/// account) falls back to the account ID for good.
+fn after_failure(retryable: bool, shown: Option<&str>, account: &str) -> (String, bool) {
+    if retryable {
+        (shown.unwrap_or(account).to_string(), false)
+    } else {
+        (account.to_string(), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::after_failure;
+
+    #[test]
+    fn a_transient_failure_keeps_the_name_shown_and_a_refusal_settles_on_the_id() {
+        // (retryable, shown) → (name, settled)
+        let rows = [
+            ((true, Some("prod")), ("prod", false)),
+            ((true, None), ("111111111111", false)),
+            ((false, Some("prod")), ("111111111111", true)),
+            ((false, None), ("111111111111", true)),
+        ];
+        for ((retryable, shown), (name, settled)) in rows {
+            let got = after_failure(retryable, shown, "111111111111");
+            assert_eq!(got, (name.to_string(), settled), "{retryable} {shown:?}");
+        }
+    }
 }
