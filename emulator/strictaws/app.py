@@ -23,7 +23,7 @@ from .accounts import AccountFactory
 from .control import ControlApi
 from .counting import RequestCounter
 from .errors import AwsError
-from .faults import Latency, Outage, RandomErrors, Throttle
+from .faults import Outage, Throttle, latency, random_errors
 from .organizations import MembershipWatch
 from . import delegated, speed
 from .protocol import AwsRequest, Reply, error_reply
@@ -43,8 +43,8 @@ class StrictApp:
         self.requests = RequestCounter()
         self.throttle = Throttle()
         self.outage = Outage()
-        self.errors = RandomErrors()
-        self.latency = Latency()
+        self.errors = random_errors()
+        self.latency = latency()
         self.sts = StsSettings()
         self.stacksets = StackSetEngine()
         membership = MembershipWatch(self.stacksets)
@@ -73,7 +73,8 @@ class StrictApp:
         reply = self.handle(req, environ)
         self.requests.record(req.key, reply.outcome)
         # A held or slow response (outside the lock): the call took effect, its answer is late.
-        hold = self.accounts.take_hold() + self.latency.delay(req.key)
+        slow = self.latency.hit(req.key)
+        hold = self.accounts.take_hold() + (slow.seconds if slow else 0.0)
         if hold > 0:
             time.sleep(hold)
         return reply.send(start_response)
@@ -86,9 +87,9 @@ class StrictApp:
                     "ServiceUnavailable", "Service is unavailable (injected outage).", 503, sender=False
                 ),
             )
-        status = self.errors.pick(req.key)
-        if status is not None:
-            return error_reply(req, server_error(req, status))
+        injected = self.errors.hit(req.key)
+        if injected is not None:
+            return error_reply(req, server_error(req, injected.status))
         if not self.throttle.admit(req.key):
             return error_reply(req, throttling_error(req), outcome="throttled")
         with self.lock:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from moto.iam.models import iam_backends
 
-from .faults import DelayRule, ErrorRule
+from .faults import DelayRule, ErrorRule, SeededRules
 from .identity import ACCOUNT_ID_RE, PARTITION, find_role_by_name
 from .protocol import Reply
 from .stacksets.engine import ACTIONS
@@ -58,12 +58,12 @@ class ControlApi:
             "/_strict/errors": {
                 "GET": self.get_errors,
                 "PUT": self.put_errors,
-                "DELETE": self.delete_errors,
+                "DELETE": lambda _: self.delete_seeded(self.app.errors),
             },
             "/_strict/latency": {
                 "GET": self.get_latency,
                 "PUT": self.put_latency,
-                "DELETE": self.delete_latency,
+                "DELETE": lambda _: self.delete_seeded(self.app.latency),
             },
             "/_strict/sts": {"GET": self.get_sts, "PUT": self.put_sts},
             "/_strict/organizations": {"GET": self.get_organizations, "PUT": self.put_organizations},
@@ -201,19 +201,14 @@ class ControlApi:
 
     def put_errors(self, body: Any) -> tuple[int, Any]:
         """Replaces the rules: `{"seed": 7, "rules": {"*": {"rate": 0.05, "status": 500}}}`."""
-        seed, specs = _seeded_rules(body)
-        rules = {}
-        for key, spec in specs.items():
-            spec = _object(spec, allowed={"rate", "status"}, what=key)
+
+        def rule(key: str, spec: dict[str, Any]) -> ErrorRule:
             status = spec.get("status", 500)
             if status not in (500, 503):
                 raise BadRequest(f"{key}.status must be 500 or 503")
-            rules[key] = ErrorRule(rate=_fraction(spec, key), status=status)
-        self.app.errors.configure(rules, seed)
-        return self.get_errors(None)
+            return ErrorRule(rate=_fraction(spec, key), status=status)
 
-    def delete_errors(self, _: Any) -> tuple[int, Any]:
-        self.app.errors.configure({}, seed=0)
+        self.app.errors.configure(*_seeded_rules(body, {"rate", "status"}, rule))
         return self.get_errors(None)
 
     def get_latency(self, _: Any) -> tuple[int, Any]:
@@ -221,22 +216,21 @@ class ControlApi:
 
     def put_latency(self, body: Any) -> tuple[int, Any]:
         """Replaces the rules: `{"seed": 7, "rules": {"sts:*": {"seconds": 15, "rate": 1}}}`."""
-        seed, specs = _seeded_rules(body)
-        rules = {}
-        for key, spec in specs.items():
-            spec = _object(spec, allowed={"seconds", "rate"}, what=key)
+
+        def rule(key: str, spec: dict[str, Any]) -> DelayRule:
             if "seconds" not in spec:
                 raise BadRequest(f'{key}: "seconds" (the delay) is required')
             seconds = _number(spec["seconds"], f"{key}.seconds", low=0.0, exclusive=True)
             if seconds > _MAX_DELAY_SECONDS:
                 raise BadRequest(f"{key}.seconds must be at most {_MAX_DELAY_SECONDS}")
-            rules[key] = DelayRule(seconds=seconds, rate=_fraction(spec, key))
-        self.app.latency.configure(rules, seed)
+            return DelayRule(seconds=seconds, rate=_fraction(spec, key))
+
+        self.app.latency.configure(*_seeded_rules(body, {"seconds", "rate"}, rule))
         return self.get_latency(None)
 
-    def delete_latency(self, _: Any) -> tuple[int, Any]:
-        self.app.latency.configure({}, seed=0)
-        return self.get_latency(None)
+    def delete_seeded(self, rules: SeededRules[Any]) -> tuple[int, Any]:
+        rules.configure({}, seed=0)
+        return 200, rules.describe()
 
     def get_organizations(self, _: Any) -> tuple[int, Any]:
         f = self.app.accounts
@@ -363,16 +357,20 @@ def _describe_role(role: Any) -> dict[str, Any]:
     }
 
 
-def _seeded_rules(body: Any) -> tuple[int, dict[str, Any]]:
+def _seeded_rules(
+    body: Any, allowed: set[str], rule: Callable[[str, dict[str, Any]], Any]
+) -> tuple[dict[str, Any], int]:
+    """`{"seed": int, "rules": {key: spec}}` read into (rules, seed), each spec by `rule`."""
     values = _object(body, allowed={"seed", "rules"})
     seed = values.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise BadRequest('"seed" must be an integer')
-    rules = _object(values.get("rules", {}), what="rules")
-    for key in rules:
+    rules = {}
+    for key, spec in _object(values.get("rules", {}), what="rules").items():
         if not _KEY_RE.fullmatch(key):
             raise BadRequest(f'{key!r} is not "*", "service:*" or "service:Operation"')
-    return seed, rules
+        rules[key] = rule(key, _object(spec, allowed=allowed, what=key))
+    return rules, seed
 
 
 def _fraction(spec: dict[str, Any], key: str) -> float:

@@ -7,10 +7,18 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import asdict, dataclass
+from typing import Generic, Protocol, TypeVar
 
 _T = TypeVar("_T")
+
+
+class _Rated(Protocol):
+    @property
+    def rate(self) -> float: ...
+
+
+_R = TypeVar("_R", bound=_Rated)
 
 
 @dataclass
@@ -112,86 +120,62 @@ class ErrorRule:
     status: int
 
 
-class RandomErrors:
-    """A seeded fraction of the calls each rule matches fails with HTTP 5xx before it is handled.
-
-    The same seed and the same sequence of calls fail the same calls, so a failing test can be
-    replayed. Rules are keyed like throttle limits; the most specific one decides.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rules: dict[str, ErrorRule] = {}
-        self._seed = 0
-        self._random = random.Random(0)
-        self._injected: Counter[str] = Counter()
-
-    def configure(self, rules: dict[str, ErrorRule], seed: int) -> None:
-        with self._lock:
-            self._rules = dict(rules)
-            self._seed = seed
-            self._random = random.Random(seed)
-            self._injected.clear()
-
-    def describe(self) -> dict[str, object]:
-        with self._lock:
-            return {
-                "seed": self._seed,
-                "rules": {k: {"rate": r.rate, "status": r.status} for k, r in self._rules.items()},
-                "injected": dict(sorted(self._injected.items())),
-            }
-
-    def pick(self, key: str) -> int | None:
-        """The HTTP status this call fails with, or None when it goes through."""
-        with self._lock:
-            rule = _rule(self._rules, key)
-            if rule is None or self._random.random() >= rule.rate:
-                return None
-            self._injected[key] += 1
-            return rule.status
-
-
 @dataclass(frozen=True)
 class DelayRule:
     seconds: float
     rate: float
 
 
-class Latency:
-    """Slow answers: a seeded fraction of the calls each rule matches is answered `seconds` late.
+class SeededRules(Generic[_R]):
+    """Rules keyed like throttle limits (the most specific one decides), each hitting a seeded
+    fraction (`rate`) of the calls it matches.
 
-    The call takes effect at once; only its answer waits (outside the emulator's lock, so other
-    calls go on meanwhile). A client that gives up earlier sees a timeout although the call was
-    carried out, as with a slow AWS endpoint.
+    The same seed and the same sequence of calls hit the same calls, so a failing test can be
+    replayed; configuring again restarts the sequence. `counted` names the per-key hit counts in
+    `describe()`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, counted: str) -> None:
         self._lock = threading.Lock()
-        self._rules: dict[str, DelayRule] = {}
+        self._counted = counted
+        self._rules: dict[str, _R] = {}
         self._seed = 0
         self._random = random.Random(0)
-        self._delayed: Counter[str] = Counter()
+        self._hits: Counter[str] = Counter()
 
-    def configure(self, rules: dict[str, DelayRule], seed: int) -> None:
+    def configure(self, rules: dict[str, _R], seed: int) -> None:
         with self._lock:
             self._rules = dict(rules)
             self._seed = seed
             self._random = random.Random(seed)
-            self._delayed.clear()
+            self._hits.clear()
 
     def describe(self) -> dict[str, object]:
         with self._lock:
             return {
                 "seed": self._seed,
-                "rules": {k: {"seconds": r.seconds, "rate": r.rate} for k, r in self._rules.items()},
-                "delayed": dict(sorted(self._delayed.items())),
+                "rules": {k: asdict(r) for k, r in self._rules.items()},
+                self._counted: dict(sorted(self._hits.items())),
             }
 
-    def delay(self, key: str) -> float:
-        """Seconds the answer to this call waits (0 for most calls)."""
+    def hit(self, key: str) -> _R | None:
+        """The rule that hits this call, or None when it goes through untouched."""
         with self._lock:
             rule = _rule(self._rules, key)
             if rule is None or self._random.random() >= rule.rate:
-                return 0.0
-            self._delayed[key] += 1
-            return rule.seconds
+                return None
+            self._hits[key] += 1
+            return rule
+
+
+def random_errors() -> SeededRules[ErrorRule]:
+    """Random server errors: a call hit fails with HTTP `status` (5xx) before it is handled."""
+    return SeededRules("injected")
+
+
+def latency() -> SeededRules[DelayRule]:
+    """Slow answers: a call hit is answered `seconds` late. The call takes effect at once; only
+    its answer waits (outside the emulator's lock, so other calls go on meanwhile), so a client
+    that gives up earlier sees a timeout for a call that was carried out, as with a slow AWS
+    endpoint."""
+    return SeededRules("delayed")
