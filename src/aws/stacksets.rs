@@ -426,20 +426,12 @@ impl StackSets for AwsClients {
                 .stack_set_name(&set.name)
                 .call_as(set.call_as.sdk());
             let call = with_definition!(call, definition);
-            match self
+            // `NameAlreadyExistsException` is the caller's to judge: whose StackSet holds the
+            // name decides whether it is this registration's lost create or someone else's.
+            let out = self
                 .call("cloudformation:CreateStackSet", call.send())
-                .await
-            {
-                Ok(out) => Ok(out.stack_set_id().unwrap_or_default().to_string()),
-                Err(err) => {
-                    if err.class == ErrorClass::AlreadyExists
-                        && let Some(info) = self.describe(set).await?
-                    {
-                        return Ok(info.id);
-                    }
-                    Err(err)
-                }
-            }
+                .await?;
+            Ok(out.stack_set_id().unwrap_or_default().to_string())
         })
     }
 

@@ -71,8 +71,10 @@ async fn create_sends_the_definition_and_call_as() {
     assert_eq!(calls.calls(), ["cloudformation:CreateStackSet=ok"]);
 }
 
+/// Issue 14: a taken name is answered as it is, not taken for created: whose StackSet holds it
+/// (this registration's lost create, or someone else's) is for the controller's ownership check.
 #[tokio::test]
-async fn an_existing_name_counts_as_created() {
+async fn an_existing_name_is_answered_as_already_existing() {
     let wire = Wire::default();
     let exists = query_error("NameAlreadyExistsException", "exists");
     wire.reply("CreateStackSet", 400, exists).reply(
@@ -82,14 +84,14 @@ async fn an_existing_name_counts_as_created() {
     );
     let (aws, calls) = clients(&wire);
     let definition = definition(self_managed());
-    let id = aws.create(&set(CallAs::Management), &definition).await;
-    assert_eq!(id.unwrap(), "links:existing");
+    let err = aws
+        .create(&set(CallAs::Management), &definition)
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::AlreadyExists);
     assert_eq!(
         calls.calls(),
-        [
-            "cloudformation:CreateStackSet=already_exists",
-            "cloudformation:DescribeStackSet=ok"
-        ]
+        ["cloudformation:CreateStackSet=already_exists"]
     );
 }
 

@@ -17,7 +17,7 @@ use crate::api::bulk_registration::{
 };
 use crate::api::labels;
 use crate::aws::stacksets::{
-    CallAs, Permissions, Preferences, StackSetDefinition, StackSetRef, TemplateBody,
+    CallAs, Permissions, Preferences, StackSetDefinition, StackSetInfo, StackSetRef, TemplateBody,
 };
 use crate::aws::{AwsError, ErrorClass};
 use crate::controller::bulk_registration::status::Stall;
@@ -335,22 +335,7 @@ pub(super) async fn ensure_stack_set(
         )));
     }
     if let Some(info) = ownership::locate(pass).await? {
-        let adopt = bulk.spec.stack_set.adopt;
-        let standing = ownership::standing_of(&info, &pass.owner());
-        if let Err(message) = ownership::permits(&standing, &pass.set.name, true, adopt) {
-            return Err(Halt::Stalled(Stall::stack_set(
-                reason::STACK_SET_NOT_OWNED,
-                message,
-            )));
-        }
-        if standing == Standing::Untagged {
-            // Adopting: the UpdateStackSet that brings it to the spec is the one that tags it,
-            // and it comes before anything else is changed.
-            info!(name = %bulk.name_any(), stack_set = %pass.set.name, "adopting an untagged StackSet");
-            pass.next.template_hash = None;
-        }
-        pass.next.stack_set_id = Some(info.id);
-        return Ok(());
+        return take_existing(pass, info);
     }
     pass.next.operation = None;
     match ctx.stacksets.create(&pass.set, &definition.spec).await {
@@ -362,12 +347,45 @@ pub(super) async fn ensure_stack_set(
                 .await;
             Ok(())
         }
+        // The name is taken: by this registration's own CreateStackSet whose answer was lost,
+        // or by someone since `locate` looked. Whose it is decides, as for one found above.
+        Err(e) if e.class == ErrorClass::AlreadyExists => {
+            match ctx.stacksets.describe(&pass.set).await? {
+                Some(info) => take_existing(pass, info),
+                None => Err(Halt::Stalled(Stall::stack_set(
+                    reason::AWS_REJECTED,
+                    super::aws_text(&e),
+                ))),
+            }
+        }
         Err(e) if !e.class.is_retryable() => Err(Halt::Stalled(Stall::stack_set(
             reason::AWS_REJECTED,
             super::aws_text(&e),
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Uses the StackSet `info` found under the registration's name when its tags make it this
+/// registration's (or adoption is asked for and permitted); stalls naming its owner otherwise.
+fn take_existing(pass: &mut Pass<'_>, info: StackSetInfo) -> Result<(), Halt> {
+    let bulk = pass.bulk;
+    let adopt = bulk.spec.stack_set.adopt;
+    let standing = ownership::standing_of(&info, &pass.owner());
+    if let Err(message) = ownership::permits(&standing, &pass.set.name, true, adopt) {
+        return Err(Halt::Stalled(Stall::stack_set(
+            reason::STACK_SET_NOT_OWNED,
+            message,
+        )));
+    }
+    if standing == Standing::Untagged {
+        // Adopting: the UpdateStackSet that brings it to the spec is the one that tags it,
+        // and it comes before anything else is changed.
+        info!(name = %bulk.name_any(), stack_set = %pass.set.name, "adopting an untagged StackSet");
+        pass.next.template_hash = None;
+    }
+    pass.next.stack_set_id = Some(info.id);
+    Ok(())
 }
 
 #[cfg(test)]

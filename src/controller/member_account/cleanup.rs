@@ -10,6 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
+use super::converge::moved_after_all;
 use super::decide::closure::{self, CLOSE_RECHECK, CloseAnswer, ClosureStep, Recorded};
 use super::decide::converge::{self as plan, Call};
 use super::{Context, Error, Pass, decided, identity, permit, publish};
@@ -170,7 +171,10 @@ async fn park(
     if let Some(from) = from
         && let Err(e) = accounts.move_account(account, from, to).await
     {
-        return failed(Call::MoveAccount, e).await;
+        let who = identity(member, &ctx.settings.cluster_id);
+        if !moved_after_all(accounts.as_ref(), account, to, &who, &e).await {
+            return failed(Call::MoveAccount, e).await;
+        }
     }
     if !untag.is_empty()
         && let Err(e) = accounts.untag(account, untag).await

@@ -11,12 +11,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tracing::{info, warn};
 
+use super::decide::Identity;
 use super::decide::converge::{self, Call, Child, LinkStep};
 use super::{Error, Pass, identity, publish};
 use crate::api::labels::{MEMBER_ACCOUNT_CHILD_MANAGER, MEMBER_ACCOUNT_LABEL};
 use crate::api::member_account::reason;
 use crate::api::{LinkedAccount, MemberAccount};
-use crate::aws::AwsError;
+use crate::aws::{Accounts, AwsError};
 use crate::controller::conditions::Desired as Cond;
 
 pub(super) async fn converge(pass: &mut Pass<'_>, account: &str) -> Result<Action, Error> {
@@ -48,7 +49,9 @@ pub(super) async fn converge(pass: &mut Pass<'_>, account: &str) -> Result<Actio
 
     pass.next.parent_id = Some(parent.clone());
     if let Some(from) = &plan.move_from {
-        if let Err(e) = accounts.move_account(account, from, &spec.parent_id).await {
+        if let Err(e) = accounts.move_account(account, from, &spec.parent_id).await
+            && !moved_after_all(accounts.as_ref(), account, &spec.parent_id, &who, &e).await
+        {
             return refused(pass, Call::MoveAccount, account, e).await;
         }
         info!(name = %member.name_any(), %account, from = %parent, to = %spec.parent_id, "moved account");
@@ -75,6 +78,32 @@ pub(super) async fn converge(pass: &mut Pass<'_>, account: &str) -> Result<Actio
     }
     let display = spec.account_name.clone().unwrap_or(info.name);
     link(pass, account, &display, plan.created).await
+}
+
+/// After MoveAccount of `account` to `to` was refused as [`converge::may_have_moved`] says our
+/// own earlier move would be: whether the account, read again, is under `to` and still this
+/// object's (the move is done). A failed re-read is no proof: the refusal stands.
+pub(super) async fn moved_after_all(
+    accounts: &dyn Accounts,
+    account: &str,
+    to: &str,
+    who: &Identity,
+    e: &AwsError,
+) -> bool {
+    if !converge::may_have_moved(e) {
+        return false;
+    }
+    let (Ok(parent), Ok(tags)) = (
+        accounts.parent_of(account).await,
+        accounts.tags(account).await,
+    ) else {
+        return false;
+    };
+    let done = converge::moved_already(&parent, to, &tags, who);
+    if done {
+        info!(%account, %to, "MoveAccount was refused but the account is there and ours: an earlier move took effect");
+    }
+    done
 }
 
 /// Reports a refusal for good (and looks again on the slow resync), or hands a passing one to

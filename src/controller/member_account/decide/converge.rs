@@ -9,8 +9,8 @@ use super::{Health, Identity, Report, account_owner, aws_text, created, wanted_t
 use crate::api::MemberAccountSpec;
 use crate::api::conditions::{READY, STALLED};
 use crate::api::member_account::reason;
-use crate::aws::AwsError;
 use crate::aws::accounts::{AccountInfo, AccountState};
+use crate::aws::{AwsError, ErrorClass};
 use crate::controller::conditions::{self, Desired as Cond, Status};
 
 /// The Organizations calls made on an existing account.
@@ -71,6 +71,27 @@ pub fn refused(call: Call, account: &str, to: &str, e: &AwsError) -> Option<Repo
         message,
         created(reason::CREATED, ""),
     ))
+}
+
+/// Whether a refused MoveAccount may be this object's own earlier move, whose answer was lost
+/// (or whose effect a stale ListParents did not show yet): AWS says the account is in the
+/// destination already (`DuplicateAccountException`) or not under the source any more
+/// (`SourceParentNotFoundException`). Then where the account is and whose it is are read again
+/// ([`moved_already`]) before anything is reported; a refusal the re-read does not explain is
+/// reported as it was.
+pub fn may_have_moved(e: &AwsError) -> bool {
+    matches!(e.class, ErrorClass::AlreadyExists | ErrorClass::NotFound)
+}
+
+/// With the account's parent and tags read again after such a refusal: the move is done when
+/// the account is under `to` and still this object's.
+pub fn moved_already(
+    parent: &str,
+    to: &str,
+    tags: &BTreeMap<String, String>,
+    who: &Identity,
+) -> bool {
+    parent == to && account_owner(tags, who).is_ok()
 }
 
 /// The report when `account`'s tags (read in this pass, right before any MoveAccount, TagResource

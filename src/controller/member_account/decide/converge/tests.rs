@@ -333,3 +333,42 @@ fn a_refused_move_stalls_with_aws_s_message_and_throttling_backs_off() {
         );
     }
 }
+
+/// Issue 14: a MoveAccount refused because the account is in the destination already, or not
+/// under the source any more, is what our own earlier move (its answer lost, or ListParents not
+/// showing it yet) causes: the account is read again, and the move counts as done when it is
+/// under the destination and still ours. Any other refusal, or a re-read that does not explain
+/// it, is reported as before.
+#[test]
+fn a_move_refused_as_our_own_earlier_move_would_be_is_checked_again() {
+    use crate::api::labels::OWNER_TAG;
+    let refusals = [
+        ("DuplicateAccountException", ErrorClass::AlreadyExists, true),
+        ("SourceParentNotFoundException", ErrorClass::NotFound, true),
+        (
+            "DestinationParentNotFoundException",
+            ErrorClass::NotFound,
+            true,
+        ),
+        ("AccessDeniedException", ErrorClass::AccessDenied, false),
+        ("ConstraintViolationException", ErrorClass::Rejected, false),
+        ("TooManyRequestsException", ErrorClass::Throttled, false),
+    ];
+    for (code, class, again) in refusals {
+        assert_eq!(may_have_moved(&aws(class, code)), again, "{code}");
+    }
+    let someone_else = tags(&[(OWNER_TAG, "team-b/other")]);
+    let rereads = [
+        ("ou-ab12-aaaaaaaa", in_sync(), true),
+        ("ou-ab12-bbbbbbbb", in_sync(), false),
+        ("ou-ab12-aaaaaaaa", someone_else, false),
+        ("ou-ab12-aaaaaaaa", tags(&[]), false),
+    ];
+    for (parent, found, done) in rereads {
+        assert_eq!(
+            moved_already(parent, "ou-ab12-aaaaaaaa", &found, &who()),
+            done,
+            "{parent} {found:?}"
+        );
+    }
+}
