@@ -48,6 +48,8 @@ pub const STATUS_WRITES: &[&str] = &[
 pub const STEPS: &[&str] = &[
     // A registration's children (spec and stackInstance status) written.
     "children:written",
+    // A LinkedAccount's generated ExternalId Secret created, before status names it.
+    "link:secret-created",
     // A registration token Secret created (the first one, or a rotation's next one).
     "token:secret-created",
     // A replaced token Secret deleted, before status stops listing it.

@@ -402,6 +402,36 @@ impl AwsAdmin {
             .collect()
     }
 
+    /// The stack instances of StackSet `name` as CloudFormation lists them: (account, region,
+    /// status), sorted; empty when the StackSet does not exist.
+    pub async fn stack_instances(&self, name: &str) -> Vec<(String, String, String)> {
+        let pages = self
+            .cloudformation
+            .list_stack_instances()
+            .stack_set_name(name)
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await;
+        let Ok(pages) = pages else {
+            return Vec::new();
+        };
+        let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+        let mut out: Vec<(String, String, String)> = pages
+            .iter()
+            .flat_map(|page| page.summaries())
+            .map(|i| {
+                (
+                    text(i.account()),
+                    text(i.region()),
+                    text(i.status().map(|s| s.as_str())),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     // --- IAM and STS ----------------------------------------------------------------------
 
     /// Deploys the access role in `account`, trusting `trust_account` with `external_id`.

@@ -94,6 +94,18 @@ impl Operator {
         false
     }
 
+    /// Waits up to `timeout` for the process to end by itself (a crash point); whether it did.
+    pub async fn exited_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// SIGKILL: a crash, with no chance to clean up.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -108,7 +108,10 @@ async fn ensure_generated(
             let secret =
                 external_id::generated_secret(&name, Some(owner), &external_id::generate());
             match secrets.create(&PostParams::default(), &secret).await {
-                Ok(created) => created,
+                Ok(created) => {
+                    crate::failpoint!("link:secret-created");
+                    created
+                }
                 // Another reconcile (or a restarted process) created it first: use theirs.
                 Err(kube::Error::Api(status)) if status.code == 409 => {
                     secrets.get(&name).await.map_err(api_err)?
