@@ -23,8 +23,8 @@ use tokio::sync::{OnceCell, RwLock};
 use account_linker::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use account_linker::failpoints;
 use support::{
-    ACCESS_ROLE, Context, HUB_ACCOUNT, MemberStacks, Operator, apply_policy, condition, create,
-    permissive, unique, wait_for, wait_ready,
+    Context, HUB_ACCOUNT, MemberStacks, Operator, apply_policy, condition, create, permissive,
+    unique, wait_for, wait_ready,
 };
 
 use Scenario::*;
@@ -341,13 +341,18 @@ impl World {
                     ctx.aws.put_execution_role(account).await;
                     let token = format!("legacy-token-{n:04}-of-{account}");
                     stacks
-                        .create(account, "legacy-linker", &legacy_template(), &token)
+                        .create(
+                            account,
+                            "legacy-linker",
+                            &support::access_role_template(),
+                            &token,
+                        )
                         .await;
                 }
                 let cm: ConfigMap = serde_json::from_value(json!({
                     "metadata": {"name": "legacy-template",
                                  "labels": {"accountlinker.dev/watch": "true"}},
-                    "data": {"template.json": legacy_template()},
+                    "data": {"template.json": support::access_role_template()},
                 }))
                 .expect("ConfigMap");
                 ctx.api::<ConfigMap>()
@@ -411,6 +416,10 @@ impl World {
             w.wait_ready(ctx).await;
             w.observe(ctx).await;
             op.terminate(Duration::from_secs(10));
+            if matches!(scenario, MemberParked | MemberClosed) {
+                let m = ctx.api::<MemberAccount>().get(&w.name).await.expect("get");
+                w.account = m.status.and_then(|s| s.account_id).expect("account");
+            }
             if scenario == Rotation {
                 let bulk = ctx
                     .api::<BulkRegistration>()
@@ -852,7 +861,7 @@ impl World {
             self.email
         );
         let account = match scenario {
-            MemberAdopted => self.account.clone(),
+            MemberAdopted | MemberParked | MemberClosed => self.account.clone(),
             _ => ctx
                 .aws
                 .account_by_email(&self.email)
@@ -910,25 +919,6 @@ fn sorted(v: &[String]) -> Vec<String> {
     let mut v = v.to_vec();
     v.sort();
     v
-}
-
-/// The stacks an administrator made by hand before the operator: the access role trusting the
-/// hub with the account's own ExternalId.
-fn legacy_template() -> String {
-    json!({
-        "Parameters": {"ExternalId": {"Type": "String", "NoEcho": true}},
-        "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": ACCESS_ROLE,
-            "MaxSessionDuration": 3600,
-            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow",
-                "Principal": {"AWS": format!("arn:aws:iam::{HUB_ACCOUNT}:root")},
-                "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
-            }]}
-        }}}
-    })
-    .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -27,7 +27,7 @@ pub use self::fleet::{
     now_seconds, process_sample, report_chaos, requests_by_service,
 };
 pub use self::operator::Operator;
-pub use self::stacks::MemberStacks;
+pub use self::stacks::{MemberStacks, access_role_template};
 pub use self::tenancy::{apply_policy, delete_policy, permissive};
 
 use std::ops::Deref;

@@ -132,3 +132,22 @@ impl MemberStacks {
         Some((status, tags))
     }
 }
+
+/// A plain template of the access role trusting the hub with the stack's `ExternalId`
+/// parameter, as an administrator deploys it by hand (stacks to import into a StackSet).
+pub fn access_role_template() -> String {
+    serde_json::json!({
+        "Parameters": {"ExternalId": {"Type": "String", "NoEcho": true}},
+        "Resources": {"Role": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": super::ACCESS_ROLE,
+            "MaxSessionDuration": 3600,
+            "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{}:root", super::HUB_ACCOUNT)},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": {"Ref": "ExternalId"}}}
+            }]}
+        }}}
+    })
+    .to_string()
+}
