@@ -7,6 +7,7 @@ use kube::api::Api;
 use kube::runtime::events::EventType;
 use tracing::info;
 
+use super::management::HASH_TAG;
 use super::ownership::{self, Owner, Standing};
 use super::template;
 use super::token::Token;
@@ -144,8 +145,11 @@ pub async fn build(
         TemplateBody::Url(url)
     };
     let owner = Owner::of(bulk, &ctx.settings.cluster_id);
-    let spec = assemble(bulk, template, token, &owner);
+    let mut spec = assemble(bulk, template, token, &owner);
     let hash = definition_hash(&ctx.settings.hash_key, &spec);
+    // The StackSet says which definition it was given: after a crash between CreateStackSet
+    // and the status write, the next pass sees it is current ([`applied_hash`]).
+    spec.tags.push((HASH_TAG.to_string(), hash.clone()));
     let applied = bulk
         .status
         .as_ref()
@@ -335,7 +339,7 @@ pub(super) async fn ensure_stack_set(
         )));
     }
     if let Some(info) = ownership::locate(pass).await? {
-        return take_existing(pass, info);
+        return take_existing(pass, info, &definition.hash);
     }
     pass.next.operation = None;
     match ctx.stacksets.create(&pass.set, &definition.spec).await {
@@ -351,7 +355,7 @@ pub(super) async fn ensure_stack_set(
         // or by someone since `locate` looked. Whose it is decides, as for one found above.
         Err(e) if e.class == ErrorClass::AlreadyExists => {
             match ctx.stacksets.describe(&pass.set).await? {
-                Some(info) => take_existing(pass, info),
+                Some(info) => take_existing(pass, info, &definition.hash),
                 None => Err(Halt::Stalled(Stall::stack_set(
                     reason::AWS_REJECTED,
                     super::aws_text(&e),
@@ -366,9 +370,29 @@ pub(super) async fn ensure_stack_set(
     }
 }
 
+/// The definition a StackSet of this registration holds, when status does not say (`recorded`
+/// is `None`: the status write after CreateStackSet was lost): its hash tag, if it is `hash`.
+/// Then no UpdateStackSet repeats what the lost create did. Status, when it has a hash, decides.
+pub fn applied_hash(
+    standing: &Standing,
+    recorded: Option<&str>,
+    tags: &std::collections::BTreeMap<String, String>,
+    hash: &str,
+) -> Option<String> {
+    match recorded {
+        Some(recorded) => Some(recorded.to_string()),
+        None if *standing == Standing::Ours
+            && tags.get(HASH_TAG).map(String::as_str) == Some(hash) =>
+        {
+            Some(hash.to_string())
+        }
+        None => None,
+    }
+}
+
 /// Uses the StackSet `info` found under the registration's name when its tags make it this
 /// registration's (or adoption is asked for and permitted); stalls naming its owner otherwise.
-fn take_existing(pass: &mut Pass<'_>, info: StackSetInfo) -> Result<(), Halt> {
+fn take_existing(pass: &mut Pass<'_>, info: StackSetInfo, hash: &str) -> Result<(), Halt> {
     let bulk = pass.bulk;
     let adopt = bulk.spec.stack_set.adopt;
     let standing = ownership::standing_of(&info, &pass.owner());
@@ -384,6 +408,8 @@ fn take_existing(pass: &mut Pass<'_>, info: StackSetInfo) -> Result<(), Halt> {
         info!(name = %bulk.name_any(), stack_set = %pass.set.name, "adopting an untagged StackSet");
         pass.next.template_hash = None;
     }
+    let recorded = pass.next.template_hash.as_deref();
+    pass.next.template_hash = applied_hash(&standing, recorded, &info.tags, hash);
     pass.next.stack_set_id = Some(info.id);
     Ok(())
 }
@@ -418,6 +444,31 @@ mod tests {
             managed_execution: false,
             description: "d".into(),
             tags: vec![("accountlinker.dev/uid".into(), "u-1".into())],
+        }
+    }
+
+    /// Issue 14: a crash between CreateStackSet and the status write that records the hash
+    /// must not cost an UpdateStackSet: the StackSet's own hash tag says it is current.
+    #[test]
+    fn a_stack_set_s_hash_tag_stands_in_for_a_lost_status_write() {
+        let tags = |hash: &str| {
+            std::collections::BTreeMap::from([(HASH_TAG.to_string(), hash.to_string())])
+        };
+        let none = std::collections::BTreeMap::new();
+        let cases = [
+            (Standing::Ours, None, tags("h"), Some("h")),
+            (Standing::Ours, None, tags("old"), None),
+            (Standing::Ours, None, none.clone(), None),
+            (Standing::Untagged, None, tags("h"), None),
+            (Standing::Legacy, None, tags("h"), None),
+            (Standing::Ours, Some("old"), tags("h"), Some("old")),
+        ];
+        for (standing, recorded, found, want) in cases {
+            assert_eq!(
+                applied_hash(&standing, recorded, &found, "h").as_deref(),
+                want,
+                "{standing:?} {recorded:?} {found:?}"
+            );
         }
     }
 
