@@ -628,6 +628,7 @@ impl World {
                     let bulk = bulks.get(&name).await.expect("get");
                     let status = bulk.status.clone().unwrap_or_default();
                     if support::has(&bulk, "Ready", "True", None)
+                        && support::has(&bulk, "StackSetReady", "True", None)
                         && status.operation.is_none()
                         && status.external_id_rotation.is_none()
                         && status.external_id_retired_secrets.is_empty()

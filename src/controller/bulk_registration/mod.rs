@@ -579,7 +579,9 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
 
     // The operation in flight (CloudFormation).
     let mut finished = None;
-    match operation::poll(pass).await? {
+    let polled = operation::poll(pass).await?;
+    operation::credit_update(pass, &polled, &inputs.definition.hash);
+    match polled {
         Poll::Running { message } => {
             let instances = ctx.stacksets.instances(&pass.set).await?;
             let action = pass.next.operation.as_ref().map(|o| o.action.clone());

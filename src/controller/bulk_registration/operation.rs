@@ -7,9 +7,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::plan::{self, Step, action_label, outcome_label};
@@ -88,6 +88,29 @@ pub async fn poll(pass: &mut Pass<'_>) -> Result<Poll, Error> {
             Ok(Poll::Idle)
         }
     }
+}
+
+/// Credits the definition `hash` to the StackSet when the operation that was in flight is an
+/// UpdateStackSet of it that CloudFormation knows (`polled` running or finished). The hash is
+/// otherwise written only by [`after_start`]; a crash after CloudFormation accepted the update
+/// and before that write left `templateHash` behind, and [`next`], seeing the step done, settled
+/// with the StackSet counted outdated for ever (a rotation never narrowed to its end).
+pub fn credit_update(pass: &mut Pass<'_>, polled: &Poll, hash: &str) {
+    let uid = pass.bulk.meta().uid.clone().unwrap_or_default();
+    let generation = pass.generation().unwrap_or_default();
+    let planned = plan::operation_id(&uid, generation, hash, &Step::UpdateStackSet);
+    let known = !matches!(polled, Poll::Idle);
+    if known
+        && let Some(op) = &pass.current.operation
+        && carries(op, &planned)
+    {
+        pass.next.template_hash = Some(hash.to_string());
+    }
+}
+
+/// Whether operation `op` is the UpdateStackSet planned as `planned` (chained or not).
+fn carries(op: &StackSetOperation, planned: &str) -> bool {
+    op.action == Step::UpdateStackSet.action() && names_step(&op.id, planned)
 }
 
 /// The record of an operation that ended as CloudFormation reports it.
@@ -525,6 +548,27 @@ mod tests {
         );
         // IDs recorded before chaining still name their step.
         assert_eq!(start(Some(&op(&id_of(&create)))), None);
+    }
+
+    /// Issue 14 (found by the crash matrix): the UpdateStackSet in flight carries its hash, so a
+    /// crash before `after_start` wrote it does not leave the StackSet counted outdated.
+    #[test]
+    fn an_update_in_flight_carries_the_hash_its_id_names() {
+        let op = |action: &str, id: &str| StackSetOperation {
+            id: id.into(),
+            action: action.into(),
+            ..StackSetOperation::default()
+        };
+        let planned = "al-updatestackset-g1-abcdef";
+        let cases = [
+            (op("UpdateStackSet", planned), true),
+            (op("UpdateStackSet", &format!("{planned}-12345678")), true),
+            (op("UpdateStackSet", "al-updatestackset-g1-other"), false),
+            (op("Create", planned), false),
+        ];
+        for (op, want) in cases {
+            assert_eq!(carries(&op, planned), want, "{op:?}");
+        }
     }
 
     #[test]
