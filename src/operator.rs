@@ -19,6 +19,7 @@ use crate::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use crate::aws::{AwsClients, AwsSettings};
 use crate::config::{RunArgs, Tenancy};
 use crate::controller::hash_key::{self, HashKey, HashKeyError};
+use crate::controller::link_cache::LinkCache;
 use crate::controller::tenancy::{self, Gate};
 use crate::controller::{bulk_registration, linked_account, member_account};
 use crate::runtime::{Readiness, http, leader, shutdown};
@@ -438,12 +439,21 @@ fn start_controllers(
     };
     let ctx = contexts(args, client, aws, hash_key, metrics, &Arc::new(gate));
     for (ns, [bulk_ready, member_ready, link_ready]) in namespaces.into_iter().zip(ready) {
+        // One trimmed LinkedAccount cache per namespace serves both controllers that read them.
+        let (links, watch) = LinkCache::start(api::<LinkedAccount>(client, ns));
+        let token = stop.clone();
+        controllers.spawn(name("linkedaccount-cache", ns), async move {
+            tokio::select! {
+                () = watch => {}
+                () = token.cancelled() => {}
+            }
+        });
         controllers.spawn(
             name(bulk_registration::CONTROLLER, ns),
             bulk_registration::run(
                 ctx.bulks.clone(),
                 api::<BulkRegistration>(client, ns),
-                api::<LinkedAccount>(client, ns),
+                links.clone(),
                 api::<ConfigMap>(client, ns),
                 concurrency,
                 bulk_ready,
@@ -465,7 +475,7 @@ fn start_controllers(
             name(linked_account::CONTROLLER, ns),
             linked_account::run(
                 ctx.links.clone(),
-                api::<LinkedAccount>(client, ns),
+                links,
                 api::<Secret>(client, ns),
                 concurrency,
                 link_ready,

@@ -118,6 +118,8 @@ pub struct AwsClients {
     pub cloudformation: aws_sdk_cloudformation::Client,
     /// Who counts the calls (see [`super::metered`]).
     pub(crate) observer: super::metered::Observer,
+    /// Account names read in OU listings ([`super::organizations::SeenNames`]).
+    pub(crate) seen_names: super::organizations::SeenNames,
 }
 
 impl AwsClients {
@@ -156,6 +158,7 @@ impl AwsClients {
             partition,
             config,
             observer: super::metered::Observer::default(),
+            seen_names: super::organizations::SeenNames::default(),
         }
     }
 }

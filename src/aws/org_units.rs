@@ -63,6 +63,9 @@ impl AwsClients {
                 let page = self.observe("organizations:ListAccountsForParent", page)?;
                 for account in page.accounts() {
                     let Some(id) = account.id() else { continue };
+                    if let Some(name) = account.name() {
+                        self.seen_names.record(id, name);
+                    }
                     let active = account.status().is_none_or(|s| *s == AccountStatus::Active);
                     walked.accounts.push((id.to_string(), active));
                 }

@@ -14,12 +14,66 @@ pub trait AccountDirectory: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>>;
 }
 
+/// Most account names kept from listings; past it the oldest half goes.
+const MAX_SEEN_NAMES: usize = 50_000;
+
+/// Account names the operator already read in a listing of Organizations (a registration's walk
+/// of its OUs, ⌈N / 20⌉ calls): a LinkedAccount of one of those accounts is named from here
+/// instead of one DescribeAccount per account. The name comes from Organizations either way,
+/// never from anything a user can write.
+/// Clones share the names.
+#[derive(Clone, Debug, Default)]
+pub struct SeenNames(std::sync::Arc<std::sync::Mutex<SeenNamesInner>>);
+
+#[derive(Debug, Default)]
+struct SeenNamesInner {
+    names: std::collections::HashMap<String, String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl SeenNames {
+    /// Keeps `name` of `account`, forgetting the oldest half when [`MAX_SEEN_NAMES`] are kept.
+    pub fn record(&self, account: &str, name: &str) {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if inner
+            .names
+            .insert(account.to_string(), name.to_string())
+            .is_none()
+        {
+            inner.order.push_back(account.to_string());
+        }
+        if inner.names.len() > MAX_SEEN_NAMES {
+            for _ in 0..MAX_SEEN_NAMES / 2 {
+                if let Some(old) = inner.order.pop_front() {
+                    inner.names.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, account: &str) -> Option<String> {
+        let inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        inner.names.get(account).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl AccountDirectory for AwsClients {
     fn account_name<'a>(
         &'a self,
         account_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, AwsError>> {
         Box::pin(async move {
+            if let Some(name) = self.seen_names.get(account_id) {
+                return Ok(Some(name));
+            }
             let request = self
                 .organizations
                 .describe_account()
@@ -72,5 +126,25 @@ impl DelegatedAdministrators for AwsClients {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_names_are_kept_up_to_a_bound() {
+        let seen = SeenNames::default();
+        seen.record("111111111111", "payments");
+        seen.record("111111111111", "payments-prod");
+        assert_eq!(seen.get("111111111111").as_deref(), Some("payments-prod"));
+        assert_eq!(seen.get("222222222222"), None);
+        for n in 0..=MAX_SEEN_NAMES {
+            seen.record(&format!("{n:012}"), "x");
+        }
+        assert!(seen.len() <= MAX_SEEN_NAMES, "{}", seen.len());
+        // The newest stay.
+        assert!(seen.get(&format!("{MAX_SEEN_NAMES:012}")).is_some());
     }
 }

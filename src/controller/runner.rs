@@ -17,7 +17,8 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -145,6 +146,21 @@ pub fn retry_after(failure: Failure, attempt: u32, now: Timestamp) -> Duration {
         Failure::Waiting(wait) => wait,
         Failure::Aws | Failure::Other => backoff(attempt, now),
     }
+}
+
+/// A controller of the objects of `api` whose cache holds them trimmed of what no controller
+/// reads ([`crate::controller::link_cache::trim`]): the cache is most of the operator's memory.
+pub fn trimmed<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let objects = reflector::reflector(
+        writer,
+        watcher(api, config).modify(crate::controller::link_cache::trim),
+    )
+    .applied_objects();
+    Controller::for_stream(objects, store)
 }
 
 /// What the kube runtime hands every reconcile: the controller and the runner's memory.

@@ -51,7 +51,10 @@ impl Operator {
             .state_dir
             .join(format!("{}.log", unique(&format!("operator-{namespace}"))));
         let log = std::fs::File::create(&log_path).expect("operator log");
-        let child = Command::new(env!("CARGO_BIN_EXE_account-linker"))
+        // `ACCOUNT_LINKER_BIN` runs another build (e.g. the one before a change, to compare).
+        let binary = std::env::var("ACCOUNT_LINKER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_account-linker").to_string());
+        let child = Command::new(binary)
             .arg("run")
             .args(["--watch-namespace", namespace])
             .args(["--metrics-addr", "127.0.0.1:0", "--log-format", "text"])
@@ -115,6 +118,80 @@ impl Operator {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
+
+    /// Where the operator serves `/metrics` (it binds port 0 and logs the address it got).
+    pub async fn metrics_addr(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = without_ansi(&self.log());
+            let found = log
+                .lines()
+                .filter(|l| l.contains("serving /metrics"))
+                .find_map(|l| l.split("addr=").nth(1))
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string);
+            if let Some(addr) = found {
+                return addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator did not log its metrics address: {log}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The operator's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        use http_body_util::{BodyExt, Empty};
+        let addr = self.metrics_addr().await;
+        let http =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<Empty<bytes::Bytes>>();
+        let uri: hyper::Uri = format!("http://{addr}/metrics")
+            .parse()
+            .expect("metrics URI");
+        let response = http.get(uri).await.expect("GET /metrics");
+        let body = response.into_body().collect().await.expect("metrics body");
+        String::from_utf8_lossy(&body.to_bytes()).into_owned()
+    }
+
+    /// The sum of the samples of metric `name` whose labels include every `key="value"` of
+    /// `labels`.
+    pub async fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        sample(&self.metrics().await, name, labels)
+    }
+}
+
+/// The sum of the samples of `name` in Prometheus text whose labels include all of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `text` without terminal colour codes (the text log format may carry them).
+fn without_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl Drop for Operator {

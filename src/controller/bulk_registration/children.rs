@@ -3,10 +3,11 @@
 //! what the children say about their roles ([`verification`]). [`sync`] only carries it out.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -63,8 +64,8 @@ pub struct Inputs<'a> {
     pub bulk: &'a BulkRegistration,
     pub desired: &'a Desired,
     pub instances: &'a [Instance],
-    /// This registration's children by account.
-    pub existing: &'a BTreeMap<String, LinkedAccount>,
+    /// This registration's children by account (from the shared cache).
+    pub existing: &'a BTreeMap<String, Arc<LinkedAccount>>,
     pub stack_set: &'a str,
     /// The StackSet holds the current definition and no operation runs: an instance that is
     /// CURRENT carries the current token.
@@ -270,7 +271,7 @@ fn matches(existing: &LinkedAccount, wanted: &Value) -> bool {
             .all(|(k, v)| existing.annotations().get(k) == Some(v))
 }
 
-/// Lists this registration's children, applies the plan (each child's spec before its status,
+/// Reads this registration's children from the cache, applies the plan (each child's spec before its status,
 /// [`CHILD_WRITES_IN_FLIGHT`] at once, then the deletions) and returns what they say.
 pub async fn sync(
     pass: &Pass<'_>,
@@ -284,16 +285,17 @@ pub async fn sync(
         pass.ctx.client.clone(),
         &bulk.namespace().unwrap_or_default(),
     );
-    let selector = format!("{CHILD_LABEL}={}", bulk.name_any());
-    let existing: BTreeMap<String, LinkedAccount> = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .into_iter()
-        .filter(|c| {
-            c.owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == bulk.meta().uid.as_ref())
+    let name = bulk.name_any();
+    let existing: BTreeMap<String, Arc<LinkedAccount>> = pass
+        .ctx
+        .children
+        .select(&bulk.namespace().unwrap_or_default(), |c| {
+            c.labels().get(CHILD_LABEL) == Some(&name)
+                && c.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == bulk.meta().uid.as_ref())
         })
+        .into_iter()
         .map(|c| (c.spec.account_id.clone(), c))
         .collect();
     let inputs = Inputs {
@@ -405,7 +407,7 @@ mod tests {
         bulk: &'a BulkRegistration,
         desired: &'a Desired,
         instances: &'a [Instance],
-        existing: &'a BTreeMap<String, LinkedAccount>,
+        existing: &'a BTreeMap<String, Arc<LinkedAccount>>,
     ) -> Inputs<'a> {
         Inputs {
             bulk,
@@ -457,10 +459,10 @@ mod tests {
         c
     }
 
-    fn existing(children: Vec<LinkedAccount>) -> BTreeMap<String, LinkedAccount> {
+    fn existing(children: Vec<LinkedAccount>) -> BTreeMap<String, Arc<LinkedAccount>> {
         children
             .into_iter()
-            .map(|c| (c.spec.account_id.clone(), c))
+            .map(|c| (c.spec.account_id.clone(), Arc::new(c)))
             .collect()
     }
 

@@ -14,6 +14,7 @@ pub mod definition;
 pub mod drift;
 pub mod import;
 pub mod management;
+pub mod memo;
 pub mod operation;
 pub mod ownership;
 mod permit;
@@ -28,10 +29,11 @@ pub mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -39,6 +41,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::OnceCell;
 
 use self::definition::Definition;
+use self::memo::Want;
 use self::operation::{Next, Poll};
 use self::permit::Permit;
 use self::plan::Desired;
@@ -48,15 +51,17 @@ use self::token::{Token, TokenError};
 use crate::api::bulk_registration::{RotationPhase, event, reason};
 use crate::api::conditions::{INSTANCES_READY, READY, STACK_SET_READY, STALLED};
 use crate::api::labels;
-use crate::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount};
+use crate::api::{BulkRegistration, BulkRegistrationStatus};
 use crate::aws::stacksets::{Instance, StackSetRef};
 use crate::aws::{
     AwsError, DelegatedAdministrators, HubIdentity, ManagementStacks, OrgUnits, StackImports,
     StackSets, TemplateSummaries,
 };
+use crate::controller::coalesce::coalesce;
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
 use crate::controller::hash_key::HashKey;
+use crate::controller::link_cache::{LinkCache, LinkStores};
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self as status_writer, Transitions};
 use crate::controller::tenancy::{Gate, NOT_PERMITTED_RECHECK};
@@ -75,6 +80,9 @@ const TRANSITIONS: Transitions = Transitions {
 /// How soon a stalled registration is looked at again (spec, labelled ConfigMap and child
 /// changes trigger a pass anyway).
 const STALLED_RECHECK: Duration = Duration::from_secs(60);
+/// Children's changes cause at most one pass of their registration per window (plus one at
+/// its end): a fleet of verifying children costs passes by time, not by children.
+pub const CHILD_WINDOW: Duration = Duration::from_secs(3);
 /// How soon a registration whose operation AWS refused is looked at again.
 const REJECTED_RECHECK: Duration = Duration::from_secs(300);
 
@@ -145,6 +153,12 @@ pub struct Context {
     preflight: preflight::Cache,
     /// The management account and the hub's account, found once per process.
     management_ids: OnceCell<(String, String)>,
+    /// Every watched namespace's LinkedAccounts: where children are read.
+    pub children: LinkStores,
+    /// The last walk of each registration's OUs.
+    walks: targets::Walks,
+    /// The last listing of each registration's stack instances.
+    instances: memo::Instances,
 }
 
 impl Context {
@@ -157,6 +171,8 @@ impl Context {
         gate: Arc<Gate>,
     ) -> Self {
         Self {
+            walks: memo::Memo::new(settings.resync_interval),
+            instances: memo::Memo::new(settings.resync_interval),
             gate,
             client,
             stacksets: aws.clone(),
@@ -174,6 +190,7 @@ impl Context {
             import_lookups: import::Cache::default(),
             preflight: preflight::Cache::default(),
             management_ids: OnceCell::new(),
+            children: LinkStores::default(),
         }
     }
 }
@@ -280,17 +297,30 @@ impl Reconciler for Context {
 }
 
 /// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
+/// Children are read from the namespace's shared cache `links`; their changes (deletions
+/// included) trigger their registration at most once per [`CHILD_WINDOW`].
 pub async fn run(
     ctx: Arc<Context>,
     bulks: Api<BulkRegistration>,
-    children: Api<LinkedAccount>,
+    links: LinkCache,
     config_maps: Api<ConfigMap>,
     concurrency: u16,
     readiness: ControllerReadiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(bulks, watcher::Config::default().any_semantic())
-        .owns(children, watcher::Config::default().labels(CHILD_LABEL))
+    // Children are read from the cache: a pass before it synced would see none and rewrite
+    // them all.
+    let mut shutdown = Box::pin(shutdown);
+    tokio::select! {
+        synced = runner::until_ready(&links.store) => if !synced { return },
+        () = &mut shutdown => return,
+    }
+    ctx.children.add(links.store.clone());
+    let owners = links
+        .touched(CHILD_LABEL)
+        .flat_map(|child| futures::stream::iter(owner_of(&child)));
+    let controller = runner::trimmed(bulks, watcher::Config::default().any_semantic())
+        .reconcile_on(coalesce(owners, CHILD_WINDOW))
         .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     // A change to a labelled ConfigMap (account list or template) is picked up at once; the
@@ -313,6 +343,16 @@ pub async fn run(
             .collect::<Vec<_>>()
     });
     runner::run(controller, ctx, readiness, shutdown).await;
+}
+
+/// The registration that controls `child`, if any.
+fn owner_of<K: Resource>(child: &K) -> Option<ObjectRef<BulkRegistration>> {
+    let ns = child.namespace();
+    child
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == "BulkRegistration")
+        .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
 }
 
 /// Whether the registration reads ConfigMap `name` (account lists or the template).
@@ -407,6 +447,18 @@ impl<'a> Pass<'a> {
     async fn save(&self) -> Result<(), Error> {
         status_writer::patch_status(&self.api(), self.bulk, &self.next).await?;
         Ok(())
+    }
+
+    /// The registration's stack instances: listed again when `want` says the last listing
+    /// may not hold any more ([`memo`]).
+    async fn instances(&self, want: Want) -> Result<Arc<Vec<Instance>>, AwsError> {
+        let uid = self.bulk.meta().uid.clone().unwrap_or_default();
+        let memo = &self.ctx.instances;
+        if let Some(listed) = memo.get(&uid, &self.set.name, want) {
+            return Ok(listed);
+        }
+        let listed = self.ctx.stacksets.instances(&self.set).await?;
+        Ok(memo.put(&uid, &self.set.name, listed))
     }
 
     async fn publish(&self, type_: EventType, reason: &str, note: &str) {
@@ -562,7 +614,8 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
         Some(desired) => desired,
         None => {
             let max = ctx.settings.max_targets;
-            targets::resolve(bulk, &config_maps, ctx.org.as_ref(), region, max).await?
+            let (org, walks) = (ctx.org.as_ref(), &ctx.walks);
+            targets::resolve(bulk, &config_maps, org, walks, region, max).await?
         }
     };
 
@@ -583,7 +636,7 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     operation::credit_update(pass, &polled, &inputs.definition.hash);
     match polled {
         Poll::Running { message } => {
-            let instances = ctx.stacksets.instances(&pass.set).await?;
+            let instances = pass.instances(Want::Progress).await?;
             let action = pass.next.operation.as_ref().map(|o| o.action.clone());
             let headline = Headline::running(&action.unwrap_or_default(), message);
             pass.settle(&inputs, &instances, headline).await?;
@@ -602,7 +655,12 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
     }
 
     // Instances and the next operation (CloudFormation; the plan is pure).
-    let instances = ctx.stacksets.instances(&pass.set).await?;
+    let want = if finished.is_some() || requests::verify(bulk, &pass.current).is_some() {
+        Want::Fresh
+    } else {
+        Want::Settled
+    };
+    let instances = pass.instances(want).await?;
     if let Some(op) = finished {
         drift::finished(pass, &inputs.desired, &instances, &op).await;
     }

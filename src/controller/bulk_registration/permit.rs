@@ -53,8 +53,9 @@ impl Reads<Halt> for TargetReads<'_> {
                 let (ctx, settings) = (self.ctx, &self.ctx.settings);
                 let (region, max) = (&settings.region, settings.max_targets);
                 let org = ctx.org.as_ref();
+                let walks = &ctx.walks;
                 let desired =
-                    targets::resolve(self.bulk, &self.config_maps, org, region, max).await?;
+                    targets::resolve(self.bulk, &self.config_maps, org, walks, region, max).await?;
                 facts.targets = Some(policy_targets(&desired));
                 self.resolved = Some(desired);
             }

@@ -1,13 +1,16 @@
 //! Phase "targets": which accounts a BulkRegistration targets. Listed accounts, ConfigMap lists
-//! and OU members (nested OUs resolved through Organizations once per reconcile), minus
-//! exclusions.
+//! and OU members (nested OUs resolved through Organizations when something can have changed
+//! them, see [`walk`]), minus exclusions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Resource;
 use kube::api::Api;
 
+use super::memo::{Memo, Want};
 use super::plan::Desired;
+use super::requests;
 use crate::account_list;
 use crate::api::BulkRegistration;
 use crate::api::bulk_registration::{PermissionModel, reason};
@@ -38,6 +41,7 @@ pub async fn resolve(
     bulk: &BulkRegistration,
     config_maps: &Api<ConfigMap>,
     org: &dyn OrgUnits,
+    walks: &Walks,
     default_region: &str,
     max_targets: usize,
 ) -> Result<Desired, TargetsError> {
@@ -76,7 +80,7 @@ pub async fn resolve(
     }
     let mut via = Default::default();
     if !targets.organizational_unit_ids.is_empty() {
-        via = org.accounts_under(&targets.organizational_unit_ids).await?;
+        via = walk(bulk, org, walks).await?;
         accounts.extend(via.keys().cloned());
     }
     for excluded in &targets.exclude {
@@ -101,6 +105,32 @@ pub async fn resolve(
         service_managed,
         root,
     })
+}
+
+/// What a walk of a registration's OUs found: each account with the listed OU it sits under.
+pub type Walks = Memo<BTreeMap<String, String>>;
+
+/// The accounts under the registration's OUs: walked again for a new generation, a
+/// verification request, or once the resync interval passed ([`super::memo`]); otherwise the
+/// last walk.
+async fn walk(
+    bulk: &BulkRegistration,
+    org: &dyn OrgUnits,
+    walks: &Walks,
+) -> Result<BTreeMap<String, String>, AwsError> {
+    let uid = bulk.meta().uid.clone().unwrap_or_default();
+    let key = format!("{:?}", bulk.meta().generation);
+    let current = bulk.status.clone().unwrap_or_default();
+    let want = match requests::verify(bulk, &current) {
+        Some(_) => Want::Fresh,
+        None => Want::Settled,
+    };
+    if let Some(walked) = walks.get(&uid, &key, want) {
+        return Ok((*walked).clone());
+    }
+    let units = &bulk.spec.targets.organizational_unit_ids;
+    let walked = org.accounts_under(units).await?;
+    Ok((*walks.put(&uid, &key, walked)).clone())
 }
 
 /// Refuses more than `max` target accounts, before anything is deployed: a registration that

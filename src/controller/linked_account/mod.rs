@@ -40,6 +40,7 @@ use crate::api::linked_account::{DEFAULT_ROLE_NAME, reason};
 use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, AwsError, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
+use crate::controller::link_cache::LinkCache;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
 use crate::controller::tenancy::Gate;
@@ -240,9 +241,10 @@ impl Reconciler for Context {
 }
 
 /// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
+/// Objects come from the namespace's shared cache `links` (its watch is driven elsewhere).
 pub async fn run(
     ctx: Arc<Context>,
-    links: Api<LinkedAccount>,
+    links: LinkCache,
     secrets: Api<Secret>,
     concurrency: u16,
     readiness: ControllerReadiness,
@@ -253,7 +255,7 @@ pub async fn run(
         labels::MANAGED_BY_LABEL,
         labels::MANAGED_BY
     ));
-    let controller = Controller::new(links, watcher::Config::default().any_semantic())
+    let controller = Controller::for_shared_stream(links.changes(), links.store.clone())
         .owns(secrets, owned)
         .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -156,7 +156,7 @@ pub async fn run(
     readiness: ControllerReadiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let controller = Controller::new(members, watcher::Config::default().any_semantic())
+    let controller = runner::trimmed(members, watcher::Config::default().any_semantic())
         .owns(
             children,
             watcher::Config::default().labels(labels::MEMBER_ACCOUNT_LABEL),

@@ -35,6 +35,7 @@ pub fn start(
             Api::<LinkPolicy>::all(client.clone()),
             watcher::Config::default(),
         )
+        .modify(crate::controller::link_cache::trim)
         .default_backoff(),
     );
     let namespace_events = reflector(
@@ -43,6 +44,12 @@ pub fn start(
             Api::<Namespace>::all(client.clone()),
             watcher::Config::default(),
         )
+        .modify(|ns: &mut Namespace| {
+            // The gate reads a namespace's labels only.
+            crate::controller::link_cache::trim(ns);
+            ns.spec = None;
+            ns.status = None;
+        })
         .default_backoff(),
     );
     // The only waiter on the stores' readiness (a store wakes one waiter); the gate's
