@@ -10,6 +10,7 @@
 
 pub mod children;
 pub mod cleanup;
+mod context;
 pub mod definition;
 pub mod drift;
 pub mod import;
@@ -34,12 +35,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use tokio::sync::OnceCell;
 
+pub use self::context::{Context, Settings};
 use self::definition::Definition;
 use self::memo::Want;
 use self::operation::{Next, Poll};
@@ -52,19 +53,15 @@ use crate::api::bulk_registration::{RotationPhase, event, reason};
 use crate::api::conditions::{INSTANCES_READY, READY, STACK_SET_READY, STALLED};
 use crate::api::labels;
 use crate::api::{BulkRegistration, BulkRegistrationStatus};
+use crate::aws::AwsError;
 use crate::aws::stacksets::{Instance, StackSetRef};
-use crate::aws::{
-    AwsError, DelegatedAdministrators, HubIdentity, ManagementStacks, OrgUnits, StackImports,
-    StackSets, TemplateSummaries,
-};
 use crate::controller::coalesce::coalesce;
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
-use crate::controller::hash_key::HashKey;
-use crate::controller::link_cache::{LinkCache, LinkStores};
+use crate::controller::link_cache::LinkCache;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self as status_writer, Transitions};
-use crate::controller::tenancy::{Gate, NOT_PERMITTED_RECHECK};
+use crate::controller::tenancy::NOT_PERMITTED_RECHECK;
 use crate::runtime::ControllerReadiness;
 use crate::telemetry::Metrics;
 
@@ -85,115 +82,6 @@ const STALLED_RECHECK: Duration = Duration::from_secs(60);
 pub const CHILD_WINDOW: Duration = Duration::from_secs(3);
 /// How soon a registration whose operation AWS refused is looked at again.
 const REJECTED_RECHECK: Duration = Duration::from_secs(300);
-
-/// Settings of the controller.
-#[derive(Clone, Debug)]
-pub struct Settings {
-    /// The operator's region: where StackSets live, and the default deployment region.
-    pub region: String,
-    pub partition: String,
-    /// How often an operation in flight is polled.
-    pub poll_interval: Duration,
-    /// How often a settled registration is looked at again (drift, auto-deployed accounts).
-    pub resync_interval: Duration,
-    /// Most target accounts a registration may resolve to (`--max-targets`).
-    pub max_targets: usize,
-    /// The role the built-in template trusts; `None`: the operator's own, from
-    /// GetCallerIdentity.
-    pub hub_role_arn: Option<String>,
-    /// The key of template fingerprints.
-    pub hash_key: HashKey,
-    /// This cluster's identity (`--cluster-id`): in every owner tag and derived StackSet name.
-    pub cluster_id: String,
-    /// Replaces every registration's `drift.checkInterval` (`--drift-check-interval`, for
-    /// tests: the API's minimum is 10m).
-    pub drift_check_interval: Option<Duration>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            region: "us-east-1".into(),
-            partition: "aws".into(),
-            poll_interval: Duration::from_secs(5),
-            resync_interval: Duration::from_secs(300),
-            max_targets: 10_000,
-            hub_role_arn: None,
-            hash_key: HashKey::generate(),
-            cluster_id: String::new(),
-            drift_check_interval: None,
-        }
-    }
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub stacksets: Arc<dyn StackSets>,
-    pub org: Arc<dyn OrgUnits>,
-    pub hub: Arc<dyn HubIdentity>,
-    pub templates: Arc<dyn TemplateSummaries>,
-    /// Existing per-account stacks: found and imported (`spec.import`).
-    pub imports: Arc<dyn StackImports>,
-    /// Organizations' delegated administrators (the `callAs: DelegatedAdmin` preflight).
-    pub delegated: Arc<dyn DelegatedAdministrators>,
-    /// The management account and its plain stack (`targets.includeManagementAccount`).
-    pub management: Arc<dyn ManagementStacks>,
-    pub recorder: Recorder,
-    pub settings: Settings,
-    pub metrics: Arc<Metrics>,
-    /// The principal the built-in template trusts, found once per process.
-    hub_principal: OnceCell<String>,
-    /// Custom templates found to hide the token, so polling passes do not ask again.
-    vetted: template::Vetted,
-    pub gate: Arc<Gate>,
-    /// What look-ups for `spec.import` found, per registration and generation.
-    import_lookups: import::Cache,
-    /// The hub's delegated-administrator registration, as last checked.
-    preflight: preflight::Cache,
-    /// The management account and the hub's account, found once per process.
-    management_ids: OnceCell<(String, String)>,
-    /// Every watched namespace's LinkedAccounts: where children are read.
-    pub children: LinkStores,
-    /// The last walk of each registration's OUs.
-    walks: targets::Walks,
-    /// The last listing of each registration's stack instances.
-    instances: memo::Instances,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        aws: Arc<crate::aws::AwsClients>,
-        recorder: Recorder,
-        settings: Settings,
-        metrics: Arc<Metrics>,
-        gate: Arc<Gate>,
-    ) -> Self {
-        Self {
-            walks: memo::Memo::new(settings.resync_interval),
-            instances: memo::Memo::new(settings.resync_interval),
-            gate,
-            client,
-            stacksets: aws.clone(),
-            org: aws.clone(),
-            hub: aws.clone(),
-            imports: aws.clone(),
-            delegated: aws.clone(),
-            management: aws.clone(),
-            templates: aws,
-            recorder,
-            settings,
-            metrics,
-            hub_principal: OnceCell::new(),
-            vetted: template::Vetted::default(),
-            import_lookups: import::Cache::default(),
-            preflight: preflight::Cache::default(),
-            management_ids: OnceCell::new(),
-            children: LinkStores::default(),
-        }
-    }
-}
 
 /// Errors that end a reconcile early; the object is retried with backoff.
 #[derive(Debug, thiserror::Error)]
