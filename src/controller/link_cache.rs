@@ -8,6 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
+
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -36,14 +37,20 @@ pub fn trim<K: Resource>(object: &mut K) {
 #[derive(Clone)]
 pub struct LinkCache {
     pub store: Store<LinkedAccount>,
-    subscriber: ReflectHandle<LinkedAccount>,
     api: Api<LinkedAccount>,
 }
 
+/// Every change of a cached object: the stream one controller reconciles from. There is
+/// exactly one per cache, and it must be read: the watch waits for a subscriber that falls
+/// [`BUFFER`] events behind, so a handle kept and never read would stop it.
+pub type Changes = ReflectHandle<LinkedAccount>;
+
 impl LinkCache {
-    /// The cache and the watch that fills it; the watch must be driven for as long as any
-    /// controller reads the cache (the controllers wait on it).
-    pub fn start(api: Api<LinkedAccount>) -> (Self, impl Future<Output = ()> + Send + 'static) {
+    /// The cache, its one stream of changes, and the watch that fills both; the watch must be
+    /// driven for as long as any controller reads the cache (the controllers wait on it).
+    pub fn start(
+        api: Api<LinkedAccount>,
+    ) -> (Self, Changes, impl Future<Output = ()> + Send + 'static) {
         let (store, writer) = reflector::store_shared(BUFFER);
         let subscriber = writer
             .subscribe()
@@ -57,17 +64,7 @@ impl LinkCache {
                     tracing::warn!(error = %err, "watching LinkedAccounts");
                 }
             });
-        let cache = Self {
-            store,
-            subscriber,
-            api,
-        };
-        (cache, watch)
-    }
-
-    /// Every change of a cached object, from now on.
-    pub fn changes(&self) -> impl Stream<Item = Arc<LinkedAccount>> + Send + 'static {
-        self.subscriber.clone()
+        (Self { store, api }, subscriber, watch)
     }
 
     /// The metadata of every change of the LinkedAccounts labelled `label`, deletions

@@ -40,7 +40,7 @@ use crate::api::linked_account::{DEFAULT_ROLE_NAME, reason};
 use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, AwsError, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
-use crate::controller::link_cache::LinkCache;
+use crate::controller::link_cache::{Changes, LinkCache};
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
 use crate::controller::tenancy::Gate;
@@ -241,10 +241,12 @@ impl Reconciler for Context {
 }
 
 /// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
-/// Objects come from the namespace's shared cache `links` (its watch is driven elsewhere).
+/// Objects come from the namespace's shared cache `links` and its `changes` (its watch is
+/// driven elsewhere).
 pub async fn run(
     ctx: Arc<Context>,
     links: LinkCache,
+    changes: Changes,
     secrets: Api<Secret>,
     concurrency: u16,
     readiness: ControllerReadiness,
@@ -255,7 +257,7 @@ pub async fn run(
         labels::MANAGED_BY_LABEL,
         labels::MANAGED_BY
     ));
-    let controller = Controller::for_shared_stream(links.changes(), links.store.clone())
+    let controller = Controller::for_shared_stream(changes, links.store)
         .owns(secrets, owned)
         .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
