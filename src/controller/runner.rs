@@ -18,7 +18,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -154,13 +154,56 @@ pub fn trimmed<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
 where
     K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
 {
+    let (objects, store) = trimmed_objects(api, config);
+    Controller::for_stream(objects, store)
+}
+
+/// Like [`trimmed`], and a change of an object's status alone does not reconcile it: a
+/// controller whose passes write status (and requeue themselves while work is under way)
+/// would otherwise follow each of its own writes with one more pass, as often as its status
+/// changes — at fleet scale, once per child that verified.
+pub fn trimmed_ignoring_status<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    let (objects, store) = trimmed_objects(api, config);
+    let objects = objects.predicate_filter(beyond_status, PredicateConfig::default());
+    Controller::for_stream(objects, store)
+}
+
+fn trimmed_objects<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Store<K>,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
     let (store, writer) = reflector::store();
     let objects = reflector::reflector(
         writer,
         watcher(api, config).modify(crate::controller::link_cache::trim),
     )
     .applied_objects();
-    Controller::for_stream(objects, store)
+    (objects, store)
+}
+
+/// What a reconcile of an object acts on besides its status: its generation (the spec), labels,
+/// annotations (requests), finalizers and deletion. Equal for two versions of an object that
+/// differ in status only.
+pub fn beyond_status<K: Resource>(object: &K) -> Option<u64> {
+    use std::hash::Hasher;
+    let meta = object.meta();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut hasher);
+    meta.labels.hash(&mut hasher);
+    meta.annotations.hash(&mut hasher);
+    meta.finalizers.hash(&mut hasher);
+    let deleting = meta.deletion_timestamp.as_ref().map(|t| t.0.to_string());
+    deleting.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// What the kube runtime hands every reconcile: the controller and the runner's memory.
@@ -429,6 +472,56 @@ mod tests {
         let seen = tokio::time::timeout(Duration::from_secs(5), first).await;
         assert!(seen.expect("the first waiter saw readiness").unwrap());
         assert!(later.await.unwrap());
+    }
+
+    #[test]
+    fn a_change_of_status_alone_is_not_a_change_worth_a_pass() {
+        let base: LinkedAccount = serde_json::from_value(serde_json::json!({
+            "apiVersion": "accountlinker.dev/v1alpha1",
+            "kind": "LinkedAccount",
+            "metadata": {"name": "l", "generation": 1, "resourceVersion": "1"},
+            "spec": {"accountId": "111111111111"},
+        }))
+        .unwrap();
+        let changed = |f: &dyn Fn(&mut LinkedAccount)| {
+            let mut other = base.clone();
+            f(&mut other);
+            beyond_status(&other) != beyond_status(&base)
+        };
+        // (what changed, whether it is worth a pass)
+        type Change<'a> = &'a dyn Fn(&mut LinkedAccount);
+        let rows: [(&str, Change, bool); 6] = [
+            ("status", &|l| l.status = Some(Default::default()), false),
+            (
+                "resourceVersion",
+                &|l| l.metadata.resource_version = Some("2".into()),
+                false,
+            ),
+            ("generation", &|l| l.metadata.generation = Some(2), true),
+            (
+                "annotation",
+                &|l| {
+                    l.metadata.annotations = Some([("a".to_string(), "1".to_string())].into());
+                },
+                true,
+            ),
+            (
+                "finalizer",
+                &|l| l.metadata.finalizers = Some(vec!["f".into()]),
+                true,
+            ),
+            (
+                "deletion",
+                &|l| {
+                    l.metadata.deletion_timestamp =
+                        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+                },
+                true,
+            ),
+        ];
+        for (what, change, worth) in rows {
+            assert_eq!(changed(change), worth, "{what}");
+        }
     }
 
     #[test]

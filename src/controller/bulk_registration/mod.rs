@@ -207,10 +207,11 @@ pub async fn run(
     let owners = links
         .touched(CHILD_LABEL)
         .flat_map(|child| futures::stream::iter(owner_of(&child)));
-    let controller = runner::trimmed(bulks, watcher::Config::default().any_semantic())
-        .reconcile_on(coalesce(owners, CHILD_WINDOW))
-        .reconcile_all_on(ctx.gate.changes())
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
+    let controller =
+        runner::trimmed_ignoring_status(bulks, watcher::Config::default().any_semantic())
+            .reconcile_on(coalesce(owners, CHILD_WINDOW))
+            .reconcile_all_on(ctx.gate.changes())
+            .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     // A change to a labelled ConfigMap (account list or template) is picked up at once; the
     // rest of a namespace's ConfigMaps are neither watched nor cached, and a registration reads
     // the ones it names by name on every pass.
