@@ -116,6 +116,45 @@ mod tests {
 
     use super::*;
 
+    fn link(ns: &str, name: &str, team: &str) -> LinkedAccount {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "accountlinker.dev/v1alpha1",
+            "kind": "LinkedAccount",
+            "metadata": {"name": name, "namespace": ns, "labels": {"team": team}},
+            "spec": {"accountId": "111111111111"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_selection_reads_every_namespaces_cache_and_keeps_one_namespace() {
+        let stores = LinkStores::default();
+        for objects in [
+            vec![link("a", "1", "x"), link("a", "2", "y")],
+            vec![link("b", "3", "x")],
+        ] {
+            let (store, mut writer) = reflector::store::<LinkedAccount>();
+            for object in objects {
+                writer.apply_watcher_event(&watcher::Event::Apply(object));
+            }
+            stores.add(store);
+        }
+        let names = |ns: &str, team: &str| {
+            let mut names: Vec<String> = stores
+                .select(ns, |l| {
+                    l.labels().get("team").map(String::as_str) == Some(team)
+                })
+                .iter()
+                .map(|l| l.name_any())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names("a", "x"), ["1"]);
+        assert_eq!(names("b", "x"), ["3"]);
+        assert!(names("c", "x").is_empty());
+    }
+
     #[test]
     fn trimming_drops_managed_fields_and_the_last_applied_copy_only() {
         let mut link: LinkedAccount = serde_json::from_value(serde_json::json!({
