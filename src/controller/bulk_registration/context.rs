@@ -58,6 +58,23 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// When to look at a registration again after a pass that settled it (no operation to
+    /// start): a pass that changed its status is followed by another soon (a rotation or a
+    /// retirement moves on one step per pass; a change of its own status does not reconcile it),
+    /// never sooner than children's changes would; an unchanged one waits for the resync, or
+    /// for 10 s while it is not Ready.
+    pub fn after_settled(&self, ready: bool, wrote: bool) -> Duration {
+        if wrote {
+            self.poll_interval.max(super::CHILD_WINDOW)
+        } else if ready {
+            self.resync_interval
+        } else {
+            self.poll_interval.max(Duration::from_secs(10))
+        }
+    }
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
@@ -123,6 +140,34 @@ impl Context {
             preflight: preflight::Cache::default(),
             management_ids: OnceCell::new(),
             children: LinkStores::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_that_changed_status_is_followed_soon_and_a_quiet_one_waits() {
+        let settings = Settings {
+            poll_interval: Duration::from_millis(500),
+            resync_interval: Duration::from_secs(3600),
+            ..Settings::default()
+        };
+        // (ready, wrote) → next pass after
+        let rows = [
+            (true, true, super::super::CHILD_WINDOW),
+            (false, true, super::super::CHILD_WINDOW),
+            (true, false, Duration::from_secs(3600)),
+            (false, false, Duration::from_secs(10)),
+        ];
+        for (ready, wrote, want) in rows {
+            assert_eq!(
+                settings.after_settled(ready, wrote),
+                want,
+                "{ready} {wrote}"
+            );
         }
     }
 }

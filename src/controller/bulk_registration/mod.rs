@@ -271,6 +271,8 @@ pub struct Pass<'a> {
     extra_failures: Vec<crate::api::bulk_registration::InstanceFailure>,
     /// The management account's plain stack, read as an instance ([`management`]).
     management: Option<Instance>,
+    /// Whether the pass wrote status (see [`Settings::after_settled`]).
+    wrote: bool,
 }
 
 /// What the phases before the operation found.
@@ -297,6 +299,7 @@ impl<'a> Pass<'a> {
             now: Timestamp::now(),
             extra_failures: Vec::new(),
             management: None,
+            wrote: false,
         }
     }
 
@@ -328,6 +331,7 @@ impl<'a> Pass<'a> {
         {
             self.next = written.clone();
             self.current = written;
+            self.wrote = true;
         }
         Ok(())
     }
@@ -579,11 +583,9 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
                 return Ok(operation::begin(pass, &inputs, &instances, step, id).await?);
             }
             let ready = pass.settle(&inputs, &instances, Headline::Summary).await?;
-            Ok(Action::requeue(if ready {
-                ctx.settings.resync_interval
-            } else {
-                ctx.settings.poll_interval.max(Duration::from_secs(10))
-            }))
+            Ok(Action::requeue(
+                ctx.settings.after_settled(ready, pass.wrote),
+            ))
         }
     }
 }
