@@ -440,7 +440,7 @@ fn start_controllers(
     let ctx = contexts(args, client, aws, hash_key, metrics, &Arc::new(gate));
     for (ns, [bulk_ready, member_ready, link_ready]) in namespaces.into_iter().zip(ready) {
         // One trimmed LinkedAccount cache per namespace serves both controllers that read them.
-        let (links, changes, watch) = LinkCache::start(api::<LinkedAccount>(client, ns));
+        let (links, feeds, watch) = LinkCache::start(api::<LinkedAccount>(client, ns));
         let token = stop.clone();
         controllers.spawn(name("linkedaccount-cache", ns), async move {
             tokio::select! {
@@ -453,7 +453,7 @@ fn start_controllers(
             bulk_registration::run(
                 ctx.bulks.clone(),
                 api::<BulkRegistration>(client, ns),
-                links.clone(),
+                (links.clone(), feeds.owners),
                 api::<ConfigMap>(client, ns),
                 concurrency,
                 bulk_ready,
@@ -476,7 +476,7 @@ fn start_controllers(
             linked_account::run(
                 ctx.links.clone(),
                 links,
-                changes,
+                feeds.reconcile,
                 api::<Secret>(client, ns),
                 concurrency,
                 link_ready,

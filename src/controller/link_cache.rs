@@ -5,6 +5,7 @@
 //! operator holds in memory, so the cache keeps one copy, trimmed of what no controller reads
 //! ([`trim`]).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::{Stream, StreamExt};
@@ -40,21 +41,81 @@ pub struct LinkCache {
     api: Api<LinkedAccount>,
 }
 
-/// Every change of a cached object: the stream one controller reconciles from. There is
-/// exactly one per cache, and it must be read: the watch waits for a subscriber that falls
-/// [`BUFFER`] events behind, so a handle kept and never read would stop it.
+/// Every change of a cached object, as one reader sees it. Each handle must be read: the watch
+/// waits for a subscriber that falls [`BUFFER`] events behind, so a handle kept and never read
+/// would stop it.
 pub type Changes = ReflectHandle<LinkedAccount>;
 
+/// The two readers of a cache's changes.
+pub struct Feeds {
+    /// What the LinkedAccount controller reconciles from.
+    pub reconcile: Changes,
+    /// What triggers the owners of LinkedAccounts ([`owner_changes`]).
+    pub owners: Changes,
+}
+
+/// What an owner reads of a LinkedAccount: the spec, labels, annotations, owners, deletion, the
+/// stack instance and the conditions. A verification that changes nothing but
+/// `lastVerifiedTime` (every link, every verify interval) leaves it the same, so it does not
+/// reconcile the owner; an owner that needs those times (a rotation counting verifications
+/// with the new token) looks again by itself.
+pub fn owner_view(link: &LinkedAccount) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let meta = &link.metadata;
+    let status = link.status.as_ref();
+    let conditions: Vec<_> = status
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| (&c.type_, &c.status, &c.reason, &c.message))
+        .collect();
+    let owners: Vec<&str> = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| o.uid.as_str())
+        .collect();
+    let view = serde_json::json!([
+        link.spec,
+        meta.labels,
+        meta.annotations,
+        owners,
+        meta.deletion_timestamp,
+        status.and_then(|s| s.stack_instance.as_ref()),
+        conditions,
+    ]);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    view.to_string().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The changes of `changes` that change what an owner reads ([`owner_view`]).
+pub fn owner_changes(changes: Changes) -> impl Stream<Item = Arc<LinkedAccount>> + Send + 'static {
+    let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
+    changes.filter_map(move |link| {
+        let key = (link.namespace(), link.name_any());
+        let view = owner_view(&link);
+        let changed = seen.insert(key, view) != Some(view);
+        std::future::ready(changed.then_some(link))
+    })
+}
+
 impl LinkCache {
-    /// The cache, its one stream of changes, and the watch that fills both; the watch must be
+    /// The cache, its readers' streams of changes, and the watch that fills them; the watch must be
     /// driven for as long as any controller reads the cache (the controllers wait on it).
     pub fn start(
         api: Api<LinkedAccount>,
-    ) -> (Self, Changes, impl Future<Output = ()> + Send + 'static) {
+    ) -> (Self, Feeds, impl Future<Output = ()> + Send + 'static) {
         let (store, writer) = reflector::store_shared(BUFFER);
-        let subscriber = writer
-            .subscribe()
-            .expect("a shared store hands out subscribers");
+        let subscribe = || {
+            writer
+                .subscribe()
+                .expect("a shared store hands out subscribers")
+        };
+        let feeds = Feeds {
+            reconcile: subscribe(),
+            owners: subscribe(),
+        };
         let watch = watcher(api.clone(), watcher::Config::default().any_semantic())
             .modify(trim)
             .default_backoff()
@@ -64,12 +125,12 @@ impl LinkCache {
                     tracing::warn!(error = %err, "watching LinkedAccounts");
                 }
             });
-        (Self { store, api }, subscriber, watch)
+        (Self { store, api }, feeds, watch)
     }
 
-    /// The metadata of every change of the LinkedAccounts labelled `label`, deletions
-    /// included (the shared cache's subscribers see no deletions): what triggers an owner.
-    pub fn touched(
+    /// The LinkedAccounts labelled `label` that are deleted (the shared cache's readers see
+    /// no deletions), as metadata: what makes an owner recreate or forget a child.
+    pub fn deleted(
         &self,
         label: &str,
     ) -> impl Stream<Item = PartialObjectMeta<LinkedAccount>> + Send + 'static {
@@ -80,8 +141,12 @@ impl LinkCache {
         };
         watcher(api, watcher::Config::default().labels(label))
             .default_backoff()
-            .touched_objects()
-            .filter_map(|touched| std::future::ready(touched.ok()))
+            .filter_map(|event| {
+                std::future::ready(match event {
+                    Ok(watcher::Event::Delete(meta)) => Some(meta),
+                    _ => None,
+                })
+            })
     }
 }
 
@@ -153,6 +218,76 @@ mod tests {
         assert_eq!(names("a", "x"), ["1"]);
         assert_eq!(names("b", "x"), ["3"]);
         assert!(names("c", "x").is_empty());
+    }
+
+    /// A verification that only moves `lastVerifiedTime` does not reconcile the owner; what
+    /// the owner reads does.
+    #[test]
+    fn an_owner_sees_changes_of_what_it_reads_only() {
+        use crate::api::LinkedAccountStatus;
+        use crate::api::linked_account::StackInstanceRef;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        let time =
+            |s: i64| Time(k8s_openapi::jiff::Timestamp::from_second(1_800_000_000 + s).unwrap());
+        let condition = |status: &str| Condition {
+            type_: "RoleAssumable".into(),
+            status: status.into(),
+            reason: "Verified".into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: time(0),
+        };
+        let mut base = link("a", "1", "x");
+        base.status = Some(LinkedAccountStatus {
+            conditions: vec![condition("True")],
+            last_verified_time: Some(time(10)),
+            ..LinkedAccountStatus::default()
+        });
+        let differs = |change: &dyn Fn(&mut LinkedAccount)| {
+            let mut other = base.clone();
+            change(&mut other);
+            owner_view(&other) != owner_view(&base)
+        };
+        type Change<'a> = &'a dyn Fn(&mut LinkedAccount);
+        let rows: [(&str, Change, bool); 6] = [
+            (
+                "verified again",
+                &|l| l.status.as_mut().unwrap().last_verified_time = Some(time(70)),
+                false,
+            ),
+            (
+                "resourceVersion",
+                &|l| l.metadata.resource_version = Some("9".into()),
+                false,
+            ),
+            (
+                "a condition",
+                &|l| l.status.as_mut().unwrap().conditions = vec![condition("False")],
+                true,
+            ),
+            (
+                "the stack instance",
+                &|l| {
+                    l.status.as_mut().unwrap().stack_instance = Some(StackInstanceRef::default());
+                },
+                true,
+            ),
+            (
+                "the spec",
+                &|l| l.spec.account_id = "222222222222".into(),
+                true,
+            ),
+            (
+                "a label",
+                &|l| {
+                    l.metadata.labels = Some([("team".to_string(), "y".to_string())].into());
+                },
+                true,
+            ),
+        ];
+        for (what, change, seen) in rows {
+            assert_eq!(differs(change), seen, "{what}");
+        }
     }
 
     #[test]

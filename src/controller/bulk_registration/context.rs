@@ -60,12 +60,12 @@ impl Default for Settings {
 
 impl Settings {
     /// When to look at a registration again after a pass that settled it (no operation to
-    /// start): a pass that changed its status is followed by another soon (a rotation or a
-    /// retirement moves on one step per pass; a change of its own status does not reconcile it),
-    /// never sooner than children's changes would; an unchanged one waits for the resync, or
-    /// for 10 s while it is not Ready.
-    pub fn after_settled(&self, ready: bool, wrote: bool) -> Duration {
-        if wrote {
+    /// start): one whose status changed, or in a token rotation, is `moving` and looked at again
+    /// soon (a rotation moves on one step per pass and counts verifications, which trigger no
+    /// pass; nor does a change of its own status), never sooner than children's changes would;
+    /// an unchanged one waits for the resync, or for 10 s while it is not Ready.
+    pub fn after_settled(&self, ready: bool, moving: bool) -> Duration {
+        if moving {
             self.poll_interval.max(super::CHILD_WINDOW)
         } else if ready {
             self.resync_interval
@@ -155,18 +155,18 @@ mod tests {
             resync_interval: Duration::from_secs(3600),
             ..Settings::default()
         };
-        // (ready, wrote) → next pass after
+        // (ready, changed status or rotating) → next pass after
         let rows = [
             (true, true, super::super::CHILD_WINDOW),
             (false, true, super::super::CHILD_WINDOW),
             (true, false, Duration::from_secs(3600)),
             (false, false, Duration::from_secs(10)),
         ];
-        for (ready, wrote, want) in rows {
+        for (ready, moving, want) in rows {
             assert_eq!(
-                settings.after_settled(ready, wrote),
+                settings.after_settled(ready, moving),
                 want,
-                "{ready} {wrote}"
+                "{ready} {moving}"
             );
         }
     }

@@ -58,7 +58,7 @@ use crate::aws::stacksets::{Instance, StackSetRef};
 use crate::controller::coalesce::coalesce;
 use crate::controller::conditions::Desired as Cond;
 use crate::controller::events;
-use crate::controller::link_cache::LinkCache;
+use crate::controller::link_cache::{Changes, LinkCache, owner_changes};
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self as status_writer, Transitions};
 use crate::controller::tenancy::NOT_PERMITTED_RECHECK;
@@ -185,12 +185,13 @@ impl Reconciler for Context {
 }
 
 /// Runs the controller until `shutdown` resolves; marks `readiness` once its cache synced.
-/// Children are read from the namespace's shared cache `links`; their changes (deletions
-/// included) trigger their registration at most once per [`CHILD_WINDOW`].
+/// Children are read from the namespace's shared cache `links`; their changes that a
+/// registration reads (`children`, [`owner_changes`]) and their deletions trigger their
+/// registration at most once per [`CHILD_WINDOW`].
 pub async fn run(
     ctx: Arc<Context>,
     bulks: Api<BulkRegistration>,
-    links: LinkCache,
+    (links, children): (LinkCache, Changes),
     config_maps: Api<ConfigMap>,
     concurrency: u16,
     readiness: ControllerReadiness,
@@ -204,9 +205,9 @@ pub async fn run(
         () = &mut shutdown => return,
     }
     ctx.children.add(links.store.clone());
-    let owners = links
-        .touched(CHILD_LABEL)
-        .flat_map(|child| futures::stream::iter(owner_of(&child)));
+    let changed = owner_changes(children).map(|child| owner_of(&*child));
+    let deleted = links.deleted(CHILD_LABEL).map(|child| owner_of(&child));
+    let owners = futures::stream::select(changed, deleted).filter_map(std::future::ready);
     let controller =
         runner::trimmed_ignoring_status(bulks, watcher::Config::default().any_semantic())
             .reconcile_on(coalesce(owners, CHILD_WINDOW))
@@ -583,9 +584,9 @@ async fn phases(pass: &mut Pass<'_>, resolved: Option<Desired>) -> Result<Action
                 return Ok(operation::begin(pass, &inputs, &instances, step, id).await?);
             }
             let ready = pass.settle(&inputs, &instances, Headline::Summary).await?;
-            Ok(Action::requeue(
-                ctx.settings.after_settled(ready, pass.wrote),
-            ))
+            // A rotation counts verifications, which do not trigger the registration.
+            let moving = pass.wrote || pass.next.external_id_rotation.is_some();
+            Ok(Action::requeue(ctx.settings.after_settled(ready, moving)))
         }
     }
 }
