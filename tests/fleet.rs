@@ -216,6 +216,7 @@ async fn onboarding_costs_passes_and_reads_by_batches_and_a_settled_fleet_writes
     );
 
     // Settled: a pass (asked for by an annotation change) writes nothing …
+    let passes_touched = passes(&f, "bulkregistration").await;
     let touched = bulks
         .patch(
             "fleet",
@@ -227,7 +228,6 @@ async fn onboarding_costs_passes_and_reads_by_batches_and_a_settled_fleet_writes
     let bulk_version = touched.metadata.resource_version.clone();
     let children_before = versions(&f).await;
     assert_eq!(children_before.len(), ACCOUNTS);
-    let passes_touched = passes(&f, "bulkregistration").await;
     support::eventually(
         Duration::from_secs(30),
         "a pass after the touch",
