@@ -113,20 +113,25 @@ pub async fn run(args: RunArgs) -> Result<(), OperatorError> {
         start_controllers(&args, &client, aws, hash_key, &metrics, &readiness, &stop);
     info!("controllers started");
 
-    let lease_lost = async {
-        match lease.as_mut() {
-            Some(l) => l.wait_until_lost().await,
-            None => std::future::pending().await,
-        }
-    };
-    let outcome = supervise(&mut controllers, &mut signal, lease_lost).await;
+    let outcome = supervise(&mut controllers, &mut signal, lease_lost(lease.as_mut())).await;
 
     // Stop taking work, let in-flight reconciles (and their status writes) finish, then hand
-    // the lease over.
+    // the lease over. Without the lease nothing may finish: another replica may take it over
+    // soon, so every controller is aborted at once, mid-reconcile.
     readiness.shutting_down();
     stop.cancel();
-    if !controllers.drain(DRAIN).await {
-        warn!("controllers did not stop within 30s");
+    if matches!(outcome, Err(OperatorError::LostLeadership)) {
+        controllers.abort().await;
+    } else {
+        tokio::select! {
+            drained = controllers.drain(DRAIN) => if !drained {
+                warn!("controllers did not stop within 30s");
+            },
+            () = lease_lost(lease.as_mut()) => {
+                error!("lost the leader lease while stopping; aborting the controllers");
+                controllers.abort().await;
+            }
+        }
     }
     if let Some(lease) = lease {
         lease.release().await;
@@ -156,6 +161,14 @@ async fn cluster_id(args: &RunArgs, client: &Client) -> Result<String, OperatorE
     crate::api::labels::check_cluster_id(&id)
         .map_err(|e| OperatorError::ClusterId(format!("{id:?}: {e}")))?;
     Ok(id)
+}
+
+/// Resolves when this replica loses the lease; never when it runs without leader election.
+async fn lease_lost(lease: Option<&mut leader::Election>) {
+    match lease {
+        Some(l) => l.wait_until_lost().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What ends the operator's run: a shutdown signal (Ok), the lease lost, or any controller
@@ -206,6 +219,11 @@ impl Controllers {
         };
         let controller = self.names.remove(&id).unwrap_or_else(|| "unknown".into());
         ControllerStopped { controller, cause }
+    }
+
+    /// Cancels every task at its current await point and waits until all are gone.
+    pub async fn abort(&mut self) {
+        self.tasks.shutdown().await;
     }
 
     async fn all_stopped(&mut self) {
@@ -266,7 +284,7 @@ async fn join_election(args: &RunArgs, client: Client) -> Result<leader::Electio
         .leader_identity
         .clone()
         .unwrap_or_else(leader::default_identity);
-    let elected = leader::Election::start(client, &namespace, &args.lease_name, &identity).await?;
+    let elected = leader::Election::start(client, &namespace, &args.lease_name, &identity);
     info!(
         identity,
         namespace,
