@@ -69,9 +69,10 @@ class StrictApp:
                 if path.startswith("/moto-api/reset") and environ.get("REQUEST_METHOD") == "POST":
                     self.reset_strict()
             return reply.send(start_response)
+        started = time.time()
         req = AwsRequest.from_environ(environ)
         reply = self.handle(req, environ)
-        self.requests.record(req.key, reply.outcome)
+        self.requests.record(req.key, reply.outcome, req.access_key, started)
         # A held or slow response (outside the lock): the call took effect, its answer is late.
         slow = self.latency.hit(req.key)
         hold = self.accounts.take_hold() + (slow.seconds if slow else 0.0)

@@ -38,6 +38,7 @@ class ControlApi:
             "/_strict/health": {"GET": lambda _: (200, {"status": "ok"})},
             "/_strict/reset": {"POST": self.reset},
             "/_strict/requests": {"GET": self.get_requests, "DELETE": self.delete_requests},
+            "/_strict/requests/log": {"GET": self.get_request_log, "PUT": self.put_request_log},
             "/_strict/stacksets/timing": {"GET": self.get_timing, "PUT": self.put_timing},
             "/_strict/stacksets/failures": {
                 "GET": self.get_failures,
@@ -103,6 +104,17 @@ class ControlApi:
     def delete_requests(self, _: Any) -> tuple[int, Any]:
         self.app.requests.reset()
         return 200, self.app.requests.snapshot()
+
+    def get_request_log(self, _: Any) -> tuple[int, Any]:
+        return 200, self.app.requests.log()
+
+    def put_request_log(self, body: Any) -> tuple[int, Any]:
+        values = _object(body, allowed={"enabled"})
+        enabled = values.get("enabled")
+        if not isinstance(enabled, bool):
+            raise BadRequest('"enabled" must be true or false')
+        self.app.requests.set_logging(enabled)
+        return self.get_request_log(None)
 
     def get_timing(self, _: Any) -> tuple[int, Any]:
         t = self.app.stacksets.timing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -125,3 +126,22 @@ def test_json_protocol_error_shape(aws):
     assert json.loads(body)["__type"] == "TooManyRequestsException"
     _, counts = aws.control("GET", "/_strict/requests")
     assert counts["outcomes"]["organizations:DescribeOrganization"]["throttled"] == 1
+
+
+def test_the_request_log_names_the_caller_and_the_time(aws):
+    assert aws.control("GET", "/_strict/requests/log")[1] == {"enabled": False, "entries": []}
+    aws.client("sts").get_caller_identity()  # before the log starts: not logged
+    assert aws.control("PUT", "/_strict/requests/log", {"enabled": True})[1]["entries"] == []
+    before = time.time()
+    replica_b = {"aws_access_key_id": "replica-b", "aws_secret_access_key": "x"}
+    aws.client("sts", credentials=replica_b).get_caller_identity()
+    entries = aws.control("GET", "/_strict/requests/log")[1]["entries"]
+    assert [(e["key"], e["access_key"], e["outcome"]) for e in entries] == [
+        ("sts:GetCallerIdentity", "replica-b", "ok")
+    ]
+    assert before <= entries[0]["started"] <= entries[0]["finished"] <= time.time()
+
+    aws.control("DELETE", "/_strict/requests")
+    assert aws.control("GET", "/_strict/requests/log")[1] == {"enabled": True, "entries": []}
+    assert aws.control("PUT", "/_strict/requests/log", {"enabled": False})[1]["enabled"] is False
+    assert aws.control("PUT", "/_strict/requests/log", {"enabled": "yes"})[0] == 400
