@@ -6,6 +6,8 @@ free loopback ports with freshly generated certificates, plus the strict AWS emu
                 [--emulator-python PY] [--keep-state]
   testenv.py down --state-dir DIR
   testenv.py status --state-dir DIR
+  testenv.py restart --state-dir DIR COMPONENT [--kill]
+  testenv.py pause|resume --state-dir DIR COMPONENT
 
 `DIR/env.sh` and `DIR/env.json` are written atomically, and only once everything is ready: they
 are the readiness signal. In the foreground the supervisor stops everything on SIGTERM/SIGINT and
@@ -13,6 +15,12 @@ when its parent process exits; every component is tied to the supervisor (PR_SET
 test binary that exits or is killed leaves nothing behind. `--background` detaches a supervisor
 (its pid in `DIR/supervisor.pid`) and returns once the environment is ready; `down` stops it.
 Logs of every component are in `DIR/logs/<name>.log`.
+
+Fault tests drive a running environment: `restart` asks the supervisor (a request file in
+`DIR/control/` and SIGUSR1) to stop a component (SIGTERM, or SIGKILL with `--kill`) and start it
+again with the same command line and ports, and answers once it is ready again (env.json then
+holds its new pid); `pause`/`resume` SIGSTOP/SIGCONT a component (e.g. etcd) without the
+supervisor noticing anything.
 """
 import argparse
 import ctypes
@@ -286,12 +294,14 @@ class Guard:
 # --- components -------------------------------------------------------------------------------
 
 class Component:
-    def __init__(self, name, argv, state: Path, env):
+    def __init__(self, name, argv, state: Path, env, append=False):
         self.name = name
         self.argv = argv
+        self.env = env
+        self.state = state
         self.log_path = state / "logs" / f"{name}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "ab" if append else "wb")
         try:
             self.proc = subprocess.Popen(
                 argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -337,6 +347,10 @@ class Component:
     def stop(self, timeout=STOP_GRACE):
         self.terminate()
         self.wait(timeout)
+
+    def relaunched(self):
+        """The same command line started again (its log continues)."""
+        return Component(self.name, self.argv, self.state, self.env, append=True)
 
 
 def wait_until(what, check, component, timeout, guard: Guard):
@@ -406,6 +420,9 @@ class Environment:
         self.emulator_python = emulator_python or sys.executable
         self.components = []
         self.child_env = {**os.environ, MARKER_VAR: str(state)}
+        # How `restart` knows a component is back: name -> (what, check).
+        self.ready_checks = {}
+        self.info = {}
 
     # Each start_* appends its component as soon as it exists, so `stop` always sees it.
     def _start(self, name, argv, env=None):
@@ -446,6 +463,7 @@ class Environment:
             ])
             url = f"http://127.0.0.1:{client}"
             wait_until("etcd /health", lambda: http_ok(f"{url}/health"), etcd, ETCD_READY_TIMEOUT, self.guard)
+            self.ready_checks["etcd"] = ("etcd /health", lambda: http_ok(f"{url}/health"))
             return url
         return self._with_port_retry("etcd", launch)
 
@@ -483,6 +501,8 @@ class Environment:
             url = f"https://127.0.0.1:{port}"
             wait_until("kube-apiserver /readyz", lambda: http_ok(f"{url}/readyz", tls), apiserver,
                        APISERVER_READY_TIMEOUT, self.guard)
+            self.ready_checks["kube-apiserver"] = ("kube-apiserver /readyz",
+                                                   lambda: http_ok(f"{url}/readyz", tls))
             return url
         return self._with_port_retry("kube-apiserver", launch), tls
 
@@ -589,10 +609,48 @@ class Environment:
             "audit_log": str(state / "audit.log"),
             "startup_seconds": round(time.monotonic() - began, 1),
         }
+        self.info = info
         # env.json first: the Rust harness waits for it, shells for env.sh; both are complete.
         write_atomic(state / "env.json", json.dumps(info, indent=2) + "\n")
         write_atomic(state / "env.sh", env_sh(env, self.bins))
         return info
+
+    def restart(self, name, kill=False):
+        """Stops component `name` and starts it again with the same command line; returns once
+        it is ready (the emulator keeps its state in memory, so it cannot be restarted)."""
+        if name == "emulator":
+            raise StartupError("the emulator keeps its state in memory; restarting it would lose it")
+        old = next((c for c in self.components if c.name == name), None)
+        if old is None:
+            raise StartupError(f"no component {name!r} (have: {', '.join(c.name for c in self.components)})")
+        began = time.monotonic()
+        if kill:
+            old.proc.kill()
+            old.wait(STOP_GRACE)
+        else:
+            old.stop()
+        new = old.relaunched()
+        self.components[self.components.index(old)] = new
+        what, check = self.ready_checks.get(name, (f"{name} to stay up", lambda: True))
+        wait_until(what, check, new, APISERVER_READY_TIMEOUT, self.guard)
+        self.info["pids"][name] = new.pid
+        write_atomic(self.state / "env.json", json.dumps(self.info, indent=2) + "\n")
+        return {"ok": True, "pid": new.pid, "seconds": round(time.monotonic() - began, 3)}
+
+    def serve_control(self):
+        """Answers every pending request file of `DIR/control/`."""
+        control = self.state / "control"
+        for request in sorted(control.glob("*.request")):
+            try:
+                body = json.loads(request.read_text())
+                if body.get("action") != "restart":
+                    raise StartupError(f"unknown action {body.get('action')!r}")
+                answer = self.restart(body["component"], kill=bool(body.get("kill")))
+            except (StartupError, KeyError, ValueError) as err:
+                answer = {"ok": False, "error": str(err)}
+            log(f"control {request.stem}: {answer}")
+            write_atomic(request.with_suffix(".done"), json.dumps(answer) + "\n")
+            request.unlink(missing_ok=True)
 
     def stop(self):
         # Reverse start order; each gets STOP_GRACE seconds after SIGTERM before SIGKILL.
@@ -649,6 +707,12 @@ def run_supervisor(args, parent_pid):
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
+    control = {"pending": False}
+
+    def on_control(_signum, _frame):
+        control["pending"] = True
+
+    signal.signal(signal.SIGUSR1, on_control)
 
     environment = None
     code = 0
@@ -665,6 +729,9 @@ def run_supervisor(args, parent_pid):
             if guard.parent_gone():
                 log("parent process exited; stopping")
                 break
+            if control["pending"]:
+                control["pending"] = False
+                environment.serve_control()
             dead = [c for c in environment.components if not c.alive()]
             if dead:
                 for c in dead:
@@ -790,6 +857,50 @@ def status(args):
     return 1
 
 
+CONTROL_TIMEOUT = APISERVER_READY_TIMEOUT + 4 * STOP_GRACE
+
+
+def restart(args):
+    """Asks the supervisor of `--state-dir` to restart one component; prints its answer."""
+    state = Path(args.state_dir).resolve()
+    pid = supervisor_pid(state)
+    if not pid:
+        log("not running")
+        return 1
+    control = state / "control"
+    control.mkdir(exist_ok=True)
+    stem = f"{os.getpid()}-{time.monotonic_ns()}"
+    write_atomic(control / f"{stem}.request",
+                 json.dumps({"action": "restart", "component": args.component, "kill": args.kill}))
+    os.kill(pid, signal.SIGUSR1)
+    done = control / f"{stem}.done"
+    deadline = time.monotonic() + CONTROL_TIMEOUT
+    while not done.exists():
+        if time.monotonic() > deadline or not pid_alive(pid):
+            log(f"no answer to the restart of {args.component}")
+            return 1
+        time.sleep(0.1)
+    answer = json.loads(done.read_text())
+    done.unlink(missing_ok=True)
+    print(json.dumps(answer))
+    return 0 if answer.get("ok") else 1
+
+
+def pause(args, signum):
+    """SIGSTOP/SIGCONT one component of the environment in `--state-dir`."""
+    state = Path(args.state_dir).resolve()
+    try:
+        pid = json.loads((state / "env.json").read_text())["pids"][args.component]
+    except (OSError, ValueError, KeyError):
+        log(f"no running component {args.component!r} in {state}")
+        return 1
+    if not pid_alive(pid) or pid_environ(pid).get(MARKER_VAR) != str(state):
+        log(f"{args.component} (pid {pid}) is not a live component of {state}")
+        return 1
+    os.kill(pid, signum)
+    return 0
+
+
 def main(argv=None):
     # Taken first thing: if the parent exits while we start, the change is still noticed.
     parent_pid = os.getppid()
@@ -813,7 +924,18 @@ def main(argv=None):
         p.add_argument("--assets", help=argparse.SUPPRESS)
     for name, text in (("down", "stop a background environment"), ("status", "is it running?")):
         sub.add_parser(name, help=text).add_argument("--state-dir", required=True)
+    for name, text in (("restart", "stop a component and start it again, same ports"),
+                       ("pause", "SIGSTOP a component"), ("resume", "SIGCONT a paused component")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--state-dir", required=True)
+        p.add_argument("component", choices=["etcd", "kube-apiserver", "kube-controller-manager", "emulator"])
+        if name == "restart":
+            p.add_argument("--kill", action="store_true", help="SIGKILL instead of SIGTERM")
     args = parser.parse_args(argv)
+    if args.command == "restart":
+        return restart(args)
+    if args.command in ("pause", "resume"):
+        return pause(args, signal.SIGSTOP if args.command == "pause" else signal.SIGCONT)
     if args.command == "up":
         return up_background(args) if args.background else run_supervisor(args, parent_pid)
     if args.command == "_serve":

@@ -241,3 +241,41 @@ def test_background_mode_status_and_down(tmp_path):
     assert (state / "logs" / "kube-apiserver.log").exists()  # --keep-state
     status = run_testenv("status", "--state-dir", str(state), capture_output=True, text=True)
     assert status.returncode == 1 and "not running" in status.stdout
+
+
+# --- fault injection: restart, pause and resume components of a running environment ---------
+
+def test_components_restart_on_their_ports_and_pause(tmp_path):
+    state = tmp_path / "state"
+    proc, info = start_foreground(state, tmp_path / "supervisor.log", "--no-emulator")
+    try:
+        kubectl(info, "create", "namespace", "survives")
+        old_pid = info["pids"]["kube-apiserver"]
+        for component, extra in (("kube-apiserver", []), ("etcd", ["--kill"])):
+            out = run_testenv("restart", "--state-dir", str(state), component, *extra,
+                              capture_output=True, text=True, timeout=300)
+            assert out.returncode == 0, out.stderr
+            answer = json.loads(out.stdout)
+            assert answer["ok"] and answer["pid"] != info["pids"][component]
+            assert alive(answer["pid"])
+            assert json.loads((state / "env.json").read_text())["pids"][component] == answer["pid"]
+        assert not alive(old_pid)
+        # Same ports, same data: the old kubeconfig works and the namespace is still there.
+        wait(lambda: kubectl(info, "get", "namespace", "survives", check=False).returncode == 0,
+             60, "the API server to answer after the etcd restart")
+        assert proc.poll() is None, "the supervisor kept running through the restarts"
+
+        assert run_testenv("pause", "--state-dir", str(state), "etcd").returncode == 0
+        paused = kubectl(info, "create", "configmap", "during-pause", "-n", "survives",
+                         "--request-timeout=3s", check=False)
+        assert paused.returncode != 0, "etcd is paused: a write cannot be stored"
+        assert run_testenv("resume", "--state-dir", str(state), "etcd").returncode == 0
+        wait(lambda: kubectl(info, "get", "namespace", "survives", "--request-timeout=5s",
+                             check=False).returncode == 0, 60, "reads after resuming etcd")
+
+        refused = run_testenv("restart", "--state-dir", str(state), "emulator",
+                              capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0 and "keeps its state in memory" in refused.stdout
+    finally:
+        proc.terminate()
+        proc.wait(60)
