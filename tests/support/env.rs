@@ -99,6 +99,64 @@ pub fn env() -> TestEnv {
     sup.lock().unwrap_or_else(|p| p.into_inner()).env.clone()
 }
 
+/// A control plane and emulator of one test alone, for tests that restart or pause its
+/// processes (the binary's shared one must stay healthy for the others). Stopped on drop.
+pub struct PrivateEnv {
+    supervisor: Supervisor,
+}
+
+impl PrivateEnv {
+    pub fn start() -> Self {
+        Self {
+            supervisor: start(),
+        }
+    }
+
+    pub fn env(&self) -> TestEnv {
+        self.supervisor.env.clone()
+    }
+
+    /// `hack/testenv.py <args> --state-dir <this environment>`, which must succeed.
+    fn testenv(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(python());
+        cmd.current_dir(repo_root())
+            .arg("hack/testenv.py")
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.supervisor.env.state_dir);
+        super::run_ok(cmd, None)
+    }
+
+    /// Stops `component` (SIGTERM, or SIGKILL when `kill`) and starts it again on its ports;
+    /// returns once it is ready.
+    pub fn restart(&self, component: &str, kill: bool) {
+        let mut args = vec!["restart", component];
+        if kill {
+            args.push("--kill");
+        }
+        self.testenv(&args);
+    }
+
+    /// SIGSTOP `component`.
+    pub fn pause(&self, component: &str) {
+        self.testenv(&["pause", component]);
+    }
+
+    /// SIGCONT `component`.
+    pub fn resume(&self, component: &str) {
+        self.testenv(&["resume", component]);
+    }
+}
+
+impl Drop for PrivateEnv {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.supervisor._child.id().to_string()])
+            .status();
+        let _ = self.supervisor._child.wait();
+    }
+}
+
 fn start() -> Supervisor {
     let state_dir = std::env::temp_dir().join(format!(
         "account-linker-test-{}-{}",
@@ -108,8 +166,8 @@ fn start() -> Supervisor {
             .map(|d| d.as_millis())
             .unwrap_or_default()
     ));
-    let log_path =
-        std::env::temp_dir().join(format!("account-linker-testenv-{}.log", std::process::id()));
+    // Named like the state folder: a test binary may start private environments too.
+    let log_path = state_dir.with_extension("log");
     let log = std::fs::File::create(&log_path).expect("create supervisor log");
     let mut child = Command::new(python())
         .current_dir(repo_root())

@@ -11,6 +11,8 @@ mod emulator;
 mod env;
 mod fleet;
 mod operator;
+pub mod proxy;
+pub mod replicas;
 mod stacks;
 mod tenancy;
 
@@ -21,7 +23,7 @@ pub use self::cluster::{
     object, run, run_ok, unique, wait_condition, wait_for, wait_ready,
 };
 pub use self::emulator::{Emulator, trust_policy};
-pub use self::env::{TestEnv, env, repo_root};
+pub use self::env::{PrivateEnv, TestEnv, env, repo_root};
 pub use self::fleet::{
     Fleet, SDK_ATTEMPTS, Transition, Transitions, backoff_attempts, chaos_full, is_ready,
     now_seconds, process_sample, report_chaos, requests_by_service,
@@ -62,7 +64,11 @@ impl Context {
     /// Like [`Context::new`], with no LinkPolicy selecting the namespace: nothing in it is
     /// permitted until the test applies one (named like the namespace, so cleanup removes it).
     pub async fn without_policy(prefix: &str) -> Self {
-        let env = env();
+        Self::on(env(), prefix).await
+    }
+
+    /// Like [`Context::without_policy`], in the environment `env` (e.g. a [`PrivateEnv`]).
+    pub async fn on(env: TestEnv, prefix: &str) -> Self {
         let client = env.client().await;
         let ns = TestNamespace::create(&client, prefix).await;
         let emulator = Emulator::new(&env);

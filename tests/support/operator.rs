@@ -40,6 +40,18 @@ impl Operator {
         Self::spawn(env, kubeconfig, namespace, extra, &[])
     }
 
+    /// With both another kubeconfig and extra environment variables (e.g. one replica of
+    /// several, each with its own Kubernetes user and AWS access key).
+    pub fn start_as(
+        env: &TestEnv,
+        kubeconfig: &Path,
+        namespace: &str,
+        extra: &[&str],
+        vars: &[(String, String)],
+    ) -> Self {
+        Self::spawn(env, kubeconfig, namespace, extra, vars)
+    }
+
     fn spawn(
         env: &TestEnv,
         kubeconfig: &Path,
