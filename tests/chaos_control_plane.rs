@@ -105,12 +105,16 @@ impl Plane {
             create(&self.api(), &name, spec).await;
             self.members.push((name, email));
         }
-        self.until(Duration::from_secs(90), "the first CreateAccount", async |p| {
-            let calls = aws_calls(&p.ctx, &[&p.replica]).await;
-            calls
-                .iter()
-                .any(|c| c.what == "organizations:CreateAccount" && c.at >= since)
-        })
+        self.until(
+            Duration::from_secs(90),
+            "the first CreateAccount",
+            async |p| {
+                let calls = aws_calls(&p.ctx, &[&p.replica]).await;
+                calls
+                    .iter()
+                    .any(|c| c.what == "organizations:CreateAccount" && c.at >= since)
+            },
+        )
         .await;
     }
 
@@ -146,7 +150,10 @@ impl Plane {
             list.items.len() == p.members.len()
                 && list.items.iter().all(|m| {
                     has(m, "Ready", "True", None)
-                        && m.metadata.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+                        && m.metadata
+                            .finalizers
+                            .as_ref()
+                            .is_some_and(|f| !f.is_empty())
                 })
         })
         .await
@@ -190,21 +197,19 @@ impl Plane {
 
     async fn finish(mut self, scenario: &str, fault: Duration, recovery: Duration, extra: Value) {
         let (duplicates, closes) = self.delete_all_and_count().await;
-        if support::chaos_full() {
-            let mut figures = json!({
-                "member_accounts": self.members.len(),
-                "fault_s": fault.as_secs_f64(),
-                "recovery_s": (recovery.as_secs_f64() * 1000.0).round() / 1000.0,
-                "operator_restarts": self.restarts,
-                "duplicate_create_account": duplicates,
-                "close_account_calls": closes,
-                "conflicts_409": self.conflicts(),
-            });
-            if let (Some(f), Some(e)) = (figures.as_object_mut(), extra.as_object()) {
-                f.extend(e.clone());
-            }
-            report(scenario, figures);
+        let mut figures = json!({
+            "member_accounts": self.members.len(),
+            "fault_s": fault.as_secs_f64(),
+            "recovery_s": (recovery.as_secs_f64() * 1000.0).round() / 1000.0,
+            "operator_restarts": self.restarts,
+            "duplicate_create_account": duplicates,
+            "close_account_calls": closes,
+            "conflicts_409": self.conflicts(),
+        });
+        if let (Some(f), Some(e)) = (figures.as_object_mut(), extra.as_object()) {
+            f.extend(e.clone());
         }
+        report(scenario, figures);
         self.replica.operator.terminate(Duration::from_secs(10));
         drop(self.private);
     }
@@ -289,7 +294,8 @@ async fn a_storm_of_conflicts_on_the_same_objects() {
         let mut updates = 0u64;
         while began.elapsed() < span {
             for name in &names {
-                let patch = json!({"metadata": {"annotations": {"chaos/storm": updates.to_string()}}});
+                let patch =
+                    json!({"metadata": {"annotations": {"chaos/storm": updates.to_string()}}});
                 if api
                     .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await

@@ -244,9 +244,11 @@ pub fn last_act(acts: &[Act], who: &str) -> Option<f64> {
         .reduce(f64::max)
 }
 
-/// Prints one figure line for the reliability report.
+/// Prints one figure line for the reliability report (`CHAOS {json}`; at full size the lead
+/// collects them, at small size they show with `--nocapture`).
 pub fn report(scenario: &str, figures: Value) {
-    let mut line = json!({"scenario": scenario});
+    let size = if super::chaos_full() { "full" } else { "small" };
+    let mut line = json!({"scenario": scenario, "size": size});
     if let (Some(line), Some(figures)) = (line.as_object_mut(), figures.as_object()) {
         line.extend(figures.clone());
     }
