@@ -142,6 +142,19 @@ fn holder(shared: &Shared) -> Option<String> {
     lease["spec"]["holderIdentity"].as_str().map(str::to_string)
 }
 
+/// A replica that started alone and leads.
+async fn leading(shared: &Arc<Shared>, identity: &str) -> (Election, Arc<AtomicBool>) {
+    let (mut election, cut) = replica(shared, identity);
+    within(
+        Duration::from_secs(2),
+        "the first replica leads",
+        election.wait_until_leader(),
+    )
+    .await
+    .unwrap();
+    (election, cut)
+}
+
 async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, fut)
         .await
@@ -151,14 +164,7 @@ async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = T>) ->
 #[tokio::test]
 async fn a_partitioned_leader_stops_leading_before_a_standby_can_take_over() {
     let shared = Arc::new(Shared::default());
-    let (mut first, first_cut) = replica(&shared, "first");
-    within(
-        Duration::from_secs(2),
-        "first leads",
-        first.wait_until_leader(),
-    )
-    .await
-    .unwrap();
+    let (mut first, first_cut) = leading(&shared, "first").await;
     let (mut second, _) = replica(&shared, "second");
     // The standby sees a live lease and waits.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -201,14 +207,7 @@ async fn a_partitioned_leader_stops_leading_before_a_standby_can_take_over() {
 #[tokio::test]
 async fn a_leader_that_sees_another_holder_loses_at_once() {
     let shared = Arc::new(Shared::default());
-    let (mut first, _) = replica(&shared, "first");
-    within(
-        Duration::from_secs(2),
-        "first leads",
-        first.wait_until_leader(),
-    )
-    .await
-    .unwrap();
+    let (mut first, _) = leading(&shared, "first").await;
     // Someone else's claim lands (e.g. after a clock jump on this replica).
     {
         let mut lease = shared.lease.lock().unwrap();
@@ -227,14 +226,7 @@ async fn a_leader_that_sees_another_holder_loses_at_once() {
 #[tokio::test]
 async fn a_released_lease_goes_to_the_standby_at_its_next_attempt() {
     let shared = Arc::new(Shared::default());
-    let (mut first, _) = replica(&shared, "first");
-    within(
-        Duration::from_secs(2),
-        "first leads",
-        first.wait_until_leader(),
-    )
-    .await
-    .unwrap();
+    let (mut first, _) = leading(&shared, "first").await;
     let (mut second, _) = replica(&shared, "second");
     tokio::time::sleep(Duration::from_millis(200)).await;
     first.release().await;
