@@ -24,8 +24,8 @@ use tokio::sync::OnceCell;
 use account_linker::api::MemberAccount;
 use account_linker::runtime::leader::LEASE_DURATION_SECONDS;
 use support::replicas::{
-    Act, LeaseHistory, Replica, aws_calls, first_act, kube_writes, last_act, now,
-    outside_terms, report,
+    Act, LeaseHistory, Replica, aws_calls, first_act, kube_writes, last_act, now, outside_terms,
+    report,
 };
 use support::{Context, create, eventually, unique, wait_ready};
 
@@ -191,7 +191,11 @@ fn since(t0: f64, t: Option<f64>) -> Value {
 /// SIGKILL the leader mid-creation, `rounds` times (a killed replica is replaced, as a
 /// Deployment would), with `replicas` replicas.
 async fn sigkill(replicas: usize) {
-    let (rounds, per_round) = if support::chaos_full() { (3, 8) } else { (1, 2) };
+    let (rounds, per_round) = if support::chaos_full() {
+        (3, 8)
+    } else {
+        (1, 2)
+    };
     let mut s = Scenario::start(&format!("chaos-kill{replicas}"), replicas).await;
     let mut kills = Vec::new();
     for round in 0..rounds {

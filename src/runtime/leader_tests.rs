@@ -226,7 +226,7 @@ async fn a_leader_that_sees_another_holder_loses_at_once() {
 #[tokio::test]
 async fn a_released_lease_goes_to_the_standby_at_its_next_attempt() {
     let shared = Arc::new(Shared::default());
-    let (mut first, _) = leading(&shared, "first").await;
+    let (first, _) = leading(&shared, "first").await;
     let (mut second, _) = replica(&shared, "second");
     tokio::time::sleep(Duration::from_millis(200)).await;
     first.release().await;
