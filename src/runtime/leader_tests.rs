@@ -230,7 +230,8 @@ async fn a_released_lease_goes_to_the_standby_at_its_next_attempt() {
     let (mut second, _) = replica(&shared, "second");
     tokio::time::sleep(Duration::from_millis(200)).await;
     first.release().await;
-    assert_eq!(holder(&shared), None);
+    // The release cleared first's claim; the standby may already have taken the Lease.
+    assert_ne!(holder(&shared).as_deref(), Some("first"));
     within(
         timing().retry_period * 3,
         "second leads right after the release",
