@@ -42,10 +42,10 @@ pub enum DriftRemediation {
 pub struct DriftCheck {
     /// The check's deterministic operation ID (one per registration and check interval).
     pub operation_id: String,
-    /// When the check was recorded and started; the next one is due `checkInterval` later.
+    /// When the check was recorded and started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,
-    /// When the check ended (absent while it runs).
+    /// When the check ended (absent while it runs); the next one is due `checkInterval` later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<Time>,
     /// Target accounts whose instance the check found DRIFTED.

@@ -5,7 +5,7 @@
 //! like any other operation — recorded in status first, never while another operation of the
 //! registration runs.
 //!
-//! A check is due `checkInterval` after the previous one started (the first one as soon as
+//! A check is due `checkInterval` after the previous one ended (the first one as soon as
 //! nothing else is planned). Its ID covers the registration's UID and the interval's time slot
 //! (`now / checkInterval`), so every interval has one ID and a retried start is the same
 //! operation. A check that found drift is followed by at most one redeployment
@@ -53,10 +53,13 @@ pub fn settings(bulk: &BulkRegistration, override_interval: Option<Duration>) ->
     })
 }
 
-/// Whether a check is due: none ever started, or the last one started `interval` ago.
+/// Whether a check is due: none ever started, or the last one ended `interval` ago (started,
+/// when it never recorded an end). Counting from the end keeps every finished check in
+/// `lastDriftCheck` for a whole interval, even when a check takes longer than the interval
+/// (a large fleet, a slow region): the pass that records an end never starts the next one.
 pub fn due(last: Option<&DriftCheck>, interval: Duration, now: Timestamp) -> bool {
-    match last.and_then(|c| c.started_at.as_ref()) {
-        Some(started) => now.duration_since(started.0).unsigned_abs() >= interval,
+    match last.and_then(|c| c.completed_at.as_ref().or(c.started_at.as_ref())) {
+        Some(since) => now.duration_since(since.0).unsigned_abs() >= interval,
         None => true,
     }
 }
@@ -321,8 +324,12 @@ mod tests {
     fn a_check_is_due_first_and_then_once_per_interval() {
         let cases = [
             (None, 1_000, true),
-            (Some(check(1_000, Some(1_100))), 1_000 + 3_599, false),
-            (Some(check(1_000, Some(1_100))), 1_000 + 3_600, true),
+            (Some(check(1_000, Some(1_100))), 1_100 + 3_599, false),
+            (Some(check(1_000, Some(1_100))), 1_100 + 3_600, true),
+            // A check that ran longer than the interval: the next one waits a whole interval.
+            (Some(check(1_000, Some(9_000))), 9_001, false),
+            (Some(check(1_000, Some(9_000))), 9_000 + 3_600, true),
+            (Some(check(1_000, None)), 1_000 + 3_599, false),
             (Some(check(1_000, None)), 9_000, true),
         ];
         for (last, now, want) in cases {
