@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 
 use super::AwsClients;
 use super::error::{AwsError, ErrorClass};
-use super::stacksets::{TemplateBody, sdk_parameters, sdk_tags};
+use super::stacksets::{TemplateBody, sdk_parameters, sdk_tags, tag_map};
 
 /// A plain stack as DescribeStacks reports it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -94,14 +94,7 @@ impl ManagementStacks for AwsClients {
                         id: s.stack_id().unwrap_or_default().to_string(),
                         status,
                         reason: s.stack_status_reason().map(str::to_string),
-                        tags: s
-                            .tags()
-                            .iter()
-                            .map(|t| {
-                                let text = |v: Option<&str>| v.unwrap_or_default().to_string();
-                                (text(t.key()), text(t.value()))
-                            })
-                            .collect(),
+                        tags: tag_map(s.tags()),
                     })
                 })),
                 Err(e) if e.class == ErrorClass::NotFound || says(&e, "does not exist") => Ok(None),

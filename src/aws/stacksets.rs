@@ -305,6 +305,14 @@ pub(super) fn sdk_tags(pairs: &[(String, String)]) -> Vec<Tag> {
         .collect()
 }
 
+/// Tags as CloudFormation returned them (a StackSet's, a stack's), by key.
+pub(super) fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    let text = |v: Option<&str>| v.unwrap_or_default().to_string();
+    tags.iter()
+        .map(|t| (text(t.key()), text(t.value())))
+        .collect()
+}
+
 /// The owner tags, or `None` (leave the StackSet's tags as they are) when there are none.
 fn tags(definition: &StackSetDefinition) -> Option<Vec<Tag>> {
     let tags = sdk_tags(&definition.tags);
@@ -401,14 +409,7 @@ impl StackSets for AwsClients {
                     id: ss.stack_set_id().unwrap_or_default().to_string(),
                     status,
                     description: ss.description().unwrap_or_default().to_string(),
-                    tags: ss
-                        .tags()
-                        .iter()
-                        .map(|t| {
-                            let text = |v: Option<&str>| v.unwrap_or_default().to_string();
-                            (text(t.key()), text(t.value()))
-                        })
-                        .collect(),
+                    tags: tag_map(ss.tags()),
                 })
             }))
         })
