@@ -82,6 +82,11 @@ pub enum Failure {
     Waiting(Duration),
     /// AWS failed or throttled: backoff, and counted in `account_linker_aws_retries_total`.
     Aws,
+    /// A write was answered 409 Conflict: the object moved under it (another writer, a stale
+    /// read). Nothing is wrong that waiting cures, so looked at again within seconds however
+    /// many came before ([`CONFLICT_CAP`]): the backoff of [`Failure::Other`] would leave an
+    /// object untouched for minutes after a burst of conflicts ended.
+    Conflict,
     /// Anything else (Kubernetes API, unreadable input): backoff.
     Other,
 }
@@ -104,11 +109,23 @@ pub fn jitter(d: Duration, fraction: f64, now: Timestamp) -> Duration {
     d.mul_f64(1.0 - fraction + 2.0 * fraction * unit)
 }
 
+/// The longest wait after a conflict: a conflict storm never backs an object off for longer.
+pub const CONFLICT_CAP: Duration = Duration::from_secs(10);
+
 /// The failure class of a reconcile error: the controller's own errors are classified by the
 /// controller, the finalizer's own (adding or removing it) are Kubernetes failures.
 pub fn classify<R: Reconciler>(error: &ReconcileError<R::Error>) -> Failure {
     match error {
         finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => R::classify(e),
+        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => kube_failure(e),
+        _ => Failure::Other,
+    }
+}
+
+/// The failure class of a Kubernetes API error: a 409 is a [`Failure::Conflict`].
+pub fn kube_failure(error: &kube::Error) -> Failure {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => Failure::Conflict,
         _ => Failure::Other,
     }
 }
@@ -145,6 +162,11 @@ pub fn retry_after(failure: Failure, attempt: u32, now: Timestamp) -> Duration {
     match failure {
         Failure::Waiting(wait) => wait,
         Failure::Aws | Failure::Other => backoff(attempt, now),
+        // 0.5 s doubling, capped: the attempts count every failure in a row, conflicts or not.
+        Failure::Conflict => {
+            let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(5));
+            jitter(base.min(CONFLICT_CAP), 0.2, now)
+        }
     }
 }
 
@@ -434,6 +456,40 @@ mod tests {
         let first = retry_after(Failure::Other, 1, now());
         let fifth = retry_after(Failure::Aws, 5, now());
         assert!(first < fifth, "{first:?} {fifth:?}");
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        let status = kube::core::Status::failure("the object has been modified", "Conflict");
+        kube::Error::Api(Box::new(status.with_code(code)))
+    }
+
+    /// Issue 14 (a storm of 409s): the finalizer's removal refused again and again must not
+    /// back the object off for minutes; its deletion would hang long after the storm.
+    #[test]
+    fn a_conflict_is_looked_at_again_within_seconds_however_many_came_before() {
+        let refused: ReconcileError<FakeError> = finalizer::Error::RemoveFinalizer(api_error(409));
+        for attempt in [1, 5, 9, 40] {
+            let wait = retry_after(classify::<Fake>(&refused), attempt, now());
+            assert!(
+                wait <= Duration::from_secs(12),
+                "attempt {attempt}: {wait:?}"
+            );
+        }
+        let other: ReconcileError<FakeError> = finalizer::Error::AddFinalizer(api_error(500));
+        assert!(retry_after(classify::<Fake>(&other), 9, now()) > Duration::from_secs(60));
+    }
+
+    #[test]
+    fn only_a_409_is_a_conflict() {
+        let rows = [
+            (409, Failure::Conflict),
+            (404, Failure::Other),
+            (422, Failure::Other),
+            (500, Failure::Other),
+        ];
+        for (code, want) in rows {
+            assert_eq!(kube_failure(&api_error(code)), want, "{code}");
+        }
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl Reconciler for Context {
         match error {
             Error::Waiting(_, wait) => Failure::Waiting(*wait),
             Error::Aws(_) => Failure::Aws,
-            Error::Kube(_) => Failure::Other,
+            Error::Kube(e) => runner::kube_failure(e),
         }
     }
 }

@@ -235,7 +235,8 @@ impl Reconciler for Context {
     fn classify(error: &Error) -> Failure {
         match error {
             Error::Aws(_) => Failure::Aws,
-            Error::Kube(_) | Error::ExternalId(_) => Failure::Other,
+            Error::Kube(e) => runner::kube_failure(e),
+            Error::ExternalId(_) => Failure::Other,
         }
     }
 }

@@ -142,7 +142,8 @@ impl Reconciler for Context {
         match error {
             Error::Waiting(_, wait) => Failure::Waiting(*wait),
             Error::Aws(_) => Failure::Aws,
-            Error::Kube(_) | Error::Undecided(_) => Failure::Other,
+            Error::Kube(e) => runner::kube_failure(e),
+            Error::Undecided(_) => Failure::Other,
         }
     }
 }
