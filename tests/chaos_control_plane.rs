@@ -1,8 +1,9 @@
 //! Control-plane faults (issue 14, fault test 3), each on a control plane of the test's own
 //! (`PrivateEnv`: its own etcd, kube-apiserver, controller manager and emulator): the
 //! kube-apiserver SIGKILLed and restarted mid-reconcile, etcd paused (SIGSTOP/SIGCONT), every
-//! watch connection of the operator cut again and again, and a storm of 409 conflicts from
-//! another client updating the same objects.
+//! watch connection of the operator cut again and again, and a storm of 409 conflicts: half
+//! the operator's writes answered 409 Conflict (by [`ConflictProxy`]; the real server never
+//! refuses them, they carry no resourceVersion) while another client updates the same objects.
 //!
 //! The operator runs as one elected replica behind a proxy; when it exits (it gives the lease
 //! up when it cannot renew it) the test starts it again, as a Deployment would. After each fault:
@@ -19,8 +20,10 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
-use account_linker::api::MemberAccount;
+use account_linker::api::{LinkedAccount, MemberAccount};
+use support::conflicts::{ConflictProxy, target};
 use support::replicas::{Replica, aws_calls, kube_writes, now, report};
 use support::{Context, PrivateEnv, apply_policy, create, has, permissive, unique};
 
@@ -50,10 +53,18 @@ struct Plane {
     restarts: u32,
     members: Vec<(String, String)>,
     root: String,
+    /// Between the operator and the API server when the scenario refuses writes.
+    conflicts: Option<ConflictProxy>,
 }
 
 impl Plane {
     async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, false).await
+    }
+
+    /// With `conflicts`, the operator talks to the API server through a [`ConflictProxy`]
+    /// that may refuse its writes to the operator's own kinds (never its Lease).
+    async fn start_with(prefix: &str, conflicts: bool) -> Self {
         let private = PrivateEnv::start();
         let ctx = Context::on(private.env(), prefix).await;
         let root = ctx.aws.ensure_org().await;
@@ -68,7 +79,18 @@ impl Plane {
             .put("/requests/log", json!({"enabled": true}))
             .await;
         let name = unique("operator");
-        let replica = Replica::start(&ctx, &name, FLAGS).await;
+        let conflicts = match conflicts {
+            true => Some(
+                ConflictProxy::start(
+                    ctx.client.clone(),
+                    Box::new(|path| path.starts_with("/apis/accountlinker.dev/")),
+                )
+                .await,
+            ),
+            false => None,
+        };
+        let server = conflicts.as_ref().map(ConflictProxy::url);
+        let replica = Replica::start_via(&ctx, &name, FLAGS, server).await;
         Self {
             private,
             ctx,
@@ -77,7 +99,12 @@ impl Plane {
             restarts: 0,
             members: Vec::new(),
             root,
+            conflicts,
         }
+    }
+
+    fn proxy(&self) -> &ConflictProxy {
+        self.conflicts.as_ref().expect("the conflict proxy")
     }
 
     fn api(&self) -> Api<MemberAccount> {
@@ -88,19 +115,26 @@ impl Plane {
     async fn keep_running(&mut self) {
         if !self.replica.operator.is_running() {
             self.restarts += 1;
-            self.replica = Replica::start(&self.ctx, &self.name, FLAGS).await;
+            let server = self.conflicts.as_ref().map(ConflictProxy::url);
+            self.replica = Replica::start_via(&self.ctx, &self.name, FLAGS, server).await;
         }
     }
 
     /// Creates `n` MemberAccounts and waits until the operator called CreateAccount for one.
     async fn create_members(&mut self, n: usize) {
+        self.create_members_linked(n, false).await;
+    }
+
+    /// Like [`Self::create_members`]; with `link`, each one's account is linked by a child
+    /// LinkedAccount too.
+    async fn create_members_linked(&mut self, n: usize, link: bool) {
         let since = now();
         for i in 0..n {
             let name = format!("m{i}");
             let email = format!("{}@example.com", unique(&name));
             let spec = json!({
                 "email": email, "accountName": name,
-                "deletionPolicy": "Close", "link": {"enabled": false}, "parentId": self.root,
+                "deletionPolicy": "Close", "link": {"enabled": link}, "parentId": self.root,
             });
             create(&self.api(), &name, spec).await;
             self.members.push((name, email));
@@ -162,16 +196,34 @@ impl Plane {
     /// Deletes every MemberAccount and waits until all are gone; asserts each account was
     /// created once and closed once. Returns (duplicate creates, closes).
     async fn delete_all_and_count(&mut self) -> (u64, u64) {
+        self.delete_all().await;
+        self.wait_gone().await;
+        self.count_side_effects().await
+    }
+
+    async fn delete_all(&self) {
         for (name, _) in &self.members {
             let _ = self.api().delete(name, &DeleteParams::default()).await;
         }
+    }
+
+    async fn all_gone(&self) -> bool {
+        self.api()
+            .list(&Default::default())
+            .await
+            .is_ok_and(|l| l.items.is_empty())
+    }
+
+    async fn wait_gone(&mut self) -> Duration {
         self.until(CONVERGE, "every MemberAccount gone", async |p| {
-            p.api()
-                .list(&Default::default())
-                .await
-                .is_ok_and(|l| l.items.is_empty())
+            p.all_gone().await
         })
-        .await;
+        .await
+    }
+
+    /// Asserts each account was created once and closed once (a finalizer lost on the way
+    /// closes nothing); returns (duplicate creates, closes).
+    async fn count_side_effects(&self) -> (u64, u64) {
         let mut duplicates = 0;
         for (name, email) in &self.members {
             let calls = self.ctx.emulator.create_calls(email).await;
@@ -187,16 +239,33 @@ impl Plane {
         (duplicates, closes)
     }
 
-    /// 409 answers to the operator's writes, from the audit log.
-    fn conflicts(&self) -> usize {
+    /// 409 answers to the operator's writes: those of the conflict proxy, or else those of the
+    /// API server (from the audit log).
+    fn conflicts(&self) -> u64 {
+        if let Some(proxy) = &self.conflicts {
+            return proxy.tally().conflicts();
+        }
         kube_writes(&self.ctx.env, &self.ctx.ns.name)
             .iter()
             .filter(|w| w.who == self.name && w.code == 409)
-            .count()
+            .count() as u64
     }
 
     async fn finish(mut self, scenario: &str, fault: Duration, recovery: Duration, extra: Value) {
-        let (duplicates, closes) = self.delete_all_and_count().await;
+        let counts = self.delete_all_and_count().await;
+        self.stop(scenario, fault, recovery, counts, extra);
+    }
+
+    /// Reports the figures (with `(duplicate creates, closes)` counted) and stops the operator
+    /// and the control plane.
+    fn stop(
+        mut self,
+        scenario: &str,
+        fault: Duration,
+        recovery: Duration,
+        (duplicates, closes): (u64, u64),
+        extra: Value,
+    ) {
         let mut figures = json!({
             "member_accounts": self.members.len(),
             "fault_s": fault.as_secs_f64(),
@@ -279,17 +348,17 @@ async fn every_watch_cut_again_and_again() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_storm_of_conflicts_on_the_same_objects() {
-    let _turn = ONE_AT_A_TIME.lock().await;
-    let (n, span) = size();
-    let mut p = Plane::start("chaos-conflict").await;
-    p.create_members(n).await;
-    // Another client changes every object as fast as it can: each change moves the
-    // resourceVersion under the operator's feet.
-    let api = p.api();
-    let names: Vec<String> = p.members.iter().map(|(n, _)| n.clone()).collect();
-    let storm = tokio::spawn(async move {
+/// The fraction of the operator's writes answered 409 during the storm.
+const REFUSED: f64 = 0.5;
+
+/// Another client changes every object as fast as it can for `span` (each change moves the
+/// resourceVersion and is one more event for the operator); returns how many changes it made.
+fn annotation_storm(
+    api: Api<MemberAccount>,
+    names: Vec<String>,
+    span: Duration,
+) -> JoinHandle<u64> {
+    tokio::spawn(async move {
         let began = Instant::now();
         let mut updates = 0u64;
         while began.elapsed() < span {
@@ -306,18 +375,125 @@ async fn a_storm_of_conflicts_on_the_same_objects() {
             }
         }
         updates
-    });
+    })
+}
+
+/// `{"<VERB> <resource>": count}`, for the figures.
+fn by_write(counts: &std::collections::BTreeMap<String, u64>) -> Value {
+    counts.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
+}
+
+/// Half the operator's writes to its kinds (finalizers added and removed, status applied) are
+/// answered 409 Conflict while MemberAccounts are created, changed by another client, and later
+/// deleted: every object converges once the storm is over, each account is created once and
+/// closed once (a finalizer lost to a conflict would close nothing, a status write lost to one
+/// would create twice), and the operator does not spin on the refusals.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storm_of_conflicts_on_the_same_objects() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (n, span) = size();
+    let mut p = Plane::start_with("chaos-conflict", true).await;
+    p.proxy().refuse(REFUSED);
+    let began = Instant::now();
+    p.create_members_linked(n, true).await;
+    let names: Vec<String> = p.members.iter().map(|(n, _)| n.clone()).collect();
+    let storm = annotation_storm(p.api(), names, span);
     p.until(span + Duration::from_secs(30), "the storm", async |_| {
         storm.is_finished()
     })
     .await;
     let updates = storm.await.expect("the storm task");
-    let recovery = p.converge().await;
-    p.finish(
-        "control-plane-conflict-storm",
-        span,
-        recovery,
-        json!({"storm_updates": updates}),
+    p.proxy().refuse(0.0);
+    let stormed = began.elapsed();
+    let during = p.proxy().tally();
+    let healed = Instant::now();
+    p.converge().await;
+    let links: Api<LinkedAccount> = p.ctx.api();
+    p.until(CONVERGE, "every LinkedAccount Ready", async |p| {
+        links.list(&Default::default()).await.is_ok_and(|l| {
+            l.items.len() == p.members.len()
+                && l.items.iter().all(|l| has(l, "Ready", "True", None))
+        })
+    })
+    .await;
+    let recovery = healed.elapsed();
+    // Converged and healed: a pass that spins on a refusal would still be writing.
+    let settled = p.proxy().tally().forwarded_writes();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let quiet_writes = p.proxy().tally().forwarded_writes() - settled;
+    // Deletion under the storm too (the finalizer's removal refused as often), then healed.
+    p.proxy().refuse(REFUSED);
+    p.delete_all().await;
+    let deleting = Instant::now();
+    p.until(
+        span + Duration::from_secs(30),
+        "the storm over deletion",
+        async |p| deleting.elapsed() >= span || p.all_gone().await,
     )
     .await;
+    p.proxy().refuse(0.0);
+    let deletion_recovery = p.wait_gone().await;
+    let counts = p.count_side_effects().await;
+    let total = p.proxy().tally();
+    let log = p.replica.operator.log();
+    // A refused status write right after CreateAccount loses the request's ID: the next pass
+    // finds the request (or the account by its owner tag) instead of asking again.
+    let refound = [
+        "resumed a CreateAccount request in progress",
+        "recovered the account with this e-mail and owner tag",
+    ]
+    .map(|line| log.matches(line).count())
+    .iter()
+    .sum::<usize>();
+    let failed_passes = log.matches("reconcile failed").count();
+    let deleting = total.conflicts() - during.conflicts();
+    for (phase, refused) in [("creating", during.conflicts()), ("deleting", deleting)] {
+        assert!(refused > 0, "no write refused while {phase}: {total:?}");
+    }
+    let extra = json!({
+        "storm_updates": updates,
+        "refused_fraction": REFUSED,
+        "conflicts_409_while_creating": during.conflicts(),
+        "conflicts_409_while_deleting": deleting,
+        "writes_forwarded": total.forwarded_writes(),
+        "deletion_recovery_s": (deletion_recovery.as_secs_f64() * 1000.0).round() / 1000.0,
+        "writes_in_5s_after_ready": quiet_writes,
+        "failed_passes": failed_passes,
+        "create_requests_refound": refound,
+        "conflicts_by_write": by_write(&total.refused),
+        "forwarded_by_write": by_write(&total.forwarded),
+    });
+    p.stop(
+        "control-plane-conflict-storm",
+        stormed,
+        recovery,
+        counts,
+        extra,
+    );
+}
+
+#[test]
+fn the_conflict_proxy_names_the_object_of_a_write() {
+    let rows = [
+        (
+            "/apis/accountlinker.dev/v1alpha1/namespaces/ns/memberaccounts/m0/status",
+            ("memberaccounts/status", "m0"),
+        ),
+        (
+            "/apis/accountlinker.dev/v1alpha1/namespaces/ns/memberaccounts/m0",
+            ("memberaccounts", "m0"),
+        ),
+        (
+            "/apis/accountlinker.dev/v1alpha1/namespaces/ns/memberaccounts",
+            ("memberaccounts", ""),
+        ),
+        ("/api/v1/namespaces/ns/events", ("events", "")),
+    ];
+    for (path, (resource, name)) in rows {
+        assert_eq!(
+            target(path),
+            (resource.to_string(), name.to_string()),
+            "{path}"
+        );
+    }
 }

@@ -7,6 +7,7 @@
 mod aws;
 mod budget;
 mod cluster;
+pub mod conflicts;
 mod emulator;
 mod env;
 mod fleet;

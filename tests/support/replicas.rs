@@ -56,9 +56,20 @@ pub struct Replica {
 impl Replica {
     /// Starts replica `name` of the operator watching the test's namespace, with `flags`.
     pub async fn start(ctx: &Context, name: &str, flags: &[&str]) -> Self {
+        Self::start_via(ctx, name, flags, None).await
+    }
+
+    /// Like [`Self::start`], talking to the API server at `server` (another proxy, such as
+    /// [`super::conflicts::ConflictProxy`]) instead of through its own TCP proxy.
+    pub async fn start_via(
+        ctx: &Context,
+        name: &str,
+        flags: &[&str],
+        server: Option<String>,
+    ) -> Self {
         let (mut config, upstream) = apiserver(&ctx.env);
         let proxy = Proxy::start(upstream).await;
-        config["clusters"][0]["cluster"]["server"] = json!(proxy.url());
+        config["clusters"][0]["cluster"]["server"] = json!(server.unwrap_or_else(|| proxy.url()));
         config["users"][0]["user"]["as"] = json!(name);
         config["users"][0]["user"]["as-groups"] = json!(["system:masters"]);
         let kubeconfig: PathBuf = ctx.env.state_dir.join(format!("{name}.kubeconfig"));
