@@ -1,10 +1,11 @@
 //! Kubernetes Events about the controllers' objects.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use tracing::warn;
 
 use super::conditions::Transition;
+use super::recorder::Recorder;
 
 /// Publishes one Event (its note cut to 1,000 characters). A failure is logged and otherwise
 /// ignored: Events are for people, never a reason to fail a reconcile. Returns whether it was

@@ -9,6 +9,7 @@ pub mod hash_key;
 pub mod link_cache;
 pub mod linked_account;
 pub mod member_account;
+pub mod recorder;
 pub mod runner;
 pub mod status;
 pub mod tenancy;

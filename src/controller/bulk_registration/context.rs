@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::controller::recorder::Recorder;
 use kube::Client;
-use kube::runtime::events::Recorder;
 use tokio::sync::OnceCell;
 
 use super::{import, memo, preflight, targets, template};

@@ -21,7 +21,9 @@ use std::time::Duration;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{EventType, Recorder};
+use kube::runtime::events::EventType;
+
+use crate::controller::recorder::Recorder;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
