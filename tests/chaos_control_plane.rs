@@ -14,6 +14,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::Api;
@@ -22,15 +23,22 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use account_linker::api::{LinkedAccount, MemberAccount};
+use account_linker::api::{BulkRegistration, LinkedAccount, MemberAccount};
 use support::conflicts::{ConflictProxy, target};
 use support::replicas::{Replica, aws_calls, kube_writes, now, report};
-use support::{Context, PrivateEnv, apply_policy, create, has, permissive, unique};
+use support::{Context, Fleet, PrivateEnv, apply_policy, create, has, permissive, unique};
 
 /// Private control planes are heavy: one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
 
 const FLAGS: &[&str] = &["--account-poll-interval", "500ms"];
+/// The conflict storm's: a BulkRegistration's StackSet operations polled every second too.
+const STORM_FLAGS: &[&str] = &[
+    "--account-poll-interval",
+    "500ms",
+    "--stackset-poll-interval",
+    "1s",
+];
 /// How long objects may take to converge once the fault is over.
 const CONVERGE: Duration = Duration::from_secs(120);
 
@@ -55,16 +63,17 @@ struct Plane {
     root: String,
     /// Between the operator and the API server when the scenario refuses writes.
     conflicts: Option<ConflictProxy>,
+    flags: &'static [&'static str],
 }
 
 impl Plane {
     async fn start(prefix: &str) -> Self {
-        Self::start_with(prefix, false).await
+        Self::start_with(prefix, false, FLAGS).await
     }
 
     /// With `conflicts`, the operator talks to the API server through a [`ConflictProxy`]
     /// that may refuse its writes to the operator's own kinds (never its Lease).
-    async fn start_with(prefix: &str, conflicts: bool) -> Self {
+    async fn start_with(prefix: &str, conflicts: bool, flags: &'static [&'static str]) -> Self {
         let private = PrivateEnv::start();
         let ctx = Context::on(private.env(), prefix).await;
         let root = ctx.aws.ensure_org().await;
@@ -90,7 +99,7 @@ impl Plane {
             false => None,
         };
         let server = conflicts.as_ref().map(ConflictProxy::url);
-        let replica = Replica::start_via(&ctx, &name, FLAGS, server).await;
+        let replica = Replica::start_via(&ctx, &name, flags, server).await;
         Self {
             private,
             ctx,
@@ -100,6 +109,7 @@ impl Plane {
             members: Vec::new(),
             root,
             conflicts,
+            flags,
         }
     }
 
@@ -116,7 +126,7 @@ impl Plane {
         if !self.replica.operator.is_running() {
             self.restarts += 1;
             let server = self.conflicts.as_ref().map(ConflictProxy::url);
-            self.replica = Replica::start_via(&self.ctx, &self.name, FLAGS, server).await;
+            self.replica = Replica::start_via(&self.ctx, &self.name, self.flags, server).await;
         }
     }
 
@@ -379,22 +389,56 @@ fn annotation_storm(
 }
 
 /// `{"<VERB> <resource>": count}`, for the figures.
-fn by_write(counts: &std::collections::BTreeMap<String, u64>) -> Value {
+fn by_write(counts: &BTreeMap<String, u64>) -> Value {
     counts.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
 }
 
-/// Half the operator's writes to its kinds (finalizers added and removed, status applied) are
-/// answered 409 Conflict while MemberAccounts are created, changed by another client, and later
-/// deleted: every object converges once the storm is over, each account is created once and
-/// closed once (a finalizer lost to a conflict would close nothing, a status write lost to one
-/// would create twice), and the operator does not spin on the refusals.
+/// Adds the StackSet operations the emulator lists for `stack_set` now to `seen` (by ID: an
+/// operation listed twice is one operation).
+async fn operations(p: &Plane, stack_set: &str, seen: &mut BTreeMap<String, String>) {
+    for op in p.ctx.emulator.operations(stack_set).await {
+        let id = op["operation_id"].as_str().unwrap_or_default().to_string();
+        let action = op["action"].as_str().unwrap_or_default().to_string();
+        seen.insert(id, action);
+    }
+}
+
+/// The registration is Ready with no operation in flight, and every LinkedAccount (the
+/// MemberAccounts' and the registration's children) is Ready.
+async fn links_and_registration_ready(p: &Plane, links: usize) -> bool {
+    let Ok(list) = p.ctx.api::<LinkedAccount>().list(&Default::default()).await else {
+        return false;
+    };
+    let Ok(bulk) = p.ctx.api::<BulkRegistration>().get(REGISTRATION).await else {
+        return false;
+    };
+    list.items.len() == links
+        && list.items.iter().all(|l| has(l, "Ready", "True", None))
+        && has(&bulk, "Ready", "True", None)
+        && bulk.status.is_some_and(|s| s.operation.is_none())
+}
+
+/// The name [`Fleet::register`] gives its registration.
+const REGISTRATION: &str = "fleet";
+
+/// Half the operator's writes to its kinds (finalizers added and removed, status applied,
+/// children applied) are answered 409 Conflict while MemberAccounts and a BulkRegistration are
+/// created, changed by another client, and later deleted: every object converges once the
+/// storm is over, each account is created once and closed once (a finalizer lost to a conflict
+/// would close nothing, a status write lost to one would create twice), the StackSet sees one
+/// operation per change, and the operator does not spin on the refusals.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_storm_of_conflicts_on_the_same_objects() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let (n, span) = size();
-    let mut p = Plane::start_with("chaos-conflict", true).await;
+    let mut p = Plane::start_with("chaos-conflict", true, STORM_FLAGS).await;
+    p.ctx
+        .prepare_stack_sets(json!({"base_seconds": 0.5, "seconds_per_wave": 0.2}))
+        .await;
+    let mut ops = BTreeMap::new();
     p.proxy().refuse(REFUSED);
     let began = Instant::now();
+    let stack_set = Fleet::register(&p.ctx, n, "1h").await;
     p.create_members_linked(n, true).await;
     let names: Vec<String> = p.members.iter().map(|(n, _)| n.clone()).collect();
     let storm = annotation_storm(p.api(), names, span);
@@ -408,32 +452,67 @@ async fn a_storm_of_conflicts_on_the_same_objects() {
     let during = p.proxy().tally();
     let healed = Instant::now();
     p.converge().await;
-    let links: Api<LinkedAccount> = p.ctx.api();
-    p.until(CONVERGE, "every LinkedAccount Ready", async |p| {
-        links.list(&Default::default()).await.is_ok_and(|l| {
-            l.items.len() == p.members.len()
-                && l.items.iter().all(|l| has(l, "Ready", "True", None))
-        })
-    })
+    p.until(
+        CONVERGE,
+        "every LinkedAccount and the registration Ready",
+        async |p| links_and_registration_ready(p, 2 * n).await,
+    )
     .await;
     let recovery = healed.elapsed();
     // Converged and healed: a pass that spins on a refusal would still be writing.
     let settled = p.proxy().tally().forwarded_writes();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let quiet_writes = p.proxy().tally().forwarded_writes() - settled;
-    // Deletion under the storm too (the finalizer's removal refused as often), then healed.
+    operations(&p, &stack_set, &mut ops).await;
+    // Deletion under the storm too (the finalizer's removal refused as often), then healed;
+    // the registration takes its StackSet with it.
+    let bulks = p.ctx.api::<BulkRegistration>();
+    let delete = json!({"spec": {"deletionPolicy": "Delete"}});
+    bulks
+        .patch(
+            REGISTRATION,
+            &PatchParams::default(),
+            &Patch::Merge(&delete),
+        )
+        .await
+        .expect("deletionPolicy: Delete");
     p.proxy().refuse(REFUSED);
     p.delete_all().await;
+    bulks
+        .delete(REGISTRATION, &DeleteParams::default())
+        .await
+        .expect("delete the registration");
     let deleting = Instant::now();
+    let registration_gone = async |p: &Plane| {
+        matches!(
+            p.ctx.api::<BulkRegistration>().get_opt(REGISTRATION).await,
+            Ok(None)
+        )
+    };
     p.until(
         span + Duration::from_secs(30),
         "the storm over deletion",
-        async |p| deleting.elapsed() >= span || p.all_gone().await,
+        async |p| {
+            operations(p, &stack_set, &mut ops).await;
+            deleting.elapsed() >= span || (p.all_gone().await && registration_gone(p).await)
+        },
     )
     .await;
     p.proxy().refuse(0.0);
-    let deletion_recovery = p.wait_gone().await;
+    let healed = Instant::now();
+    p.until(CONVERGE, "every object gone", async |p| {
+        operations(p, &stack_set, &mut ops).await;
+        p.all_gone().await && registration_gone(p).await
+    })
+    .await;
+    let deletion_recovery = healed.elapsed();
     let counts = p.count_side_effects().await;
+    let mut actions: BTreeMap<String, u64> = BTreeMap::new();
+    for action in ops.values() {
+        *actions.entry(action.clone()).or_default() += 1;
+    }
+    let once: BTreeMap<String, u64> = [("CREATE".to_string(), 1), ("DELETE".to_string(), 1)].into();
+    assert_eq!(actions, once, "one StackSet operation per change: {ops:?}");
     let total = p.proxy().tally();
     let log = p.replica.operator.log();
     // A refused status write right after CreateAccount loses the request's ID: the next pass
@@ -451,6 +530,8 @@ async fn a_storm_of_conflicts_on_the_same_objects() {
         assert!(refused > 0, "no write refused while {phase}: {total:?}");
     }
     let extra = json!({
+        "registration_children": n,
+        "stackset_operations": by_write(&actions),
         "storm_updates": updates,
         "refused_fraction": REFUSED,
         "conflicts_409_while_creating": during.conflicts(),

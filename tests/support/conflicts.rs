@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -55,6 +55,8 @@ struct Shared {
     filter: Filter,
     /// The fraction of matching writes refused, as `f64` bits (0 = none).
     fraction: AtomicU64,
+    /// The next matching write is refused whatever the dice say.
+    first: AtomicBool,
     /// xorshift64 state: reproducible choices, no dependency.
     dice: Mutex<u64>,
     tally: Mutex<Tally>,
@@ -88,6 +90,7 @@ impl ConflictProxy {
             upstream,
             filter,
             fraction: AtomicU64::new(0f64.to_bits()),
+            first: AtomicBool::new(false),
             dice: Mutex::new(0x9e37_79b9_7f4a_7c15),
             tally: Mutex::default(),
         });
@@ -111,11 +114,14 @@ impl ConflictProxy {
         Self { addr, shared, task }
     }
 
-    /// From now on refuse this fraction (0..=1) of the matching writes.
+    /// From now on refuse this fraction (0..=1) of the matching writes, chosen at random
+    /// (seeded), the first of them always: a short storm is never spared by chance.
     pub fn refuse(&self, fraction: f64) {
+        let fraction = fraction.clamp(0.0, 1.0);
         self.shared
             .fraction
-            .store(fraction.clamp(0.0, 1.0).to_bits(), Ordering::Relaxed);
+            .store(fraction.to_bits(), Ordering::Relaxed);
+        self.shared.first.store(fraction > 0.0, Ordering::Relaxed);
     }
 
     /// What happened to the writes so far.
@@ -210,7 +216,7 @@ async fn answer(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, h
         let (resource, mut name) = target(&path);
         let key = format!("{} {resource}", parts.method);
         let fraction = f64::from_bits(shared.fraction.load(Ordering::Relaxed));
-        if shared.roll() < fraction {
+        if shared.first.swap(false, Ordering::Relaxed) || shared.roll() < fraction {
             *shared.tally.lock().unwrap().refused.entry(key).or_default() += 1;
             if name.is_empty() {
                 // A create names its object in the body.

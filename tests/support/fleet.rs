@@ -84,6 +84,21 @@ impl Fleet {
             .await;
             names.push(name);
         }
+        Self::register(ctx, children, verify_interval).await;
+        let fleet = Self {
+            standalone: names,
+            registration: "fleet".into(),
+            children,
+        };
+        fleet.wait_ready(ctx, ready_within).await;
+        fleet
+    }
+
+    /// Creates `children` accounts in an OU of their own and the BulkRegistration "fleet"
+    /// deploying the role to them (every link verified every `verify_interval`); returns the
+    /// name of its StackSet, without waiting.
+    pub async fn register(ctx: &Context, children: usize, verify_interval: &str) -> String {
+        let stack_set = unique("fleet");
         let ou = ctx.aws.create_ou(&unique("fleet"), None).await;
         ctx.aws
             .create_accounts(&unique("child"), children, Some(&ou))
@@ -92,7 +107,7 @@ impl Fleet {
             &ctx.api::<BulkRegistration>(),
             "fleet",
             json!({
-                "stackSet": {"permissionModel": "ServiceManaged", "name": unique("fleet")},
+                "stackSet": {"permissionModel": "ServiceManaged", "name": stack_set},
                 "template": {"builtin": {}},
                 "targets": {"organizationalUnitIds": [ou]},
                 "regions": ["us-east-1"],
@@ -105,13 +120,7 @@ impl Fleet {
             }),
         )
         .await;
-        let fleet = Self {
-            standalone: names,
-            registration: "fleet".into(),
-            children,
-        };
-        fleet.wait_ready(ctx, ready_within).await;
-        fleet
+        stack_set
     }
 
     /// LinkedAccounts the fleet should have: standalone ones and the children.
