@@ -121,7 +121,9 @@ bench: ## Release build, then every benchmark scenario at BENCH_SIZES; writes do
 
 .PHONY: bench-smoke
 bench-smoke: ## Every benchmark scenario at N=50 with the debug build, into a temporary folder, then checks the JSON
-	$(CARGO) build --locked
+	# The features of the integration tests' build (crash points are inert unless armed), so
+	# `make test` compiles the binary once.
+	$(CARGO) build --locked --features failpoints
 	@out=$$(mktemp -d -t bench-smoke-XXXXXX) && \
 	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) bench/run.py --binary $(BIN_DIR)/debug/account-linker --smoke \
 		--sizes 50 --steady-intervals 1 --serial-sample 20 --timeout 300 --out $$out && \
