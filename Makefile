@@ -119,10 +119,10 @@ bench: ## Release build, then every benchmark scenario at BENCH_SIZES; writes do
 	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) bench/run.py --binary $(BIN_DIR)/release/account-linker \
 		--sizes $(BENCH_SIZES) --out docs/benchmarks --report docs/benchmarks.md
 
+# bench-smoke builds with the integration tests' features (crash points stay inert unless
+# armed), so `make test` compiles the binary once.
 .PHONY: bench-smoke
 bench-smoke: ## Every benchmark scenario at N=50 with the debug build, into a temporary folder, then checks the JSON
-	# The features of the integration tests' build (crash points are inert unless armed), so
-	# `make test` compiles the binary once.
 	$(CARGO) build --locked --features failpoints
 	@out=$$(mktemp -d -t bench-smoke-XXXXXX) && \
 	KUBEBUILDER_ASSETS=$(ASSETS) $(PY) bench/run.py --binary $(BIN_DIR)/debug/account-linker --smoke \
