@@ -194,7 +194,8 @@ def render(folder: Path, out: Path) -> None:
     add(f"- Commands: `make bench` (release build, N = 1,000, 5,000, 10,000; `BENCH_SIZES=1000 make bench` for fewer), "
         "`make bench-smoke` (N = 50, debug build, results in a temporary folder). Each run's exact command line:")
     for r in runs:
-        add(f"  - N = {r['n']:,}: `{r['command']}`")
+        commit = r.get("versions", {}).get("git_commit", "?")[:12]
+        add(f"  - N = {r['n']:,}: `{r['command']}` (account-linker `{commit}`)")
     add(f"- Latency model (emulator control API `PUT /_strict/stacksets/timing`): AWS's typical figures assumed as "
         f"{lm['aws_typical_seconds']['base_seconds']:g} s fixed per StackSet operation, "
         f"{lm['aws_typical_seconds']['seconds_per_wave']:g} s per wave of MaxConcurrentCount instances and "
