@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::runtime::events::Reporter;
-
-use crate::controller::recorder::Recorder;
 use kube::{Api, Client};
 use tokio::task::{self, JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +20,7 @@ use crate::aws::{AwsClients, AwsSettings};
 use crate::config::{RunArgs, Tenancy};
 use crate::controller::hash_key::{self, HashKey, HashKeyError};
 use crate::controller::link_cache::LinkCache;
+use crate::controller::recorder::Recorder;
 use crate::controller::tenancy::{self, Gate};
 use crate::controller::{bulk_registration, linked_account, member_account};
 use crate::runtime::{Readiness, http, leader, shutdown};

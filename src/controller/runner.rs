@@ -98,8 +98,18 @@ pub type ReconcileError<E> = finalizer::Error<E>;
 /// Exponential backoff, 2 s doubling to 5 min, with ±20 % jitter seeded by the clock: a
 /// burst of failures (an AWS outage) does not come back in lockstep.
 pub fn backoff(attempt: u32, now: Timestamp) -> Duration {
-    let base = Duration::from_secs(2).saturating_mul(1u32 << attempt.min(8));
-    jitter(base.min(Duration::from_secs(300)), 0.2, now)
+    doubling(
+        Duration::from_secs(2),
+        Duration::from_secs(300),
+        attempt,
+        now,
+    )
+}
+
+/// `first` doubled `attempt` times, at most `cap`, with ±20 % jitter.
+fn doubling(first: Duration, cap: Duration, attempt: u32, now: Timestamp) -> Duration {
+    let base = first.saturating_mul(1u32 << attempt.min(16));
+    jitter(base.min(cap), 0.2, now)
 }
 
 /// `d` spread by ±`fraction`, seeded by the clock's sub-second bits (a cheap, well-spread
@@ -163,10 +173,7 @@ pub fn retry_after(failure: Failure, attempt: u32, now: Timestamp) -> Duration {
         Failure::Waiting(wait) => wait,
         Failure::Aws | Failure::Other => backoff(attempt, now),
         // 0.5 s doubling, capped: the attempts count every failure in a row, conflicts or not.
-        Failure::Conflict => {
-            let base = Duration::from_millis(500).saturating_mul(1u32 << attempt.min(5));
-            jitter(base.min(CONFLICT_CAP), 0.2, now)
-        }
+        Failure::Conflict => doubling(Duration::from_millis(500), CONFLICT_CAP, attempt, now),
     }
 }
 

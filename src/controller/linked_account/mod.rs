@@ -20,7 +20,6 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::controller::recorder::Recorder;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
@@ -41,6 +40,7 @@ use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, AwsError, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
 use crate::controller::link_cache::{Changes, LinkCache};
+use crate::controller::recorder::Recorder;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
 use crate::controller::tenancy::Gate;

@@ -22,8 +22,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-
-use crate::controller::recorder::Recorder;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
@@ -35,6 +33,7 @@ use crate::api::{LinkedAccount, MemberAccount, MemberAccountStatus};
 use crate::aws::{Accounts, AwsError};
 use crate::controller::conditions::Desired;
 use crate::controller::events;
+use crate::controller::recorder::Recorder;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
 use crate::controller::tenancy::{self, Gate, NOT_PERMITTED_RECHECK};
