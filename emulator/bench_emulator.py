@@ -7,7 +7,8 @@ organization to each size in `--sizes` and measures, at every size:
 - a SERVICE_MANAGED StackSet (OU target, the root) and a SELF_MANAGED one (account list) deploying one
   IAM role to every account: CreateStackInstances latency and time until the operation SUCCEEDED
   (StackSet timing set to 0 s, so this is the emulator's own cost);
-- ListStackInstances and ListAccountsForParent, full pagination;
+- ListStackInstances and ListAccountsForParent, full pagination, and ListAccountsForParent per page
+  over the root and over an OU of 100 accounts (`--only-accounts-for-parent` measures just that);
 - AssumeRole (role trusting the hub with an ExternalId) + GetCallerIdentity with the new credentials,
   pairs per second from concurrent clients, every answer checked (and a wrong ExternalId must be denied);
 - DescribeAccount and ListTagsForResource per second.
@@ -48,6 +49,9 @@ REGION = "us-east-1"
 STACKSETS_PRINCIPAL = "member.org.stacksets.cloudformation.amazonaws.com"
 EXECUTION_ROLE = "AWSCloudFormationStackSetExecutionRole"
 EXTERNAL_ID = "bench-external-id"
+# ListAccountsForParent over an OU: how many accounts are moved into it, how often it is walked.
+OU_ACCOUNTS = 100
+OU_WALKS = 10
 _VERSIONS = {"sts": "2011-06-15", "cloudformation": "2010-05-15", "iam": "2010-05-08"}
 
 
@@ -236,6 +240,7 @@ class Bench:
         self.with_execution_role = 0
         self.results: dict[str, Any] = {"sizes": {}, "create_windows": []}
         self.root = ""
+        self.ou = ""
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -410,27 +415,56 @@ class Bench:
             stop()
             figures[action] = {"calls": len(sample), "seconds": round(elapsed, 2), "per_second": round(len(sample) / elapsed, 1)}
             self.say(f"  {action}: {len(sample)} calls in {elapsed:.2f}s = {len(sample) / elapsed:.0f}/s")
-        stop = self.emu.profile(f"ListAccountsForParent-{size}")
+        figures.update(self.accounts_for_parent(size))
+        return figures
+
+    def _walk(self, parent: str) -> tuple[int, int, float]:
+        """ListAccountsForParent over `parent` in pages of 20: (accounts, pages, seconds)."""
         began = time.monotonic()
         seen, pages, token = 0, 0, None
         while True:
-            body = self.wire.ok_json("ListAccountsForParent", {"ParentId": self.root, "MaxResults": 20, **({"NextToken": token} if token else {})})
+            body = self.wire.ok_json("ListAccountsForParent", {"ParentId": parent, "MaxResults": 20, **({"NextToken": token} if token else {})})
             seen += len(body["Accounts"])
             pages += 1
             token = body.get("NextToken")
             if not token:
                 break
-        elapsed = time.monotonic() - began
-        stop()
-        if seen != len(self.accounts) + 1:  # and the management account
-            raise RuntimeError(f"ListAccountsForParent listed {seen} of {len(self.accounts)}")
-        figures["ListAccountsForParent"] = {"pages": pages, "accounts": seen, "seconds": round(elapsed, 2)}
-        self.say(f"  ListAccountsForParent: {seen} accounts in {pages} pages of 20 in {elapsed:.2f}s")
-        return figures
+        return seen, pages, time.monotonic() - began
 
-    def at_size(self, size: int, self_managed: bool) -> None:
+    def accounts_for_parent(self, size: int) -> dict[str, Any]:
+        """ListAccountsForParent per page: over the root (every account) and over an OU holding
+        `OU_ACCOUNTS` of them, whose pages should cost the same at any organization size."""
+        if not self.ou:
+            self.ou = self.wire.ok_json("CreateOrganizationalUnit", {"ParentId": self.root, "Name": "bench"})["OrganizationalUnit"]["Id"]
+            for account in self.accounts[:OU_ACCOUNTS]:
+                self.wire.ok_json("MoveAccount", {"AccountId": account, "SourceParentId": self.root, "DestinationParentId": self.ou})
+        stop = self.emu.profile(f"ListAccountsForParent-{size}")
+        seen, pages, elapsed = self._walk(self.root)
+        ou_seen, ou_pages, ou_elapsed = 0, 0, 0.0
+        for _ in range(OU_WALKS):
+            s, p, e = self._walk(self.ou)
+            ou_seen, ou_pages, ou_elapsed = s, ou_pages + p, ou_elapsed + e
+        stop()
+        in_ou = min(OU_ACCOUNTS, len(self.accounts))
+        if seen != len(self.accounts) + 1 - in_ou:  # and the management account
+            raise RuntimeError(f"ListAccountsForParent listed {seen} of {len(self.accounts) + 1 - in_ou} under the root")
+        if ou_seen != in_ou:
+            raise RuntimeError(f"ListAccountsForParent listed {ou_seen} of {in_ou} in the OU")
+        root_ms, ou_ms = 1000 * elapsed / pages, 1000 * ou_elapsed / ou_pages
+        self.say(f"  ListAccountsForParent: root {seen} accounts in {pages} pages of 20 in {elapsed:.2f}s "
+                 f"({root_ms:.2f} ms/page); OU of {ou_seen}: {ou_ms:.2f} ms/page over {ou_pages} pages")
+        return {
+            "ListAccountsForParent": {"pages": pages, "accounts": seen, "seconds": round(elapsed, 2), "ms_per_page": round(root_ms, 3)},
+            "ListAccountsForParent_ou": {"pages": ou_pages, "accounts": ou_seen, "seconds": round(ou_elapsed, 2), "ms_per_page": round(ou_ms, 3)},
+        }
+
+    def at_size(self, size: int, self_managed: bool, only_accounts_for_parent: bool = False) -> None:
         self.say(f"== {size} accounts")
         figures: dict[str, Any] = {}
+        if only_accounts_for_parent:
+            figures.update(self.accounts_for_parent(size))
+            self.results["sizes"][str(size)] = figures
+            return
         figures["service_managed"] = self.deploy(size, "SERVICE_MANAGED")
         if self_managed:
             figures["self_managed"] = self.deploy(size, "SELF_MANAGED")
@@ -454,6 +488,8 @@ def main() -> int:
     parser.add_argument("--sts-pairs", type=int, default=2000, help="AssumeRole+GetCallerIdentity pairs per size")
     parser.add_argument("--reads", type=int, default=1000, help="DescribeAccount / ListTagsForResource calls per size")
     parser.add_argument("--no-self-managed", action="store_true", help="skip the SELF_MANAGED StackSet")
+    parser.add_argument("--only-accounts-for-parent", action="store_true",
+                        help="measure ListAccountsForParent per page only (no StackSets, STS or other reads)")
     parser.add_argument("--profile-dir", type=Path, help="write py-spy profiles of each phase here")
     parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--summarize", nargs="+", type=Path, help="only print the top entries of these py-spy raw profiles")
@@ -470,7 +506,7 @@ def main() -> int:
         bench.setup()
         for size in sizes:
             bench.grow(size, args.window)
-            bench.at_size(size, not args.no_self_managed)
+            bench.at_size(size, not args.no_self_managed, args.only_accounts_for_parent)
     finally:
         emu.stop()
     bench.results["total_seconds"] = round(time.monotonic() - started, 1)
