@@ -292,3 +292,191 @@ def test_assume_role_answers_as_moto_does():
         assert f"<Account>{account}</Account>".encode() in answer and b"assumed-role/OrganizationAccountAccessRole/xx" in answer
     finally:
         app.reset_moto()
+
+
+def _listing(method: Any, org: Any, **kwargs: Any) -> Any:
+    """One ListAccountsForParent call: (account ids, token), or the error it raised."""
+    try:
+        items, token = method(org, **kwargs)
+    except Exception as err:  # noqa: BLE001 - the error is the answer compared
+        return (type(err).__name__, str(err))
+    return [a.id for a in items], token
+
+
+def _walk(method: Any, org: Any, parent: str, size: int | None) -> list[Any]:
+    answers, token = [], None
+    while True:
+        answer = _listing(method, org, max_results=size, next_token=token, parent_id=parent)
+        answers.append(answer)
+        if not isinstance(answer[0], list) or not answer[1]:
+            return answers
+        token = answer[1]
+
+
+def test_accounts_for_parent_pages_are_moto_s_after_every_change():
+    """The index by parent answers every page as moto's own scan does (the same accounts, order,
+    tokens and errors) after creates, moves both ways, removals, closes, changed create times,
+    moves between the pages of a walk, and a reset."""
+    import datetime
+    import random
+
+    from moto.organizations.models import OrganizationsBackend, organizations_backends
+
+    from strictaws import speed
+    from strictaws.app import StrictApp
+
+    indexed = OrganizationsBackend.list_accounts_for_parent
+    moto = speed.moto_list_accounts_for_parent
+    assert moto is not None and indexed is not moto
+
+    app = StrictApp()
+    rng = random.Random(20261202)
+
+    def organization() -> tuple[Any, str, list[str]]:
+        app.reset_moto()
+        org = organizations_backends[HUB]["aws"]
+        org.create_organization(region="us-east-1", FeatureSet="ALL")
+        root = org.org.root_id
+        ous = [org.create_organizational_unit(ParentId=root, Name=f"ou{i}")["OrganizationalUnit"]["Id"] for i in range(3)]
+        return org, root, ous
+
+    def same(org: Any, parents: list[str]) -> None:
+        for parent in parents:
+            for size in (None, 1, 3, 7):
+                assert _walk(indexed, org, parent, size) == _walk(moto, org, parent, size), (parent, size)
+
+    def create(org: Any, n: int) -> None:
+        for _ in range(n):
+            i = len(org.accounts)
+            org.create_account(AccountName=f"a{i}", Email=f"a{i}-{rng.random()}@example.com")
+
+    try:
+        org, root, ous = organization()
+        parents = [root, *ous]
+        create(org, 30)
+        same(org, parents)  # builds the index
+        for step in range(120):
+            members = [a for a in org.accounts if a.id != org.org.master_account_id]
+            account = rng.choice(members)
+            action = rng.random()
+            if action < 0.45:
+                org.move_account(AccountId=account.id, SourceParentId=account.parent_id, DestinationParentId=rng.choice(parents))
+            elif action < 0.6:
+                create(org, 2)
+            elif action < 0.7:
+                org.remove_account_from_organization(AccountId=account.id)
+            elif action < 0.8:
+                if account.status == "ACTIVE":
+                    org.close_account(AccountId=account.id)
+            elif action < 0.9:
+                # create times that tie (moto's sort keeps the list order) or go back
+                other = rng.choice(members)
+                account.create_time = other.create_time - datetime.timedelta(microseconds=rng.choice((0, 1)))
+            else:
+                # a move in the middle of a walk: the page after it answers as moto's
+                parent = rng.choice(parents)
+                answer = _listing(indexed, org, max_results=2, next_token=None, parent_id=parent)
+                assert answer == _listing(moto, org, max_results=2, next_token=None, parent_id=parent)
+                under = [a for a in org.accounts if a.parent_id == parent]
+                if under:
+                    moved = rng.choice(under)
+                    org.move_account(AccountId=moved.id, SourceParentId=parent, DestinationParentId=rng.choice(parents))
+                if isinstance(answer[0], list) and answer[1]:
+                    for p in parents:
+                        kwargs = dict(max_results=2, next_token=answer[1], parent_id=p)
+                        assert _listing(indexed, org, **kwargs) == _listing(moto, org, **kwargs)
+            if step % 10 == 0:
+                same(org, parents)
+        same(org, parents)
+
+        # Errors: an unknown parent, a token that does not decode, one of another parent, MaxResults 0.
+        token = _listing(moto, org, max_results=1, next_token=None, parent_id=root)[1]
+        assert token
+        for kwargs in (
+            dict(max_results=None, next_token=None, parent_id="ou-zzzz-zzzzzzzz"),
+            dict(max_results=None, next_token=None, parent_id="nonsense"),
+            dict(max_results=None, next_token="garbage", parent_id=root),
+            dict(max_results=1, next_token=token, parent_id=ous[0]),
+            dict(max_results=1, next_token=token, parent_id="ou-zzzz-zzzzzzzz"),
+            dict(max_results=0, next_token=None, parent_id=root),
+            dict(max_results=0, next_token=token, parent_id=root),
+        ):
+            assert _listing(indexed, org, **kwargs) == _listing(moto, org, **kwargs), kwargs
+
+        # After a reset: a new organization, indexed afresh; an account of the old one moved
+        # meanwhile is no account of the new one.
+        old = org.accounts[-1]
+        org, root, ous = organization()
+        old.parent_id = root
+        create(org, 12)
+        org.move_account(AccountId=org.accounts[3].id, SourceParentId=root, DestinationParentId=ous[1])
+        same(org, [root, *ous])
+    finally:
+        app.reset_moto()
+
+
+def test_accounts_for_parent_lists_follow_changes_through_the_api(aws):
+    """Pages listed through the API equal the accounts under each parent as ListAccounts and
+    ListParents tell them, in the order of their JoinedTimestamp, after creates, moves both ways,
+    a removal, a close, and a reset."""
+    org = aws.client("organizations")
+
+    def reference(parent: str) -> list[str]:
+        accounts = org.list_accounts()["Accounts"]  # moto sorts them by JoinedTimestamp
+        return [a["Id"] for a in accounts if org.list_parents(ChildId=a["Id"])["Parents"][0]["Id"] == parent]
+
+    def listed(parent: str, size: int) -> list[str]:
+        ids: list[str] = []
+        kwargs: dict[str, Any] = {"ParentId": parent, "MaxResults": size}
+        while True:
+            page = org.list_accounts_for_parent(**kwargs)
+            assert len(page["Accounts"]) <= size
+            ids += [a["Id"] for a in page["Accounts"]]
+            if not page.get("NextToken"):
+                return ids
+            assert len(page["Accounts"]) == size
+            kwargs["NextToken"] = page["NextToken"]
+
+    def check(parents: list[str]) -> None:
+        for parent in parents:
+            expected = reference(parent)
+            for size in (1, 2, 20):
+                assert listed(parent, size) == expected, (parent, size)
+
+    for _ in range(2):
+        members = new_organization(aws, 8)
+        root = org.list_roots()["Roots"][0]["Id"]
+        a = org.create_organizational_unit(ParentId=root, Name="a")["OrganizationalUnit"]["Id"]
+        b = org.create_organizational_unit(ParentId=a, Name="b")["OrganizationalUnit"]["Id"]
+        check([root, a, b])
+        for m in members[:5]:
+            org.move_account(AccountId=m, SourceParentId=root, DestinationParentId=a)
+        org.move_account(AccountId=members[1], SourceParentId=a, DestinationParentId=b)
+        org.move_account(AccountId=members[2], SourceParentId=a, DestinationParentId=root)
+        check([root, a, b])
+        org.remove_account_from_organization(AccountId=members[3])
+        org.close_account(AccountId=members[4])
+        new = _create(org, "late@example.com")["AccountId"]
+        org.move_account(AccountId=new, SourceParentId=root, DestinationParentId=a)
+        check([root, a, b])
+        assert members[3] not in listed(a, 2) and members[4] in listed(a, 2) and new in listed(a, 2)
+
+        # A walk with a move between its pages: the account next in line moved away makes the
+        # token unusable (as moto answers); one moved from the pages already read changes nothing.
+        first = org.list_accounts_for_parent(ParentId=a, MaxResults=1)
+        rest = reference(a)
+        org.move_account(AccountId=rest[0], SourceParentId=a, DestinationParentId=b)
+        second = org.list_accounts_for_parent(ParentId=a, MaxResults=1, NextToken=first["NextToken"])
+        assert [x["Id"] for x in second["Accounts"]] == [rest[1]]
+        org.move_account(AccountId=rest[2], SourceParentId=a, DestinationParentId=root)
+        with pytest.raises(ClientError) as err:
+            org.list_accounts_for_parent(ParentId=a, MaxResults=1, NextToken=second["NextToken"])
+        assert error_code(err) == "InvalidToken"
+        with pytest.raises(ClientError) as err:
+            org.list_accounts_for_parent(ParentId="ou-zzzz-zzzzzzzz")
+        assert error_code(err) == "ParentNotFoundException"
+        with pytest.raises(ClientError) as err:
+            org.list_accounts_for_parent(ParentId=b, NextToken=first["NextToken"])
+        assert error_code(err) == "InvalidToken"
+        check([root, a, b])
+        assert aws.control("POST", "/_strict/reset")[0] == 200
