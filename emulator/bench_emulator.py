@@ -8,7 +8,8 @@ organization to each size in `--sizes` and measures, at every size:
   IAM role to every account: CreateStackInstances latency and time until the operation SUCCEEDED
   (StackSet timing set to 0 s, so this is the emulator's own cost);
 - ListStackInstances and ListAccountsForParent, full pagination, and ListAccountsForParent per page
-  over the root and over an OU of 100 accounts (`--only-accounts-for-parent` measures just that);
+  over the root and over an OU of 100 accounts (`--only-accounts-for-parent` measures just that;
+  `--in-process-accounts-for-parent` compares moto's own method with the index, without HTTP);
 - AssumeRole (role trusting the hub with an ExternalId) + GetCallerIdentity with the new credentials,
   pairs per second from concurrent clients, every answer checked (and a wrong ExternalId must be denied);
 - DescribeAccount and ListTagsForResource per second.
@@ -475,6 +476,50 @@ class Bench:
         self.results["sizes"][str(size)] = figures
 
 
+def in_process_accounts_for_parent(sizes: list[int]) -> dict[str, Any]:
+    """ListAccountsForParent per page inside this process, without HTTP: moto's own method (every
+    account of the organization filtered and sorted per page) next to the emulator's (the index by
+    parent), over the root and over an OU of `OU_ACCOUNTS`, at each size."""
+    sys.path.insert(0, str(HERE))
+    from moto.organizations.models import OrganizationsBackend, organizations_backends
+
+    from strictaws import speed
+    from strictaws.app import StrictApp
+
+    app = StrictApp()
+    app.reset_moto()
+    org = organizations_backends[HUB]["aws"]
+    org.create_organization(region=REGION, FeatureSet="ALL")
+    root = org.org.root_id
+    ou = org.create_organizational_unit(ParentId=root, Name="bench")["OrganizationalUnit"]["Id"]
+    methods = {"moto": speed.moto_list_accounts_for_parent, "indexed": OrganizationsBackend.list_accounts_for_parent}
+
+    def per_page(method: Any, parent: str) -> float:
+        pages, token, began = 0, None, time.perf_counter()
+        while True:
+            _, token = method(org, max_results=20, next_token=token, parent_id=parent)
+            pages += 1
+            if not token:
+                return 1000 * (time.perf_counter() - began) / pages
+
+    figures: dict[str, Any] = {}
+    created = 0
+    for size in sizes:
+        while created < size:
+            org.create_account(AccountName=f"bench{created}", Email=f"bench{created}@example.com")
+            if created < OU_ACCOUNTS:
+                org.move_account(AccountId=org.accounts[-1].id, SourceParentId=root, DestinationParentId=ou)
+            created += 1
+        for name, method in methods.items():
+            per_page(method, root)  # the index is built on first use
+            root_ms, ou_ms = per_page(method, root), per_page(method, ou)
+            figures.setdefault(str(size), {})[name] = {"root_ms_per_page": round(root_ms, 3), "ou_ms_per_page": round(ou_ms, 3)}
+            print(f"{size} accounts, {name:7s}: ListAccountsForParent {root_ms:.3f} ms/page over the root, "
+                  f"{ou_ms:.3f} ms/page over an OU of {OU_ACCOUNTS} (in process)", flush=True)
+    app.reset_moto()
+    return figures
+
+
 def _ok(answer: tuple[int, dict[str, Any]], action: str) -> None:
     if answer[0] != 200:
         raise RuntimeError(f"{action}: {answer}")
@@ -490,6 +535,8 @@ def main() -> int:
     parser.add_argument("--no-self-managed", action="store_true", help="skip the SELF_MANAGED StackSet")
     parser.add_argument("--only-accounts-for-parent", action="store_true",
                         help="measure ListAccountsForParent per page only (no StackSets, STS or other reads)")
+    parser.add_argument("--in-process-accounts-for-parent", action="store_true",
+                        help="ListAccountsForParent per page in this process, moto's method next to the index")
     parser.add_argument("--profile-dir", type=Path, help="write py-spy profiles of each phase here")
     parser.add_argument("--profile-rate", type=int, default=50, help="py-spy samples per second")
     parser.add_argument("--summarize", nargs="+", type=Path, help="only print the top entries of these py-spy raw profiles")
@@ -499,6 +546,9 @@ def main() -> int:
             print(f"# {raw}\n{top_of_profile(raw)}")
         return 0
     sizes = sorted(int(s) for s in args.sizes.split(","))
+    if args.in_process_accounts_for_parent:
+        print("EMUBENCH " + json.dumps({"accounts_for_parent_in_process": in_process_accounts_for_parent(sizes)}), flush=True)
+        return 0
     emu = Emulator(args.profile_dir, args.profile_rate)
     bench = Bench(emu, args.clients, args.sts_pairs, args.reads)
     started = time.monotonic()
