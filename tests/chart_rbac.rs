@@ -14,10 +14,11 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::ListParams;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::config::Kubeconfig;
 use serde_json::json;
 
+use account_linker::api::annotations::VERIFY_REQUESTED_AT;
 use account_linker::api::{BulkRegistration, BulkRegistrationStatus, LinkedAccount, MemberAccount};
 use support::{
     Budget, Context, HUB_ACCOUNT, Operator, TestNamespace, delete_policy, eventually, repo_root,
@@ -281,8 +282,36 @@ async fn the_chart_rbac_runs_the_linked_account_controller_and_nothing_more() {
         holder.starts_with("chart-rbac-"),
         "Lease held by {holder:?}"
     );
-    // The verification's transitions (RoleAssumable and Ready, both `Verified`) are one Event
-    // and its repetition: created, then patched into a series.
+    // A verification's transitions are one Event; a failed verification and a good one again
+    // repeat `Verified` within the series window: created, then patched into a series.
+    let request = async |value: &str| {
+        let annotations = json!({"metadata": {"annotations": {VERIFY_REQUESTED_AT: value}}});
+        links
+            .patch(
+                "via-chart",
+                &PatchParams::default(),
+                &Patch::Merge(annotations),
+            )
+            .await
+            .expect("request a verification");
+    };
+    let ready = async |status: &str| {
+        eventually(budget.react(), &format!("Ready={status}"), || async {
+            let link = links.get("via-chart").await.ok()?;
+            link.status?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == status)
+                .then_some(())
+        })
+        .await
+    };
+    ctx.aws.delete_role(&account).await;
+    request("1").await;
+    ready("False").await;
+    ctx.aws.put_role(&account, &external_id, HUB_ACCOUNT).await;
+    request("2").await;
+    ready("True").await;
     let events = ctx.api::<Event>();
     eventually(
         budget.react(),

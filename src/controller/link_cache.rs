@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, StreamExt};
 
 use kube::api::{Api, PartialObjectMeta};
-use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
@@ -60,8 +60,6 @@ pub struct Feeds {
 /// reconcile the owner; an owner that needs those times (a rotation counting verifications
 /// with the new token) looks again by itself.
 pub fn owner_view(link: &LinkedAccount) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let meta = &link.metadata;
     let status = link.status.as_ref();
     let conditions: Vec<_> = status
         .map(|s| s.conditions.as_slice())
@@ -69,35 +67,84 @@ pub fn owner_view(link: &LinkedAccount) -> u64 {
         .iter()
         .map(|c| (&c.type_, &c.status, &c.reason, &c.message))
         .collect();
-    let owners: Vec<&str> = meta
+    hash(&serde_json::json!([
+        link.spec,
+        link.metadata.uid,
+        link.metadata.labels,
+        link.metadata.annotations,
+        owner_uids(link),
+        link.metadata.deletion_timestamp,
+        status.and_then(|s| s.stack_instance.as_ref()),
+        conditions,
+    ]))
+}
+
+/// What the LinkedAccount controller reads of a LinkedAccount that others write: the spec and
+/// generation, labels and annotations (a verification request), owners, deletion and
+/// finalizers, and the stack instance its registration records. The rest of the status is the
+/// controller's own: its status write is not a reason to look again (at 10,000 links that
+/// write is one event per verification, and each would otherwise cost a reconcile that finds
+/// nothing due). What it waits for next is already scheduled by the reconcile that wrote it.
+pub fn reconcile_view(link: &LinkedAccount) -> u64 {
+    let meta = &link.metadata;
+    hash(&serde_json::json!([
+        link.spec,
+        meta.uid,
+        meta.generation,
+        meta.labels,
+        meta.annotations,
+        owner_uids(link),
+        meta.deletion_timestamp,
+        meta.finalizers,
+        link.status.as_ref().and_then(|s| s.stack_instance.as_ref()),
+    ]))
+}
+
+fn owner_uids(link: &LinkedAccount) -> Vec<&str> {
+    link.metadata
         .owner_references
         .iter()
         .flatten()
         .map(|o| o.uid.as_str())
-        .collect();
-    let view = serde_json::json!([
-        link.spec,
-        meta.labels,
-        meta.annotations,
-        owners,
-        meta.deletion_timestamp,
-        status.and_then(|s| s.stack_instance.as_ref()),
-        conditions,
-    ]);
+        .collect()
+}
+
+fn hash(view: &serde_json::Value) -> u64 {
+    use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     view.to_string().hash(&mut hasher);
     hasher.finish()
 }
 
-/// The changes of `changes` that change what an owner reads ([`owner_view`]).
-pub fn owner_changes(changes: Changes) -> impl Stream<Item = Arc<LinkedAccount>> + Send + 'static {
-    let mut seen: HashMap<(Option<String>, String), u64> = HashMap::new();
+/// The changes of `changes` whose `view` differs from the last one seen of the same object
+/// (the first sight of an object always passes; so does a recreated one, its uid being part
+/// of every view). Views of objects gone from `store` are forgotten as they pile up.
+pub fn changes_of(
+    changes: Changes,
+    store: Store<LinkedAccount>,
+    view: fn(&LinkedAccount) -> u64,
+) -> impl Stream<Item = Arc<LinkedAccount>> + Send + 'static {
+    let mut seen: HashMap<ObjectRef<LinkedAccount>, u64> = HashMap::new();
     changes.filter_map(move |link| {
-        let key = (link.namespace(), link.name_any());
-        let view = owner_view(&link);
-        let changed = seen.insert(key, view) != Some(view);
+        let seen_view = view(&link);
+        let key = ObjectRef::new(&link.name_any()).within(&link.namespace().unwrap_or_default());
+        let changed = seen.insert(key, seen_view) != Some(seen_view);
+        if seen.len() > 2 * store.len() + FORGET_AFTER {
+            seen.retain(|key, _| store.get(key).is_some());
+        }
         std::future::ready(changed.then_some(link))
     })
+}
+
+/// Views of deleted objects kept before [`changes_of`] forgets them (beyond twice the cache).
+const FORGET_AFTER: usize = 1024;
+
+/// The changes of `changes` that change what an owner reads ([`owner_view`]).
+pub fn owner_changes(
+    changes: Changes,
+    store: Store<LinkedAccount>,
+) -> impl Stream<Item = Arc<LinkedAccount>> + Send + 'static {
+    changes_of(changes, store, owner_view)
 }
 
 impl LinkCache {
@@ -288,6 +335,81 @@ mod tests {
         for (what, change, seen) in rows {
             assert_eq!(differs(change), seen, "{what}");
         }
+    }
+
+    /// The reconciler's feed passes a first sight, what others change (a verification
+    /// request, the stack instance, the spec) and a recreated object; it drops the controller's
+    /// own status writes and repeats.
+    #[tokio::test]
+    async fn the_reconciler_sees_what_others_change_and_not_its_own_status_writes() {
+        use crate::api::LinkedAccountStatus;
+        use crate::api::linked_account::StackInstanceRef;
+        let (store, writer) = reflector::store_shared::<LinkedAccount>(64);
+        let feed = writer.subscribe().expect("a shared store");
+        let mut base = link("a", "1", "x");
+        base.metadata.uid = Some("first".into());
+        type Change<'a> = &'a dyn Fn(&mut LinkedAccount);
+        let steps: [(&str, Change, bool); 7] = [
+            ("created", &|_| {}, true),
+            (
+                "its own status write",
+                &|l| {
+                    l.status = Some(LinkedAccountStatus {
+                        role_arn: Some("arn".into()),
+                        ..LinkedAccountStatus::default()
+                    });
+                },
+                false,
+            ),
+            (
+                "a verification request",
+                &|l| {
+                    l.metadata.annotations =
+                        Some([("accountlinker.dev/verify-requested-at".into(), "1".into())].into());
+                },
+                true,
+            ),
+            (
+                "the registration records the instance",
+                &|l| {
+                    l.status.get_or_insert_default().stack_instance =
+                        Some(StackInstanceRef::default());
+                },
+                true,
+            ),
+            (
+                "verified again",
+                &|l| l.status.get_or_insert_default().account_name = Some("prod".into()),
+                false,
+            ),
+            (
+                "the spec",
+                &|l| l.spec.account_id = "222222222222".into(),
+                true,
+            ),
+            (
+                "recreated alike",
+                &|l| l.metadata.uid = Some("second".into()),
+                true,
+            ),
+        ];
+        // One change at a time: the feed hands out the cache's latest object.
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let watch = tokio::spawn(rx.reflect_shared(writer).for_each(|_| async {}));
+        let mut passed = Box::pin(changes_of(feed, store, reconcile_view));
+        let mut object = base;
+        for (version, (what, change, seen)) in steps.iter().enumerate() {
+            change(&mut object);
+            object.metadata.resource_version = Some(version.to_string());
+            tx.unbounded_send(Ok(watcher::Event::Apply(object.clone())))
+                .expect("the watch runs");
+            let next = tokio::time::timeout(std::time::Duration::from_millis(300), passed.next());
+            let got = next.await.ok().flatten().and_then(|l| l.resource_version());
+            let expected = seen.then(|| version.to_string());
+            assert_eq!(got, expected, "{what}");
+        }
+        drop(tx);
+        watch.await.expect("the watch ends");
     }
 
     #[test]

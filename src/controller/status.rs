@@ -66,6 +66,10 @@ object_status!(LinkedAccountStatus, to_apply(status) {
 pub struct Transitions {
     pub types: &'static [&'static str],
     pub action: &'static str,
+    /// One Event per status write that names every transition in it, instead of one per
+    /// transition: for a kind with one object per account, where a write usually moves two
+    /// or three conditions at once and Events are most of the API server's requests.
+    pub together: bool,
 }
 
 /// The status to write, or `None` when it would differ from `current` only in timestamps.
@@ -143,6 +147,7 @@ where
         &object.object_ref(&()),
         &changed,
         transitions.action,
+        transitions.together,
     )
     .await;
     Ok(Some(next))

@@ -73,6 +73,7 @@ const CHILD_LABEL: &str = labels::BULK_REGISTRATION_LABEL;
 const TRANSITIONS: Transitions = Transitions {
     types: &[READY, STALLED, STACK_SET_READY, INSTANCES_READY],
     action: "Reconcile",
+    together: false,
 };
 /// How soon a stalled registration is looked at again (spec, labelled ConfigMap and child
 /// changes trigger a pass anyway).
@@ -205,7 +206,7 @@ pub async fn run(
         () = &mut shutdown => return,
     }
     ctx.children.add(links.store.clone());
-    let changed = owner_changes(children).map(|child| owner_of(&*child));
+    let changed = owner_changes(children, links.store.clone()).map(|child| owner_of(&*child));
     let deleted = links.deleted(CHILD_LABEL).map(|child| owner_of(&child));
     let owners = futures::stream::select(changed, deleted).filter_map(std::future::ready);
     let controller =

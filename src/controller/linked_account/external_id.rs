@@ -7,7 +7,9 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::LinkedAccount;
 use crate::api::linked_account::reason;
-use crate::controller::external_id::{self, ExternalId, GENERATED_KEY, Unreadable, VALID_FORM};
+use crate::controller::external_id::{
+    self, ExternalId, GENERATED_KEY, SecretCache, Unreadable, VALID_FORM,
+};
 
 /// The ExternalId and where it was read from.
 #[derive(Debug)]
@@ -44,16 +46,24 @@ pub fn generated_secret_name(link: &LinkedAccount) -> String {
     format!("{}{suffix}", name[..keep].trim_end_matches(['-', '.']))
 }
 
-/// Reads the ExternalId of `link`, generating its Secret first when the spec names none.
-pub async fn resolve(secrets: &Api<Secret>, link: &LinkedAccount) -> Result<Resolved, Unavailable> {
+/// Reads the ExternalId of `link` (from `cache` when it holds the Secret), generating its
+/// Secret first when the spec names none.
+pub async fn resolve(
+    secrets: &Api<Secret>,
+    cache: &SecretCache,
+    link: &LinkedAccount,
+) -> Result<Resolved, Unavailable> {
     let (name, key, read) = match &link.spec.external_id {
         Some(source) => {
             let r = &source.secret_ref;
-            let read = external_id::read_referenced(secrets, &r.name, &r.key).await;
+            let read = match cache.fetch(secrets, &r.name).await {
+                Ok(secret) => external_id::read_labelled(secret, &r.key),
+                Err(source) => Err(Unreadable::Api(source)),
+            };
             (r.name.clone(), r.key.as_str(), read)
         }
         None => {
-            let secret = ensure_generated(secrets, link).await?;
+            let secret = ensure_generated(secrets, cache, link).await?;
             let read = external_id::read(&secret, GENERATED_KEY).map(|v| (v, secret));
             (generated_secret_name(link), GENERATED_KEY, read)
         }
@@ -92,6 +102,7 @@ pub async fn resolve(secrets: &Api<Secret>, link: &LinkedAccount) -> Result<Reso
 /// LinkedAccount does not own is never overwritten.
 async fn ensure_generated(
     secrets: &Api<Secret>,
+    cache: &SecretCache,
     link: &LinkedAccount,
 ) -> Result<Secret, Unavailable> {
     let name = generated_secret_name(link);
@@ -99,7 +110,7 @@ async fn ensure_generated(
         name: name.clone(),
         source,
     };
-    let existing = match secrets.get_opt(&name).await.map_err(api_err)? {
+    let existing = match cache.fetch(secrets, &name).await.map_err(api_err)? {
         Some(secret) => secret,
         None => {
             let owner = link

@@ -7,7 +7,8 @@
 //! changed — the generation or the ExternalId Secret — or a new
 //! `accountlinker.dev/verify-requested-at` value asks for it (handled once, recorded in
 //! `status.lastHandledVerifyRequest`). The watch has no generation predicate, so an
-//! annotation-only change reaches the reconciler.
+//! annotation-only change reaches the reconciler; the controller's own status writes do not
+//! ([`link_cache::reconcile_view`]).
 
 pub mod external_id;
 pub mod in_sync;
@@ -25,7 +26,6 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::Semaphore;
 use tracing::debug;
@@ -39,7 +39,8 @@ use crate::api::linked_account::{DEFAULT_ROLE_NAME, reason};
 use crate::api::{LinkedAccount, LinkedAccountStatus};
 use crate::aws::{AccountDirectory, AwsError, ErrorClass, RoleVerifier, VerifyRequest, sts};
 use crate::controller::conditions::{self, Status};
-use crate::controller::link_cache::{Changes, LinkCache};
+use crate::controller::external_id::SecretCache;
+use crate::controller::link_cache::{self, Changes, LinkCache};
 use crate::controller::recorder::Recorder;
 use crate::controller::runner::{self, Failure, Reconciler};
 use crate::controller::status::{self, Transitions};
@@ -54,6 +55,7 @@ pub const CONTROLLER: &str = "linkedaccount";
 const TRANSITIONS: Transitions = Transitions {
     types: &[ROLE_ASSUMABLE, READY, STALLED],
     action: "Verify",
+    together: true,
 };
 
 /// Settings of the controller.
@@ -104,6 +106,8 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub gate: Arc<Gate>,
+    /// The ExternalId Secrets of every watched namespace.
+    pub secrets: SecretCache,
     limiter: RateLimiter,
     in_flight: Semaphore,
     memory: Mutex<HashMap<ObjectRef<LinkedAccount>, Memory>>,
@@ -132,6 +136,7 @@ impl Context {
     ) -> Self {
         Self {
             gate,
+            secrets: SecretCache::default(),
             limiter: RateLimiter::direct(sts_quota(settings.sts_requests_per_second)),
             in_flight: Semaphore::new(settings.sts_concurrency.max(1)),
             client,
@@ -253,13 +258,13 @@ pub async fn run(
     readiness: ControllerReadiness,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let owned = watcher::Config::default().labels(&format!(
-        "{}={}",
-        labels::MANAGED_BY_LABEL,
-        labels::MANAGED_BY
-    ));
+    // The labelled Secrets are cached for reading ExternalIds; a change of a generated one
+    // (deleted, say) reconciles the LinkedAccount that owns it.
+    let secret_changes = ctx.secrets.watch(secrets);
+    // Only what others change reaches the reconciler: its own status writes do not.
+    let changes = link_cache::changes_of(changes, links.store.clone(), link_cache::reconcile_view);
     let controller = Controller::for_shared_stream(changes, links.store)
-        .owns(secrets, owned)
+        .owns_stream(secret_changes)
         .reconcile_all_on(ctx.gate.changes())
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency));
     let gauges = tokio::spawn(count_ready(controller.store(), ctx.clone()));
@@ -344,7 +349,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
     {
         waiting
     } else {
-        match external_id::resolve(&secrets, link).await {
+        match external_id::resolve(&secrets, &ctx.secrets, link).await {
             Err(Unavailable::Blocked { reason, message }) => {
                 if link.spec.external_id.is_none() {
                     next.external_id_secret = None;
