@@ -111,8 +111,21 @@ pub fn child_name(bulk: &BulkRegistration, account: &str) -> String {
 /// Which children to apply, whose stack instance to report, which to delete.
 pub fn plan(inputs: &Inputs<'_>, token: &Token) -> ChildPlan {
     let refs = inputs.instance_refs();
-    let mut out = ChildPlan::default();
-    for account in &inputs.desired.accounts {
+    ChildPlan {
+        writes: writes(inputs, token, &refs).collect(),
+        deletes: deletes(inputs),
+    }
+}
+
+/// The writes of [`plan`], each made when it is taken: [`sync`] carries them out as they come,
+/// so a pass that writes every child of a large registration (its creation, a template change)
+/// holds a few manifests at a time rather than one per child.
+fn writes<'i>(
+    inputs: &'i Inputs<'_>,
+    token: &'i Token,
+    refs: &'i BTreeMap<&str, StackInstanceRef>,
+) -> impl Iterator<Item = ChildWrite> + 'i {
+    inputs.desired.accounts.iter().filter_map(move |account| {
         let name = child_name(inputs.bulk, account);
         let instance = refs.get(account.as_str());
         let carries_new = inputs.settled && instance.is_some_and(carries_current_definition);
@@ -135,24 +148,25 @@ pub fn plan(inputs: &Inputs<'_>, token: &Token) -> ChildPlan {
                 "status": {"stackInstance": i},
             })
         });
-        if spec.is_some() || status.is_some() {
-            out.writes.push(ChildWrite { name, spec, status });
-        }
-    }
+        (spec.is_some() || status.is_some()).then_some(ChildWrite { name, spec, status })
+    })
+}
+
+/// Children of accounts no longer targeted whose instances are gone everywhere.
+fn deletes(inputs: &Inputs<'_>) -> Vec<String> {
     let deployed: BTreeSet<&str> = inputs
         .instances
         .iter()
         .map(|i| i.account.as_str())
         .collect();
-    out.deletes = inputs
+    inputs
         .existing
         .iter()
         .filter(|(account, _)| {
             !inputs.desired.accounts.contains(*account) && !deployed.contains(account.as_str())
         })
         .map(|(_, child)| child.name_any())
-        .collect();
-    out
+        .collect()
 }
 
 /// Whether an instance is CURRENT and SUCCEEDED: its stack has the StackSet's definition.
@@ -271,8 +285,9 @@ fn matches(existing: &LinkedAccount, wanted: &Value) -> bool {
             .all(|(k, v)| existing.annotations().get(k) == Some(v))
 }
 
-/// Reads this registration's children from the cache, applies the plan (each child's spec before its status,
-/// [`CHILD_WRITES_IN_FLIGHT`] at once, then the deletions) and returns what they say.
+/// Reads this registration's children from the cache, carries out the plan (each child's spec
+/// before its status, [`CHILD_WRITES_IN_FLIGHT`] at once, each write made as it is taken, then
+/// the deletions) and returns what they say.
 pub async fn sync(
     pass: &Pass<'_>,
     desired: &Desired,
@@ -306,13 +321,13 @@ pub async fn sync(
         stack_set: &pass.set.name,
         settled,
     };
-    let ChildPlan { writes, deletes } = plan(&inputs, token);
     let verification = verification(
         &inputs,
         pass.next.external_id_rotated_time.as_ref(),
         &token.secret_name,
     );
-    futures::stream::iter(writes)
+    let refs = inputs.instance_refs();
+    futures::stream::iter(writes(&inputs, token, &refs))
         .map(|write| {
             let api = &api;
             async move {
@@ -331,7 +346,7 @@ pub async fn sync(
         .try_collect::<()>()
         .await?;
     crate::failpoint!("children:written");
-    for name in deletes {
+    for name in deletes(&inputs) {
         match api.delete(&name, &DeleteParams::default()).await {
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(e.into()),
