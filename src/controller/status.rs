@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::conditions::{self, Desired};
 use super::events;
+use crate::api::conditions::RECONCILING;
 use crate::api::labels::STATUS_MANAGER;
 use crate::api::{BulkRegistrationStatus, LinkedAccountStatus, MemberAccountStatus};
 
@@ -66,10 +67,12 @@ object_status!(LinkedAccountStatus, to_apply(status) {
 pub struct Transitions {
     pub types: &'static [&'static str],
     pub action: &'static str,
-    /// One Event per status write that names every transition in it, instead of one per
-    /// transition: for a kind with one object per account, where a write usually moves two
-    /// or three conditions at once and Events are most of the API server's requests.
-    pub together: bool,
+    /// A kind with one object per account, thousands created at once, where Events are most
+    /// of the API server's requests: one Event per status write naming every transition in it
+    /// (a write usually moves two or three conditions at once), and none for the first status
+    /// of a new object when it only says the object is in progress (`Reconciling=True`: a new
+    /// object waiting is not news; a first status that fails or stalls still is).
+    pub fleet: bool,
 }
 
 /// The status to write, or `None` when it would differ from `current` only in timestamps.
@@ -122,8 +125,8 @@ where
     Ok(())
 }
 
-/// Writes `next` (from [`next`]) when there is one, then publishes one Event per transition of
-/// `transitions.types` from `current`. Returns what was written.
+/// Writes `next` (from [`next`]) when there is one, then publishes the Events of its transitions
+/// of `transitions.types` from `current` ([`Transitions`]). Returns what was written.
 pub async fn write<K, S>(
     api: &Api<K>,
     recorder: &Recorder,
@@ -140,17 +143,27 @@ where
         return Ok(None);
     };
     patch_status(api, object, &next).await?;
-    let changed =
-        conditions::transitions(current.conditions(), next.conditions(), transitions.types);
-    events::publish_transitions(
-        recorder,
-        &object.object_ref(&()),
-        &changed,
-        transitions.action,
-        transitions.together,
-    )
-    .await;
+    if announced(transitions, current.conditions(), next.conditions()) {
+        let changed =
+            conditions::transitions(current.conditions(), next.conditions(), transitions.types);
+        events::publish_transitions(
+            recorder,
+            &object.object_ref(&()),
+            &changed,
+            transitions.action,
+            transitions.fleet,
+        )
+        .await;
+    }
     Ok(Some(next))
+}
+
+/// Whether the transitions of a write from `current` to `next` conditions are published: not for
+/// a fleet kind's first status that only says the object is in progress ([`Transitions::fleet`]).
+fn announced(transitions: &Transitions, current: &[Condition], next: &[Condition]) -> bool {
+    let starting =
+        current.is_empty() && conditions::is(next, RECONCILING, conditions::Status::True);
+    !(transitions.fleet && starting)
 }
 
 #[cfg(test)]
@@ -196,6 +209,48 @@ mod tests {
             at(60),
         )
         .expect("a change")
+    }
+
+    /// A new fleet object waiting is not news; its first failure is, and so is every status of
+    /// the other kinds.
+    #[test]
+    fn a_fleet_object_s_first_status_is_announced_unless_it_only_says_in_progress() {
+        let kinds = |fleet| Transitions {
+            types: &[READY, STALLED],
+            action: "Verify",
+            fleet,
+        };
+        let pending = written(
+            &[
+                Desired::new(READY, Status::False, "StackInstancePending", "waiting"),
+                Desired::new(RECONCILING, Status::True, "StackInstancePending", "waiting"),
+            ],
+            1,
+        );
+        let failed = written(
+            &[
+                Desired::new(READY, Status::False, "AccessDenied", "denied"),
+                Desired::new(RECONCILING, Status::False, "AccessDenied", ""),
+                Desired::new(STALLED, Status::True, "AccessDenied", "denied"),
+            ],
+            1,
+        );
+        let verified = written(&ready(Status::True, "ok"), 1);
+        let rows = [
+            (true, &[][..], &pending.conditions, false),
+            (true, &[][..], &failed.conditions, true),
+            (true, &pending.conditions[..], &verified.conditions, true),
+            (false, &[][..], &pending.conditions, true),
+        ];
+        for (fleet, current, next, expected) in rows {
+            assert_eq!(
+                announced(&kinds(fleet), current, next),
+                expected,
+                "fleet={fleet}: {:?} → {:?}",
+                current.iter().map(|c| &c.reason).collect::<Vec<_>>(),
+                next.iter().map(|c| &c.reason).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]

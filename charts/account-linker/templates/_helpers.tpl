@@ -61,8 +61,9 @@ The same rules back a ClusterRole (all namespaces) or one Role per watched names
   resources: ["linkedaccounts/status", "bulkregistrations/status", "memberaccounts/status"]
   verbs: ["patch"]
 # ExternalId Secrets: generated ones (LinkedAccount, BulkRegistration token) are created
-# immutable, never rewritten, and watched by the managed-by label; referenced ones are read by
-# name. A rotation creates the next token Secret and deletes the replaced one once the new token
+# immutable and never rewritten; the ones labelled accountlinker.dev/external-id=true (generated
+# ones and the referenced ones a spec may read) are watched and cached by that label (RBAC cannot
+# scope list/watch to a label); a registration reads its token Secret by name. A rotation creates the next token Secret and deletes the replaced one once the new token
 # is proven (src/controller/bulk_registration/token.rs).
 - apiGroups: [""]
   resources: ["secrets"]

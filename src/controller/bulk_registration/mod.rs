@@ -73,7 +73,7 @@ const CHILD_LABEL: &str = labels::BULK_REGISTRATION_LABEL;
 const TRANSITIONS: Transitions = Transitions {
     types: &[READY, STALLED, STACK_SET_READY, INSTANCES_READY],
     action: "Reconcile",
-    together: false,
+    fleet: false,
 };
 /// How soon a stalled registration is looked at again (spec, labelled ConfigMap and child
 /// changes trigger a pass anyway).

@@ -55,7 +55,7 @@ pub const CONTROLLER: &str = "linkedaccount";
 const TRANSITIONS: Transitions = Transitions {
     types: &[ROLE_ASSUMABLE, READY, STALLED],
     action: "Verify",
-    together: true,
+    fleet: true,
 };
 
 /// Settings of the controller.

@@ -46,7 +46,7 @@ pub const CONTROLLER: &str = "memberaccount";
 const TRANSITIONS: Transitions = Transitions {
     types: &[READY, STALLED, ACCOUNT_CREATED],
     action: "Reconcile",
-    together: false,
+    fleet: false,
 };
 
 /// At most this many reads per decision loop: each [`Lookup`] is made once, so a loop that
