@@ -155,6 +155,7 @@ fn link_decision(pass: &LinkPass, current: &LinkedAccountStatus, now: Timestamp)
         refused_since,
         grace: std::time::Duration::from_secs(300),
         verify_interval: std::time::Duration::from_secs(600),
+        verify_spread: 1.0,
         attempt: 0,
     };
     let verified = super::is(

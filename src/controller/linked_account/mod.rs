@@ -336,6 +336,7 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
         refused_since,
         grace: ctx.settings.access_denied_grace,
         verify_interval: interval,
+        verify_spread: 1.0,
         attempt: memory.attempt,
     };
 
@@ -400,10 +401,12 @@ async fn apply(link: &LinkedAccount, ctx: &Context) -> Result<Action, Error> {
                 verdict::record(&mut next, &outcome, Timestamp::now());
                 memory.verified = Some(fingerprint);
                 let refused_since = refused_since(&current, &outcome, generation);
-                let decided = verdict::with_deployed(
-                    verdict::decide(&outcome, &role_arn, &clock(refused_since)),
-                    &deployment,
-                );
+                let mut at = clock(refused_since);
+                if let Some(verified) = &next.last_verified_time {
+                    at.verify_spread = verdict::spread(&uid(link), verified.0);
+                }
+                let decided =
+                    verdict::with_deployed(verdict::decide(&outcome, &role_arn, &at), &deployment);
                 in_sync::with_drift(decided, &deployment, current.stack_instance.as_ref())
             }
         }
@@ -454,11 +457,12 @@ fn not_due(
         return None;
     }
     let last = status.last_verified_time.as_ref()?.0;
-    let elapsed = now.duration_since(last).unsigned_abs();
-    interval
-        .checked_sub(elapsed)
-        .filter(|wait| !wait.is_zero())
-        .map(|wait| verdict::jittered(wait, now).max(Duration::from_secs(1)))
+    verdict::until_due(interval, &uid(link), last, now)
+}
+
+/// The object's uid ("" before the API server gave it one: only in unit tests).
+fn uid(link: &LinkedAccount) -> String {
+    link.meta().uid.clone().unwrap_or_default()
 }
 
 /// When the refusal now observed started, if status already reported the same refusal for

@@ -11,7 +11,7 @@ use crate::api::conditions::{READY, RECONCILING, ROLE_ASSUMABLE, ROLE_DEPLOYED, 
 use crate::api::linked_account::{StackInstanceRef, reason};
 use crate::aws::{AwsError, CallerIdentity, ErrorClass};
 use crate::controller::conditions::{Desired, Status};
-use crate::controller::runner::{backoff, jitter};
+use crate::controller::runner::backoff;
 
 /// The result of one AssumeRole + GetCallerIdentity, classified.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +83,9 @@ pub struct Clock {
     pub grace: Duration,
     /// The object's verify interval.
     pub verify_interval: Duration,
+    /// This verification's spread of the interval ([`spread`]): a verified link is looked at
+    /// again `verify_interval × verify_spread` after the verification.
+    pub verify_spread: f64,
     /// Consecutive retry attempts so far (for backoff).
     pub attempt: u32,
 }
@@ -295,7 +298,7 @@ pub fn decide(outcome: &VerifyOutcome, role_arn: &str, clock: &Clock) -> Verdict
                 Desired::new(RECONCILING, Status::False, reason::VERIFIED, ""),
                 Desired::new(STALLED, Status::False, reason::VERIFIED, ""),
             ]),
-            requeue_after: jittered(clock.verify_interval, clock.now),
+            requeue_after: clock.verify_interval.mul_f64(clock.verify_spread),
             retrying: false,
         },
         VerifyOutcome::AccountMismatch { actual } => Verdict {
@@ -415,9 +418,39 @@ fn stalled(assumable: Option<Status>, reason: &str, message: &str) -> Vec<Desire
     out
 }
 
-/// The verify interval spread by ±10 %, so accounts created together drift apart.
-pub fn jittered(interval: Duration, now: Timestamp) -> Duration {
-    jitter(interval, 0.1, now)
+/// The factor (0.9 to 1.1) by which the verification made at `verified` (whole seconds, as
+/// status records it) stretches the interval to the next one, so accounts created together drift
+/// apart. A function of the object and the recorded time, not of the clock: the requeue after a
+/// verification and every later look at the object (which may come from a watch event, another
+/// replica or a restart) agree on when the next one is due.
+pub fn spread(uid: &str, verified: Timestamp) -> f64 {
+    // FNV-1a: stable across builds and processes, unlike std's randomly keyed hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let second = verified.as_second().to_le_bytes();
+    for byte in uid.as_bytes().iter().chain(&second) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Folded so the low bits (the only ones the seconds moved last) reach the result.
+    let unit = ((hash ^ (hash >> 32)) % 1_000_000) as f64 / 1_000_000.0;
+    0.9 + 0.2 * unit
+}
+
+/// How long until the verification after the one at `verified` is due (`None`: due now). A
+/// second or less counts as due: the look that the verdict's requeue brings may come a moment
+/// before status's whole-second time says, and waking again a second later is a pass for
+/// nothing.
+pub fn until_due(
+    interval: Duration,
+    uid: &str,
+    verified: Timestamp,
+    now: Timestamp,
+) -> Option<Duration> {
+    let elapsed = now.duration_since(verified).unsigned_abs();
+    interval
+        .mul_f64(spread(uid, verified))
+        .checked_sub(elapsed)
+        .filter(|wait| *wait > Duration::from_secs(1))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ fn clock(now: i64, refused_since: Option<i64>) -> Clock {
         refused_since: refused_since.map(t),
         grace: Duration::from_secs(120),
         verify_interval: Duration::from_secs(1800),
+        verify_spread: 1.0,
         attempt: 0,
     }
 }
@@ -141,9 +142,70 @@ fn verified_is_ready_and_requeues_near_the_interval() {
     assert_eq!(find(&v, READY).status, Status::True);
     assert_eq!(find(&v, ROLE_ASSUMABLE).status, Status::True);
     assert_kstatus(&v);
-    let secs = v.requeue_after.as_secs();
-    assert!((1620..=1980).contains(&secs), "{secs}");
+    assert_eq!(v.requeue_after, Duration::from_secs(1800));
     assert!(!v.retrying);
+    let mut spread = clock(0, None);
+    spread.verify_spread = 0.95;
+    let v = decide(
+        &VerifyOutcome::Verified(identity("123456789012")),
+        ROLE,
+        &spread,
+    );
+    assert_eq!(v.requeue_after, Duration::from_secs(1710));
+}
+
+#[test]
+fn the_spread_stays_within_ten_percent_and_separates_objects() {
+    let at = Timestamp::from_second(1_800_000_000).unwrap();
+    let factors: Vec<f64> = (0..1000)
+        .map(|i| spread(&format!("0f1e2d3c-0000-4000-8000-{i:012}"), at))
+        .collect();
+    assert!(
+        factors.iter().all(|f| (0.9..=1.1).contains(f)),
+        "{factors:?}"
+    );
+    let (low, high) = factors
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), f| (l.min(*f), h.max(*f)));
+    assert!(low < 0.91 && high > 1.09, "{low} {high}");
+    let mean = factors.iter().sum::<f64>() / factors.len() as f64;
+    assert!((0.98..1.02).contains(&mean), "{mean}");
+    // The same object verified at another second gets another factor; the same second the same.
+    let uid = "0f1e2d3c-0000-4000-8000-000000000007";
+    let later = Timestamp::from_second(1_800_000_001).unwrap();
+    assert_eq!(spread(uid, at), spread(uid, at));
+    assert_ne!(spread(uid, at), spread(uid, later));
+    // Sub-second digits (never in status) change nothing.
+    let nanos = Timestamp::new(1_800_000_000, 700_000_000).unwrap();
+    assert_eq!(spread(uid, at), spread(uid, nanos));
+}
+
+#[test]
+fn the_next_verification_is_due_when_the_verdict_looks_again() {
+    let uid = "0f1e2d3c-0000-4000-8000-000000000042";
+    let interval = Duration::from_secs(1800);
+    // Verified at 0.7 s past a second; status keeps the whole second.
+    let verified = Timestamp::new(1_800_000_000, 700_000_000).unwrap();
+    let recorded = Timestamp::from_second(1_800_000_000).unwrap();
+    let mut at = clock(0, None);
+    at.now = verified;
+    at.verify_spread = spread(uid, recorded);
+    let requeue = decide(
+        &VerifyOutcome::Verified(identity("123456789012")),
+        ROLE,
+        &at,
+    )
+    .requeue_after;
+    // The requeued look finds the verification due: no extra pass.
+    let looked = verified + requeue;
+    assert_eq!(until_due(interval, uid, recorded, looked), None);
+    // A look halfway (a watch event) waits for the rest, to the same moment.
+    let halfway = recorded + requeue / 2;
+    let wait = until_due(interval, uid, recorded, halfway).unwrap();
+    assert_eq!(halfway + wait, recorded + requeue);
+    // A second before it is due counts as due.
+    let almost = recorded + requeue - Duration::from_millis(900);
+    assert_eq!(until_due(interval, uid, recorded, almost), None);
 }
 
 #[test]
